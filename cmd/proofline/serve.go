@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/internal/api"
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/ratelimit"
+	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/signer"
+)
+
+type serveFlags struct {
+	data, listen, origin, roles, logLevel string
+	natsURL, natsListen                   string
+	natsSyncAlways                        bool
+	natsReplicas                          int
+	dedupWindow, streamMaxAge             time.Duration
+	rate                                  float64
+	burst                                 int
+	maxBody                               int64
+	maxRecords                            int
+	publicLog                             bool
+	batchAge, checkpointInterval          time.Duration
+}
+
+func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
+	var f serveFlags
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&f.data, "data", "./proofline-data", "data directory (keys, JetStream store, Merkle log)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:7600", "HTTP listen address")
+	fs.StringVar(&f.origin, "origin", "", "log origin for a new log (default proofline.local/HOSTNAME); must match an existing key")
+	fs.StringVar(&f.roles, "roles", "all", "comma-separated roles to run: ingest, signer (all = both)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.natsURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded with JetStream under --data")
+	fs.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS on host:port for other producers (default: in-process only)")
+	fs.BoolVar(&f.natsSyncAlways, "nats-sync-always", false, "fsync every JetStream write of the embedded server (survives power loss, slower)")
+	fs.IntVar(&f.natsReplicas, "nats-replicas", 1, "stream replicas on an external cluster")
+	fs.DurationVar(&f.dedupWindow, "dedup-window", 10*time.Minute, "JetStream duplicate window for record ids")
+	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 7*24*time.Hour, "how long records stay in the stream")
+	fs.Float64Var(&f.rate, "rate", 20000, "records per second allowed per principal (0 = unlimited)")
+	fs.IntVar(&f.burst, "burst", 20000, "records a principal may send at once above its rate")
+	fs.Int64Var(&f.maxBody, "max-body", ingest.DefaultConfig.MaxBodyBytes, "largest request body in bytes, before and after decompression")
+	fs.IntVar(&f.maxRecords, "max-records", ingest.DefaultConfig.MaxRecords, "most records in one request")
+	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
+	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
+	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	roles, err := parseRoles(f.roles)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return serve(ctx, f, roles, logger)
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %v", level, err)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+type roleSet map[string]bool
+
+func parseRoles(s string) (roleSet, error) {
+	r := roleSet{}
+	for _, p := range strings.Split(s, ",") {
+		switch p = strings.TrimSpace(p); p {
+		case "all":
+			r["ingest"], r["signer"] = true, true
+		case "ingest", "signer":
+			r[p] = true
+		default:
+			return nil, fmt.Errorf("unknown role %q (want ingest, signer or all)", p)
+		}
+	}
+	return r, nil
+}
+
+func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger) error {
+	if err := os.MkdirAll(f.data, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	logSigner, logVerifier, vkey, created, err := logKeys(f.data, f.origin)
+	if err != nil {
+		return err
+	}
+	logger.Info("log key", "origin", logVerifier.Name(), "verifier_key", vkey, "created", created)
+	tokens, err := tokenKeys(f.data)
+	if err != nil {
+		return err
+	}
+
+	b, err := bus.Open(ctx, bus.Config{
+		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen, SyncAlways: f.natsSyncAlways,
+		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if u := b.ClientURL(); u != "" {
+		logger.Info("embedded nats listening", "url", u)
+	}
+
+	// The log lives with the signer; the read API needs it too, so the
+	// ingest-only role runs without proofs.
+	var lg *ledger.Log
+	if roles["signer"] {
+		lg, err = ledger.Open(ctx, ledger.Config{
+			Dir: f.data, Signer: logSigner, Verifier: logVerifier,
+			BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: logger,
+		})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := lg.Close(cctx); err != nil {
+				logger.Error("closing log", "err", err)
+			}
+		}()
+	}
+
+	var wg sync.WaitGroup
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer func() { cancelRun(); wg.Wait() }()
+	if roles["signer"] {
+		s := signer.New(signer.Config{}, b, lg, logger)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Run(runCtx); err != nil {
+				logger.Error("signer stopped", "err", err)
+			}
+		}()
+	}
+
+	var ingestHandler http.Handler
+	if roles["ingest"] {
+		var inLog ingest.InLog
+		if lg != nil {
+			inLog = lg.LookupMany
+		}
+		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords},
+			ingest.NewPublisher(b.JS), inLog, ratelimit.New(f.rate, f.burst), logger)
+	}
+	mux := api.NewMux(api.Deps{
+		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b,
+		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
+	})
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", f.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}

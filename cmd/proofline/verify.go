@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/transparency-dev/tessera/client"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/proofline/proofline/ledger/notesig"
+	"github.com/proofline/proofline/ledger/verify"
+)
+
+func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet("verify", stderr)
+	bundlePath := fs.String("bundle", "", "proof bundle JSON file (from GET /v1/proof/{record_id}); - for stdin")
+	logURL := fs.String("log", "", "base URL of a live log to audit (serving /checkpoint and /tile/)")
+	keyPath := fs.String("key", "", "the log's verifier key file (DATA/keys/log.pub, or GET /v1/log/key)")
+	statePath := fs.String("state", defaultStatePath(), "with --log: file remembering the last verified checkpoint per log")
+	token := fs.String("token", os.Getenv("PROOFLINE_TOKEN"), "with --log: bearer token when the log is not public (or PROOFLINE_TOKEN)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "with --log: overall time limit")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return exitUsage, err
+	}
+	if *keyPath == "" || (*bundlePath == "") == (*logURL == "") {
+		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle or --log", errUsage)
+	}
+	v, err := notesig.LoadVerifier(*keyPath)
+	if err != nil {
+		return exitUsage, err
+	}
+	var result any
+	if *bundlePath != "" {
+		result, err = verifyBundleFile(*bundlePath, v)
+	} else {
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		result, err = auditLog(ctx, *logURL, *token, *statePath, v)
+	}
+	if err != nil {
+		var mm *verify.MismatchError
+		if errors.As(err, &mm) {
+			fmt.Fprintf(stdout, "FAILED: %v\n", err)
+			return exitMismatch, nil
+		}
+		return exitUsage, err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return exitOK, enc.Encode(result)
+	}
+	fmt.Fprintf(stdout, "OK: %s\n", describe(result))
+	return exitOK, nil
+}
+
+func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
+	var raw []byte
+	var err error
+	if path == "-" {
+		raw, err = io.ReadAll(os.Stdin)
+	} else {
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	var b verify.Bundle
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("bundle %s is not a proof bundle: %w", path, err)
+	}
+	return verify.VerifyBundle(&b, v)
+}
+
+func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier) (*verify.AuditResult, error) {
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%w: --log must be an http(s) URL", errUsage)
+	}
+	f, err := client.NewHTTPFetcher(u, &http.Client{Timeout: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		f.SetAuthorizationHeader("Bearer " + token)
+	}
+	states, err := verify.LoadState(statePath)
+	if err != nil {
+		return nil, err
+	}
+	res, next, err := verify.Audit(ctx, f, v, states.Get(v.Name()))
+	if err != nil {
+		return nil, err
+	}
+	states.Put(next)
+	if err := states.Save(statePath); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func defaultStatePath() string {
+	if d, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(d, "proofline", "verify-state.json")
+	}
+	return "proofline-verify-state.json"
+}
+
+func describe(r any) string {
+	switch r := r.(type) {
+	case *verify.Result:
+		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)", r.LeafIndex, r.Origin, r.TreeSize, r.Root)
+	case *verify.AuditResult:
+		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d", r.Origin, r.Entries, r.Tiles, r.TreeSize)
+	}
+	return fmt.Sprint(r)
+}

@@ -1,0 +1,151 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// natsProc is a nats-server process (Debian's package), the "external
+// NATS" of a production deployment.
+type natsProc struct {
+	t     *testing.T
+	store string
+	addr  string
+	cmd   *exec.Cmd
+	done  chan struct{}
+}
+
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("nats-server")
+	if err == nil {
+		return p
+	}
+	for _, c := range []string{"/usr/sbin/nats-server", "/usr/bin/nats-server"} {
+		if _, err := os.Stat(c); err == nil {
+			return c
+		}
+	}
+	if os.Getenv("PROOFLINE_SKIP_EXTERNAL_NATS") == "1" {
+		t.Skip("nats-server not installed and PROOFLINE_SKIP_EXTERNAL_NATS=1")
+	}
+	t.Fatal("nats-server is not installed: run the README set-up command (it installs Debian's nats-server package)")
+	return ""
+}
+
+func startNATS(t *testing.T) *natsProc {
+	n := &natsProc{t: t, store: t.TempDir(), addr: freeAddr(t)}
+	n.start()
+	t.Cleanup(func() { n.stop(syscall.SIGTERM) })
+	return n
+}
+
+func (n *natsProc) start() {
+	n.t.Helper()
+	host, port, _ := net.SplitHostPort(n.addr)
+	n.cmd = exec.Command(natsServerBinary(n.t), "-js", "-sd", n.store, "-a", host, "-p", port)
+	logf, err := os.Create(filepath.Join(n.t.TempDir(), "nats.log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.done = make(chan struct{})
+	go func() { _ = n.cmd.Wait(); logf.Close(); close(n.done) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", n.addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	n.t.Fatal("nats-server did not start listening")
+}
+
+func (n *natsProc) stop(sig syscall.Signal) {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Signal(sig)
+	select {
+	case <-n.done:
+	case <-time.After(20 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+}
+
+func (n *natsProc) url() string { return fmt.Sprintf("nats://%s", n.addr) }
+
+// TestExternalNATS runs the whole path against a separate nats-server
+// process, and restarts that server in the middle of sustained ingest:
+// nothing acknowledged is lost or doubled.
+func TestExternalNATS(t *testing.T) {
+	n := startNATS(t)
+	data := t.TempDir()
+	s := startServer(t, data, "--nats", n.url())
+	tok := s.token("gw-1", "ingest", "1h")
+	q := s.token("auditor", "query", "1h")
+
+	// The plain path first.
+	first := ids("ext", 20)
+	if code, _, pr, err := s.post(tok, jsonArray(t, records(first)...), nil); err != nil || code != 202 || pr.Accepted != 20 {
+		t.Fatalf("post: %d %+v %v", code, pr, err)
+	}
+	bundle := filepath.Join(t.TempDir(), "b.json")
+	if err := os.WriteFile(bundle, s.waitProof(q, first[7]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := cli(t, "verify", "--bundle", bundle, "--key", filepath.Join(data, "keys", "log.pub")); code != 0 {
+		t.Fatalf("verify: %d %s%s", code, out, errOut)
+	}
+
+	// Now restart NATS under load.
+	var g loadGen
+	stop := make(chan struct{})
+	var cur atomic.Pointer[server]
+	cur.Store(s)
+	wg := g.run(t, func() *server { return cur.Load() }, tok, "ext-load", 3, 50, stop)
+	waitAcked(&g, 1000, 30*time.Second)
+	n.stop(syscall.SIGTERM)
+	time.Sleep(time.Second) // ingest must answer 503 meanwhile, not 202
+	failsDuringOutage := g.fails.Load()
+	n.start()
+	before := ackedCount(&g)
+	waitAcked(&g, before+1000, 60*time.Second)
+	close(stop)
+	wg.Wait()
+	if ackedCount(&g) <= before {
+		t.Fatalf("ingest did not resume after NATS came back\n%s", s.logs())
+	}
+	t.Logf("acknowledged %d, failed requests %d (%d by the time NATS was restarted)", ackedCount(&g), g.fails.Load(), failsDuringOutage)
+	for _, id := range first {
+		g.acked[id] = true
+	}
+	checkExactlyOnce(t, s, q, g.acked)
+}
+
+func ackedCount(g *loadGen) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.acked)
+}
+
+func waitAcked(g *loadGen, n int, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for ackedCount(g) < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"bytes"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRetriesMakeOneLeaf: the same batch posted three times, and once more
+// after JetStream's duplicate window has passed, gives one leaf per record.
+func TestRetriesMakeOneLeaf(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, "--dedup-window", "1s")
+	tok := s.token("gw-1", "ingest", "1h")
+	q := s.token("auditor", "query", "1h")
+	batch := ids("retry", 25)
+	body := jsonArray(t, records(batch)...)
+
+	wantStatus := []string{"accepted", "duplicate", "duplicate"}
+	for attempt, want := range wantStatus {
+		code, _, pr, err := s.post(tok, body, nil)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("attempt %d: %d %v", attempt, code, err)
+		}
+		for _, r := range pr.Results {
+			// The first retry may race the signer; either way it must not
+			// be accepted as new.
+			if r.Status != want {
+				t.Fatalf("attempt %d: %s is %q, want %q", attempt, r.RecordID, r.Status, want)
+			}
+		}
+	}
+	for _, id := range batch {
+		s.waitProof(q, id)
+	}
+	// Past the JetStream window, the log's own index still knows them.
+	time.Sleep(1500 * time.Millisecond)
+	code, _, pr, err := s.post(tok, body, nil)
+	if err != nil || code != http.StatusAccepted || pr.Duplicates != len(batch) {
+		t.Fatalf("post after the dedup window: %d %+v %v, want every record a duplicate", code, pr, err)
+	}
+	// And after a restart.
+	s.stop()
+	s.start()
+	code, _, pr, err = s.post(tok, body, nil)
+	if err != nil || code != http.StatusAccepted || pr.Duplicates != len(batch) {
+		t.Fatalf("post after restart: %d %+v %v, want every record a duplicate", code, pr, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	counts, size := logRecordIDs(t, s, q, filepath.Join(data, "keys", "log.pub"))
+	if size != uint64(len(batch)) {
+		t.Fatalf("log has %d leaves, want %d", size, len(batch))
+	}
+	for _, id := range batch {
+		if counts[id] != 1 {
+			t.Fatalf("%s appears %d times in the log", id, counts[id])
+		}
+	}
+}
+
+// TestBadInput: every kind of bad request gets its documented status and
+// message, and valid records next to invalid ones are still stored.
+func TestBadInput(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, "--max-body", "200000", "--rate", "5", "--burst", "60")
+	tok := s.token("gw-1", "ingest", "1h")
+	other := s.token("gw-2", "ingest", "1h")
+	queryTok := s.token("auditor", "query", "1h")
+	expiring := s.token("gw-1", "ingest", "1s")
+
+	good := record("bad-neighbour-ok")
+	wrongType := record("bad-wrong-type")
+	wrongType["tool"] = map[string]any{"name": 42}
+	missing := record("bad-missing")
+	delete(missing, "actor")
+	badEnum := record("bad-enum")
+	badEnum["policy"] = map[string]any{"decision": "maybe"}
+	huge := record("bad-huge")
+	huge["attributes"] = map[string]any{"blob": strings.Repeat("x", 70_000)}
+
+	mixed := append(ndjson(t, good, wrongType), []byte("{not json\n")...)
+	mixed = append(mixed, ndjson(t, missing, badEnum)...)
+	code, _, pr, err := s.post(tok, mixed, nil)
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("mixed ndjson: %d %v", code, err)
+	}
+	if pr.Accepted != 1 || pr.Rejected != 4 {
+		t.Fatalf("mixed ndjson: %+v, want 1 accepted 4 rejected", pr)
+	}
+	wantPaths := map[int]string{1: "$.tool.name", 2: "$", 3: "$.actor", 4: "$.policy.decision"}
+	for i, path := range wantPaths {
+		r := pr.Results[i]
+		if r.Status != "rejected" || len(r.Errors) == 0 {
+			t.Fatalf("result %d: %+v, want rejected with errors", i, r)
+		}
+		found := false
+		for _, e := range r.Errors {
+			found = found || e.Path == path
+		}
+		if !found {
+			t.Fatalf("result %d: errors %+v do not name %s", i, r.Errors, path)
+		}
+	}
+	s.waitProof(queryTok, "bad-neighbour-ok")
+
+	cases := []struct {
+		name     string
+		token    string
+		body     []byte
+		headers  map[string]string
+		status   int
+		code     string
+		contains string
+	}{
+		{"malformed array", tok, []byte(`[{"record_id":"x"},`), nil, 400, "bad_request", "malformed"},
+		{"empty body", tok, nil, nil, 400, "bad_request", "empty"},
+		{"all invalid", tok, ndjson(t, wrongType), nil, 400, "", ""},
+		{"oversize body", tok, bytes.Repeat([]byte(" "), 250_000), nil, 413, "too_large", "too large"},
+		{"oversize record", tok, ndjson(t, huge, record("bad-huge-neighbour")), nil, 202, "", ""},
+		{"gzip bomb", tok, gz(t, bytes.Repeat([]byte(" "), 5_000_000)), map[string]string{"Content-Encoding": "gzip"}, 413, "too_large", "decompression"},
+		{"bad gzip", tok, []byte("definitely not gzip"), map[string]string{"Content-Encoding": "gzip"}, 400, "bad_request", "decompress"},
+		{"bad zstd", tok, []byte("definitely not zstd"), map[string]string{"Content-Encoding": "zstd"}, 400, "bad_request", "decompress"},
+		{"unknown encoding", tok, gz(t, ndjson(t, good)), map[string]string{"Content-Encoding": "br"}, 415, "unsupported_encoding", "br"},
+		{"no token", "", ndjson(t, good), nil, 401, "unauthenticated", "missing"},
+		{"garbage token", "abc.def.ghi", ndjson(t, good), nil, 401, "unauthenticated", "invalid"},
+		{"wrong scope", queryTok, ndjson(t, good), nil, 403, "forbidden", "scope"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, pr, err := s.post(c.token, c.body, c.headers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if code != c.status {
+				t.Fatalf("status %d, want %d (%+v)", code, c.status, pr)
+			}
+			if c.code != "" && (pr.Error == nil || pr.Error.Code != c.code || !strings.Contains(pr.Error.Message, c.contains)) {
+				t.Fatalf("error %+v, want code %q mentioning %q", pr.Error, c.code, c.contains)
+			}
+		})
+	}
+	// The oversize record was rejected alone; its neighbour is stored.
+	s.waitProof(queryTok, "bad-huge-neighbour")
+
+	t.Run("expired token", func(t *testing.T) {
+		time.Sleep(1100 * time.Millisecond)
+		code, _, pr, err := s.post(expiring, ndjson(t, good), nil)
+		if err != nil || code != 401 || pr.Error == nil || !strings.Contains(pr.Error.Message, "expired") {
+			t.Fatalf("expired token: %d %+v %v", code, pr.Error, err)
+		}
+	})
+	t.Run("rate limit", func(t *testing.T) {
+		batch := records(ids("rl", 60))
+		code, _, _, err := s.post(other, jsonArray(t, batch...), nil)
+		if err != nil || code != 202 {
+			t.Fatalf("first burst: %d %v", code, err)
+		}
+		code, hdr, pr, err := s.post(other, jsonArray(t, batch[:10]...), nil)
+		if err != nil || code != http.StatusTooManyRequests || pr.Error == nil || pr.Error.Code != "rate_limited" {
+			t.Fatalf("over the rate: %d %+v %v, want 429", code, pr.Error, err)
+		}
+		ra, err := strconv.Atoi(hdr.Get("Retry-After"))
+		if err != nil || ra < 1 {
+			t.Fatalf("Retry-After %q, want a positive number of seconds", hdr.Get("Retry-After"))
+		}
+		// Another principal is not affected.
+		if code, _, _, _ := s.post(tok, ndjson(t, record("rl-other-principal")), nil); code != 202 {
+			t.Fatalf("another principal: %d, want 202", code)
+		}
+		// More than the burst in one request can never pass.
+		code, _, _, _ = s.post(other, jsonArray(t, records(ids("rl-big", 61))...), nil)
+		if code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("batch over the burst: %d, want 413", code)
+		}
+	})
+}

@@ -1,0 +1,105 @@
+package ingest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+var (
+	errTooLarge        = errors.New("request body too large")
+	errUnsupportedCode = errors.New("unsupported Content-Encoding")
+	errBadCompression  = errors.New("body does not decompress")
+	errMalformed       = errors.New("malformed request body")
+)
+
+// readBody returns the request body decompressed, refusing more than limit
+// bytes before or after decompression (a small gzip can expand enormously).
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	var src io.Reader = http.MaxBytesReader(nil, r.Body, limit)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			return nil, classifyReadErr(err)
+		}
+		defer zr.Close()
+		src = zr
+	case "zstd":
+		zr, err := zstd.NewReader(src, zstd.WithDecoderMaxMemory(uint64(limit)*2), zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadCompression, err)
+		}
+		defer zr.Close()
+		src = zr
+	default:
+		return nil, fmt.Errorf("%w %q (use gzip, zstd or none)", errUnsupportedCode, enc)
+	}
+	body, err := io.ReadAll(io.LimitReader(src, limit+1))
+	if err != nil {
+		return nil, classifyReadErr(err)
+	}
+	if int64(len(body)) > limit {
+		return nil, fmt.Errorf("%w: more than %d bytes after decompression", errTooLarge, limit)
+	}
+	return body, nil
+}
+
+func classifyReadErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Errorf("%w: more than %d bytes", errTooLarge, mbe.Limit)
+	}
+	return fmt.Errorf("%w: %v", errBadCompression, err)
+}
+
+// splitRecords splits a body holding a JSON array of records, or NDJSON
+// (one record per line), into the raw bytes of each record. A syntax error
+// in an array fails the whole body, since nothing after it can be trusted;
+// in NDJSON each line stands alone and a bad line is only that record's
+// problem, reported by the record decoder.
+func splitRecords(body []byte) ([][]byte, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return nil, fmt.Errorf("%w: empty body", errMalformed)
+	}
+	if trimmed[0] != '[' {
+		var out [][]byte
+		for line := range bytes.Lines(trimmed) {
+			if l := bytes.TrimSpace(line); len(l) > 0 {
+				out = append(out, l)
+			}
+		}
+		return out, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	var out [][]byte
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("%w: record %d: %v", errMalformed, len(out), err)
+		}
+		out = append(out, raw)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the closing ]", errMalformed)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the closing ]", errMalformed)
+	}
+	return out, nil
+}

@@ -1,0 +1,98 @@
+package ingest
+
+import (
+	"bytes"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+)
+
+func TestSplitRecords(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		want []string
+		err  error
+	}{
+		{"array", `[{"a":1}, {"b":2}]`, []string{`{"a":1}`, `{"b":2}`}, nil},
+		{"empty array", `[]`, nil, nil},
+		{"ndjson with blank lines", "{\"a\":1}\n\n  {\"b\":2}  \r\n", []string{`{"a":1}`, `{"b":2}`}, nil},
+		// In NDJSON a bad line is kept for the decoder to reject alone.
+		{"ndjson bad line", "{\"a\":1}\n{oops\n{\"b\":2}", []string{`{"a":1}`, `{oops`, `{"b":2}`}, nil},
+		{"single object", `{"a":1}`, []string{`{"a":1}`}, nil},
+		{"truncated array", `[{"a":1},`, nil, errMalformed},
+		{"garbage after array", `[{"a":1}] x`, nil, errMalformed},
+		{"second array", `[{"a":1}][]`, nil, errMalformed},
+		{"empty", "  \n", nil, errMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := splitRecords([]byte(c.body))
+			if !errors.Is(err, c.err) {
+				t.Fatalf("err %v, want %v", err, c.err)
+			}
+			if len(got) != len(c.want) {
+				t.Fatalf("got %d records %q, want %q", len(got), got, c.want)
+			}
+			for i := range got {
+				if string(got[i]) != c.want[i] {
+					t.Fatalf("record %d = %q, want %q", i, got[i], c.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestReadBody(t *testing.T) {
+	payload := []byte(strings.Repeat(`{"record_id":"x"}`+"\n", 100))
+	var gzBuf bytes.Buffer
+	zw := gzip.NewWriter(&gzBuf)
+	zw.Write(payload)
+	zw.Close()
+	enc, _ := zstd.NewWriter(nil)
+	zstdBody := enc.EncodeAll(payload, nil)
+	bomb := func() []byte {
+		var b bytes.Buffer
+		w := gzip.NewWriter(&b)
+		w.Write(make([]byte, 1<<20))
+		w.Close()
+		return b.Bytes()
+	}()
+
+	cases := []struct {
+		name     string
+		encoding string
+		body     []byte
+		limit    int64
+		want     []byte
+		err      error
+	}{
+		{"identity", "", payload, 1 << 20, payload, nil},
+		{"gzip", "gzip", gzBuf.Bytes(), 1 << 20, payload, nil},
+		{"zstd", "zstd", zstdBody, 1 << 20, payload, nil},
+		{"too large raw", "", payload, 100, nil, errTooLarge},
+		{"too large after gunzip", "gzip", bomb, 64 << 10, nil, errTooLarge},
+		{"corrupt gzip", "gzip", []byte("nope"), 1 << 20, nil, errBadCompression},
+		{"corrupt zstd", "zstd", []byte("nope"), 1 << 20, nil, errBadCompression},
+		{"unknown", "br", payload, 1 << 20, nil, errUnsupportedCode},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/v1/records", bytes.NewReader(c.body))
+			if c.encoding != "" {
+				r.Header.Set("Content-Encoding", c.encoding)
+			}
+			got, err := readBody(r, c.limit)
+			if !errors.Is(err, c.err) {
+				t.Fatalf("err %v, want %v", err, c.err)
+			}
+			if c.err == nil && !bytes.Equal(got, c.want) {
+				t.Fatalf("body differs: %d bytes, want %d", len(got), len(c.want))
+			}
+		})
+	}
+}

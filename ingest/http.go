@@ -1,0 +1,233 @@
+// Package ingest is proofline's front door: the HTTP API gateways post call
+// records to, and the JetStream publisher every producer shares.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/proofline/proofline/internal/auth"
+	"github.com/proofline/proofline/internal/httpx"
+	"github.com/proofline/proofline/internal/ratelimit"
+	"github.com/proofline/proofline/schemas"
+)
+
+// Config bounds what one request may carry.
+type Config struct {
+	// MaxBodyBytes bounds the body, compressed and decompressed.
+	MaxBodyBytes int64
+	// MaxRecords bounds the records in one request.
+	MaxRecords int
+	// PublishTimeout bounds the wait for JetStream to confirm storage.
+	PublishTimeout time.Duration
+}
+
+// DefaultConfig is used for zero fields.
+var DefaultConfig = Config{MaxBodyBytes: 16 << 20, MaxRecords: 10_000, PublishTimeout: 10 * time.Second}
+
+// Status of one record in a response.
+const (
+	StatusAccepted  = "accepted"
+	StatusDuplicate = "duplicate"
+	StatusRejected  = "rejected"
+)
+
+// Result is the outcome for one record of a request, in request order.
+type Result struct {
+	Index     int                  `json:"index"`
+	RecordID  string               `json:"record_id,omitempty"`
+	Status    string               `json:"status"`
+	Errors    []schemas.FieldError `json:"errors,omitempty"`
+	StreamSeq uint64               `json:"stream_seq,omitempty"`
+}
+
+// Response is the body of a POST /v1/records answer.
+type Response struct {
+	Accepted   int      `json:"accepted"`
+	Duplicates int      `json:"duplicates"`
+	Rejected   int      `json:"rejected"`
+	Results    []Result `json:"results"`
+}
+
+// InLog reports which record ids are already in the Merkle log, so that a
+// retry after JetStream's duplicate window is still answered "duplicate".
+// It may be nil when the log is not in this process.
+type InLog func(ids []string) (map[string]uint64, error)
+
+// Handler serves POST /v1/records.
+type Handler struct {
+	cfg     Config
+	pub     *Publisher
+	inLog   InLog
+	limiter *ratelimit.Limiter
+	log     *slog.Logger
+}
+
+// NewHandler builds the ingest handler. It expects to run behind
+// auth.Keys.Require(auth.ScopeIngest, ...).
+func NewHandler(cfg Config, pub *Publisher, inLog InLog, limiter *ratelimit.Limiter, logger *slog.Logger) *Handler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultConfig.MaxBodyBytes
+	}
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = DefaultConfig.MaxRecords
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = DefaultConfig.PublishTimeout
+	}
+	return &Handler{cfg: cfg, pub: pub, inLog: inLog, limiter: limiter, log: logger}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		httpx.WriteError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	claims, ok := auth.FromContext(r.Context())
+	if !ok {
+		httpx.WriteError(w, http.StatusUnauthorized, "no authenticated principal")
+		return
+	}
+	body, err := readBody(r, h.cfg.MaxBodyBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		httpx.WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
+		return
+	case errors.Is(err, errUnsupportedCode):
+		httpx.WriteError(w, http.StatusUnsupportedMediaType, err.Error())
+		return
+	case err != nil:
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	raws, err := splitRecords(body)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if len(raws) > h.cfg.MaxRecords {
+		httpx.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d records in one request; at most %d", len(raws), h.cfg.MaxRecords))
+		return
+	}
+	if ok, wait, tooBig := h.limiter.Take(claims.Principal, len(raws)); !ok {
+		if tooBig {
+			httpx.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("%d records exceed the per-principal burst of %d; split the batch", len(raws), h.limiter.Burst()))
+			return
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait)))
+		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("principal %s is over its rate limit; retry after %s", claims.Principal, wait.Round(time.Millisecond)))
+		return
+	}
+	resp, status := h.ingest(r.Context(), claims.Principal, raws)
+	if status >= 500 {
+		w.Header().Set("Retry-After", "1")
+	}
+	if resp == nil {
+		httpx.WriteError(w, status, "records were not confirmed stored; retry the request (it is idempotent)")
+		return
+	}
+	httpx.WriteJSON(w, status, resp)
+}
+
+// ingest decodes, stamps and publishes the records; the returned response
+// describes every record, and the status is 202 when anything was stored
+// or already present.
+func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (*Response, int) {
+	resp := &Response{Results: make([]Result, len(raws))}
+	var msgs []Message
+	var msgIdx []int // result index of each message
+	firstByID := map[string]int{}
+	for i, raw := range raws {
+		res := &resp.Results[i]
+		res.Index = i
+		rec, err := schemas.Decode(raw)
+		if err != nil {
+			res.Status = StatusRejected
+			res.Errors = fieldErrors(err)
+			continue
+		}
+		res.RecordID = rec.RecordID
+		if _, dup := firstByID[rec.RecordID]; dup {
+			res.Status = StatusDuplicate
+			continue
+		}
+		firstByID[rec.RecordID] = i
+		// The principal comes from the token, never from the body.
+		rec.IngestedBy = principal
+		canon, err := rec.Canonical()
+		if err != nil {
+			res.Status = StatusRejected
+			res.Errors = []schemas.FieldError{{Path: "$", Message: err.Error()}}
+			continue
+		}
+		res.Status = StatusAccepted
+		msgs = append(msgs, Message{RecordID: rec.RecordID, Data: canon})
+		msgIdx = append(msgIdx, i)
+	}
+	if h.inLog != nil && len(msgs) > 0 {
+		ids := make([]string, len(msgs))
+		for j, m := range msgs {
+			ids[j] = m.RecordID
+		}
+		known, err := h.inLog(ids)
+		if err != nil {
+			h.log.ErrorContext(ctx, "log index lookup failed", "err", err)
+			return nil, http.StatusServiceUnavailable
+		}
+		kept, keptIdx := msgs[:0:0], msgIdx[:0:0]
+		for j, m := range msgs {
+			if _, ok := known[m.RecordID]; ok {
+				resp.Results[msgIdx[j]].Status = StatusDuplicate
+				continue
+			}
+			kept, keptIdx = append(kept, m), append(keptIdx, msgIdx[j])
+		}
+		msgs, msgIdx = kept, keptIdx
+	}
+	if len(msgs) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, h.cfg.PublishTimeout)
+		defer cancel()
+		acks, err := h.pub.Publish(pctx, msgs)
+		if err != nil {
+			h.log.ErrorContext(ctx, "publish failed", "err", err, "records", len(msgs), "principal", principal)
+			return nil, http.StatusServiceUnavailable
+		}
+		for j, a := range acks {
+			res := &resp.Results[msgIdx[j]]
+			res.StreamSeq = a.Seq
+			if a.Duplicate {
+				res.Status = StatusDuplicate
+			}
+		}
+	}
+	for _, r := range resp.Results {
+		switch r.Status {
+		case StatusAccepted:
+			resp.Accepted++
+		case StatusDuplicate:
+			resp.Duplicates++
+		default:
+			resp.Rejected++
+		}
+	}
+	h.log.InfoContext(ctx, "ingested", "principal", principal, "accepted", resp.Accepted, "duplicates", resp.Duplicates, "rejected", resp.Rejected)
+	if resp.Accepted+resp.Duplicates == 0 {
+		return resp, http.StatusBadRequest
+	}
+	return resp, http.StatusAccepted
+}
+
+// fieldErrors turns a decode error into per-field errors for the client.
+func fieldErrors(err error) []schemas.FieldError {
+	var ve *schemas.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Errors
+	}
+	return []schemas.FieldError{{Path: "$", Message: err.Error()}}
+}

@@ -1,0 +1,70 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proofline/proofline/internal/bus"
+)
+
+// Message is one canonical call record ready for the stream.
+type Message struct {
+	RecordID string
+	Data     []byte
+}
+
+// PubResult is what JetStream said about one message.
+type PubResult struct {
+	Seq       uint64
+	Duplicate bool
+}
+
+// Publisher puts call records on the CALLS stream. Every producer (HTTP
+// ingest, the MCP hook, the collector exporter) publishes through it so the
+// message id, subject and header conventions exist once.
+type Publisher struct {
+	js jetstream.JetStream
+}
+
+// NewPublisher publishes through js.
+func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// Publish stores msgs in JetStream and returns only when the stream has
+// acknowledged every one of them (or ctx ends). The record id is the
+// Nats-Msg-Id, so a message JetStream has already stored within its
+// duplicate window is reported as a duplicate and not stored twice.
+//
+// Messages are published asynchronously and awaited together: a batch
+// costs about one round trip, not one per record.
+func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, error) {
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		nm := &nats.Msg{Subject: bus.SubjectRecords, Data: m.Data, Header: nats.Header{}}
+		nm.Header.Set(jetstream.MsgIDHeader, m.RecordID)
+		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(bus.StreamName))
+		if err != nil {
+			return nil, fmt.Errorf("publish %s: %w", m.RecordID, err)
+		}
+		futures[i] = f
+	}
+	out := make([]PubResult, len(msgs))
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			out[i] = PubResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err := <-f.Err():
+			return nil, fmt.Errorf("publish %s: %w", msgs[i].RecordID, err)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("publish %s: waiting for JetStream: %w", msgs[i].RecordID, errors.Join(ErrUnavailable, ctx.Err()))
+		}
+	}
+	return out, nil
+}
+
+// ErrUnavailable means JetStream did not confirm storage in time; nothing
+// in the batch may be assumed stored, and retrying it is safe.
+var ErrUnavailable = errors.New("jetstream unavailable")

@@ -1,0 +1,149 @@
+// Package api assembles proofline's HTTP surface: ingest, the log's read
+// API (C2SP tlog-tiles plus proof bundles), health and readiness. Each role
+// brings its handler; this package only routes and applies auth.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/proofline/proofline/internal/auth"
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/httpx"
+	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/schemas"
+)
+
+// Deps are the parts the API serves; nil parts' routes answer 404.
+type Deps struct {
+	Tokens      *auth.Keys
+	Ingest      http.Handler
+	Log         *ledger.Log
+	Bus         *bus.Bus
+	VerifierKey string
+	// PublicLog serves /checkpoint and /tile/ without a token.
+	PublicLog bool
+	Logger    *slog.Logger
+}
+
+// NewMux routes every endpoint.
+func NewMux(d Deps) http.Handler {
+	mux := http.NewServeMux()
+	need := func(scope auth.Scope, h http.Handler) http.Handler {
+		return d.Tokens.Require(scope, func(w http.ResponseWriter, status int, err error) {
+			httpx.WriteError(w, status, err.Error())
+		}, h)
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", d.ready)
+	mux.HandleFunc("GET /v1/schemas/callrecord.v1.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/schema+json")
+		_, _ = w.Write(schemas.CallRecordV1Schema)
+	})
+	if d.Ingest != nil {
+		mux.Handle("POST /v1/records", need(auth.ScopeIngest, d.Ingest))
+	}
+	if d.Log != nil {
+		mux.HandleFunc("GET /v1/log/key", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = w.Write([]byte(d.VerifierKey + "\n"))
+		})
+		mux.Handle("GET /v1/proof/{record_id}", need(auth.ScopeQuery, http.HandlerFunc(d.proof)))
+		mux.Handle("GET /v1/consistency", need(auth.ScopeQuery, http.HandlerFunc(d.consistency)))
+		tiles := d.Log.TilesHandler()
+		if !d.PublicLog {
+			tiles = need(auth.ScopeQuery, tiles)
+		}
+		mux.Handle("GET /checkpoint", tiles)
+		mux.Handle("GET /tile/", tiles)
+	}
+	return recoverer(d.Logger, mux)
+}
+
+func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ok := true
+	if err := d.Bus.Ready(ctx); err != nil {
+		checks["jetstream"], ok = err.Error(), false
+	} else {
+		checks["jetstream"] = "ok"
+	}
+	if d.Log != nil {
+		if err := d.Log.Ready(ctx); err != nil {
+			checks["log"], ok = err.Error(), false
+		} else {
+			checks["log"] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	httpx.WriteJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+}
+
+func (d Deps) proof(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("record_id")
+	b, err := d.Log.Bundle(r.Context(), id)
+	switch {
+	case errors.Is(err, ledger.ErrNotFound):
+		httpx.WriteError(w, http.StatusNotFound, "record "+strconv.Quote(id)+" is not in the log (it may not be sequenced yet)")
+	case errors.Is(err, ledger.ErrNotPublished):
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteError(w, http.StatusTooEarly, err.Error())
+	case err != nil:
+		d.Logger.ErrorContext(r.Context(), "proof bundle", "record_id", id, "err", err)
+		httpx.WriteError(w, http.StatusInternalServerError, "could not build the proof")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, b)
+	}
+}
+
+func (d Deps) consistency(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, err1 := strconv.ParseUint(q.Get("from"), 10, 64)
+	var to uint64
+	var err2 error
+	if s := q.Get("to"); s != "" {
+		to, err2 = strconv.ParseUint(s, 10, 64)
+	}
+	if err1 != nil || err2 != nil {
+		httpx.WriteError(w, http.StatusBadRequest, "from (and optional to) must be tree sizes, e.g. ?from=10&to=20")
+		return
+	}
+	c, err := d.Log.ConsistencyProof(r.Context(), from, to)
+	switch {
+	case errors.Is(err, ledger.ErrBadRange):
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+	case err != nil:
+		d.Logger.ErrorContext(r.Context(), "consistency proof", "err", err)
+		httpx.WriteError(w, http.StatusInternalServerError, "could not build the proof")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, c)
+	}
+}
+
+// recoverer turns a handler panic into a 500 and a log line, so a bug in
+// one request cannot take the process (and everyone's ingest) down.
+func recoverer(logger *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				logger.ErrorContext(r.Context(), "handler panic", "panic", v, "path", r.URL.Path)
+				httpx.WriteError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}

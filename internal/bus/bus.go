@@ -1,0 +1,273 @@
+// Package bus owns proofline's connection to NATS JetStream: the embedded
+// server used by default, the connection to an external cluster, and the
+// stream and consumer definitions every role shares.
+//
+// Definitions live in one place so that ingest, the signer and later
+// consumers agree on names and limits, and so that they are created
+// idempotently at start whichever role comes up first.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	// StreamName is the JetStream stream holding every call record.
+	StreamName = "CALLS"
+	// SubjectRecords is the subject call records are published on.
+	SubjectRecords = "proofline.calls.v1"
+	// SignerConsumer is the durable consumer the signer reads from.
+	SignerConsumer = "signer"
+	// DeadLetterStream keeps messages a consumer could never process, with
+	// the reason in a header, so that one poison message cannot block a
+	// consumer and is not silently dropped either.
+	DeadLetterStream = "DEADLETTER"
+	// SubjectDeadLetterPrefix is followed by the consumer's name.
+	SubjectDeadLetterPrefix = "proofline.deadletter."
+	// HeaderDeadLetterReason carries why a message was dead-lettered.
+	HeaderDeadLetterReason = "Proofline-Error"
+)
+
+// Config says where JetStream is and how the stream is shaped.
+type Config struct {
+	// URL of an external NATS server or cluster. Empty runs an embedded
+	// server with its JetStream store under DataDir.
+	URL string
+	// DataDir holds the embedded server's JetStream store.
+	DataDir string
+	// Listen, when set (host:port), exposes the embedded server to other
+	// processes such as the MCP hook or the collector; otherwise it accepts
+	// in-process connections only.
+	Listen string
+	// SyncAlways makes the embedded server fsync every write. Without it a
+	// killed process loses nothing (the page cache survives), but a power
+	// loss may lose the last seconds.
+	SyncAlways bool
+	// Replicas for the stream on a cluster; 1 for the embedded server.
+	Replicas int
+	// DuplicateWindow is JetStream's Nats-Msg-Id deduplication window. The
+	// ledger deduplicates by record id forever; this window makes retried
+	// HTTP posts report "duplicate" without reaching the signer at all.
+	DuplicateWindow time.Duration
+	// MaxAge bounds how long records stay in the stream after every
+	// consumer has had them.
+	MaxAge time.Duration
+	// Logger receives connection events.
+	Logger *slog.Logger
+}
+
+// Bus is a live JetStream connection, with the embedded server if any.
+type Bus struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	srv *server.Server
+	cfg Config
+}
+
+// Open starts the embedded server (when cfg.URL is empty) or connects to
+// the external one, and ensures the stream exists with cfg's settings.
+func Open(ctx context.Context, cfg Config) (*Bus, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DuplicateWindow == 0 {
+		cfg.DuplicateWindow = 10 * time.Minute
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = 7 * 24 * time.Hour
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	b := &Bus{cfg: cfg}
+	opts := []nats.Option{
+		nats.Name("proofline"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			cfg.Logger.Warn("nats disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			cfg.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+	}
+	url := cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+		url = srv.ClientURL()
+	} else {
+		// An external server may be down at start: keep trying rather than
+		// failing the whole process, as a restart of NATS is routine.
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	b.NC = nc
+	// Ingest awaits a whole batch of async publishes; allow a full request
+	// (10,000 records by default) in flight without stalling.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(32768))
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b.JS = js
+	if err := b.ensureStream(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName: "proofline-embedded",
+		JetStream:  true,
+		StoreDir:   filepath.Join(cfg.DataDir, "nats"),
+		SyncAlways: cfg.SyncAlways,
+		NoSigs:     true,
+		NoLog:      true,
+		DontListen: cfg.Listen == "",
+		Port:       -1,
+	}
+	if cfg.Listen != "" {
+		host, port, err := splitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address: %w", err)
+		}
+		opts.Host, opts.Port, opts.DontListen = host, port, false
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return srv, nil
+}
+
+// StreamConfig is the CALLS stream definition.
+func (b *Bus) StreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "proofline call records",
+		Subjects:    []string{SubjectRecords},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      b.cfg.MaxAge,
+		Duplicates:  b.cfg.DuplicateWindow,
+		Replicas:    b.cfg.Replicas,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// DeadLetterConfig is the dead-letter stream definition.
+func (b *Bus) DeadLetterConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        DeadLetterStream,
+		Description: "proofline messages no consumer could process",
+		Subjects:    []string{SubjectDeadLetterPrefix + ">"},
+		Storage:     jetstream.FileStorage,
+		MaxAge:      30 * 24 * time.Hour,
+		Replicas:    b.cfg.Replicas,
+	}
+}
+
+func (b *Bus) ensureStream(ctx context.Context) error {
+	// Retry briefly: an external server that is still starting answers
+	// "no responders" until JetStream is up.
+	var err error
+	for attempt := 0; attempt < 60; attempt++ {
+		_, err = b.JS.CreateOrUpdateStream(ctx, b.StreamConfig())
+		if err == nil {
+			_, err = b.JS.CreateOrUpdateStream(ctx, b.DeadLetterConfig())
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create stream %s: %w", StreamName, errors.Join(err, ctx.Err()))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("create stream %s: %w", StreamName, err)
+}
+
+// Consumer creates (or updates) a durable pull consumer on the stream.
+func (b *Bus) Consumer(ctx context.Context, name string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
+	c, err := b.JS.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxAckPending: maxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		FilterSubject: SubjectRecords,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// DeadLetter stores msg on the dead-letter stream for consumer with the
+// reason, and waits for JetStream to confirm it.
+func (b *Bus) DeadLetter(ctx context.Context, consumer string, data []byte, reason error) error {
+	m := &nats.Msg{Subject: SubjectDeadLetterPrefix + consumer, Data: data, Header: nats.Header{}}
+	m.Header.Set(HeaderDeadLetterReason, reason.Error())
+	if _, err := b.JS.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("dead-letter: %w", err)
+	}
+	return nil
+}
+
+// Ready reports whether JetStream answers.
+func (b *Bus) Ready(ctx context.Context) error {
+	if b.NC == nil || !b.NC.IsConnected() {
+		return errors.New("nats not connected")
+	}
+	if _, err := b.JS.Stream(ctx, StreamName); err != nil {
+		return fmt.Errorf("stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// ClientURL is the embedded server's URL for other processes, or "" when
+// it does not listen or an external server is used.
+func (b *Bus) ClientURL() string {
+	if b.srv == nil || b.cfg.Listen == "" {
+		return ""
+	}
+	return b.srv.ClientURL()
+}
+
+// Close drains the connection and stops the embedded server.
+func (b *Bus) Close() {
+	if b.NC != nil {
+		_ = b.NC.Drain()
+		b.NC.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}

@@ -1,0 +1,68 @@
+// Package ratelimit keeps one token bucket per principal
+// (golang.org/x/time/rate) and turns a refusal into the wait a client
+// should be told in Retry-After.
+package ratelimit
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Limiter limits each principal to a rate of units (records) per second.
+type Limiter struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	per   map[string]*rate.Limiter
+	now   func() time.Time
+}
+
+// New allows each principal perSecond units per second with the given
+// burst. perSecond <= 0 disables limiting.
+func New(perSecond float64, burst int) *Limiter {
+	if burst <= 0 {
+		burst = max(1, int(math.Ceil(perSecond)))
+	}
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, per: map[string]*rate.Limiter{}, now: time.Now}
+}
+
+// Burst is the most units one call may take.
+func (l *Limiter) Burst() int { return l.burst }
+
+// Enabled reports whether limits apply.
+func (l *Limiter) Enabled() bool { return l != nil && l.limit > 0 }
+
+// Take takes n units for principal. It returns ok, or how long to wait
+// before the same request would be allowed; tooBig says n exceeds the
+// burst and can never be allowed in one call.
+func (l *Limiter) Take(principal string, n int) (ok bool, retryAfter time.Duration, tooBig bool) {
+	if !l.Enabled() {
+		return true, 0, false
+	}
+	if n > l.burst {
+		return false, 0, true
+	}
+	l.mu.Lock()
+	lim, found := l.per[principal]
+	if !found {
+		lim = rate.NewLimiter(l.limit, l.burst)
+		l.per[principal] = lim
+	}
+	l.mu.Unlock()
+	now := l.now()
+	r := lim.ReserveN(now, n)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d, false
+	}
+	return true, 0, false
+}
+
+// RetryAfterSeconds rounds a wait up to whole seconds, at least 1, as the
+// Retry-After header needs.
+func RetryAfterSeconds(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}

@@ -1,0 +1,350 @@
+// Package ledger is proofline's append-only Merkle log: call records in
+// their canonical form are sequenced by tessera (C2SP tlog-tiles on POSIX
+// storage by default), checkpoints are signed notes, and proofs are served
+// from the same tiles auditors fetch.
+//
+// The log is written by one appender, the signer. A record id can only ever
+// become one leaf: an index from record id to leaf index, kept beside the
+// log and rebuilt from it after a crash, is checked before every append.
+package ledger
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/tessera"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
+	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/tessera/storage/posix"
+	"golang.org/x/mod/sumdb/note"
+)
+
+var (
+	// ErrNotFound means no leaf carries the record id.
+	ErrNotFound = errors.New("record not in the log")
+	// ErrNotPublished means the record is sequenced but no published
+	// checkpoint covers it yet; asking again shortly will succeed.
+	ErrNotPublished = errors.New("record sequenced but not yet covered by a published checkpoint")
+	// ErrBadRange is returned for a consistency request outside the tree.
+	ErrBadRange = errors.New("bad tree range")
+)
+
+// Config configures a Log.
+type Config struct {
+	// Dir holds the tiles, entry bundles and checkpoint (servable as-is
+	// under C2SP tlog-tiles paths), and the private state beside them.
+	Dir string
+	// Signer signs checkpoints; its name is the log origin.
+	Signer note.Signer
+	// Verifier checks the log's own checkpoints before proofs are built
+	// against them.
+	Verifier note.Verifier
+	// BatchMaxSize and BatchMaxAge bound how long an entry waits to be
+	// sequenced; CheckpointInterval how often a checkpoint is published.
+	BatchMaxSize       uint
+	BatchMaxAge        time.Duration
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+}
+
+// Entry is one leaf to append: the record id and its canonical bytes.
+type Entry struct {
+	ID   string
+	Data []byte
+}
+
+// Appended is where an entry landed.
+type Appended struct {
+	Index uint64
+	// Duplicate is true when the record id was already in the log; Index
+	// is then the earlier leaf.
+	Duplicate bool
+}
+
+// Log is an open Merkle log.
+type Log struct {
+	cfg      Config
+	origin   string
+	appender *tessera.Appender
+	shutdown func(context.Context) error
+	reader   tessera.LogReader
+	idx      *index
+	// mu serialises Append so that the "already in the index?" check and
+	// the append that follows cannot interleave with another batch.
+	mu sync.Mutex
+}
+
+// Open opens (or creates) the log in cfg.Dir and brings the record index up
+// to date with every entry already sequenced.
+func Open(ctx context.Context, cfg Config) (*Log, error) {
+	if cfg.Signer == nil || cfg.Verifier == nil {
+		return nil, errors.New("ledger: signer and verifier are required")
+	}
+	if cfg.Signer.Name() != cfg.Verifier.Name() {
+		return nil, fmt.Errorf("ledger: signer origin %q does not match verifier origin %q", cfg.Signer.Name(), cfg.Verifier.Name())
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.BatchMaxSize == 0 {
+		cfg.BatchMaxSize = 4096
+	}
+	if cfg.BatchMaxAge == 0 {
+		cfg.BatchMaxAge = 50 * time.Millisecond
+	}
+	if cfg.CheckpointInterval == 0 {
+		cfg.CheckpointInterval = 200 * time.Millisecond
+	}
+	logDir := filepath.Join(cfg.Dir, "log")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, fmt.Errorf("ledger dir: %w", err)
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: logDir})
+	if err != nil {
+		return nil, fmt.Errorf("tessera posix storage: %w", err)
+	}
+	opts := tessera.NewAppendOptions().
+		WithCheckpointSigner(cfg.Signer).
+		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
+		WithCheckpointInterval(cfg.CheckpointInterval).
+		// The signer bounds what is in flight through its consumer's
+		// MaxAckPending; pushback here would only turn that into retries.
+		WithPushback(1 << 20)
+	appender, shutdown, reader, err := tessera.NewAppender(ctx, driver, opts)
+	if err != nil {
+		return nil, fmt.Errorf("tessera appender: %w", err)
+	}
+	idx, err := openIndex(filepath.Join(cfg.Dir, "index.db"))
+	if err != nil {
+		_ = shutdown(ctx)
+		return nil, err
+	}
+	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx}
+	if err := l.reconcile(ctx); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	return l, nil
+}
+
+// Origin is the log's origin line, the name auditors verify against.
+func (l *Log) Origin() string { return l.origin }
+
+// TilesDir is the directory served under the C2SP tlog-tiles paths.
+func (l *Log) TilesDir() string { return filepath.Join(l.cfg.Dir, "log") }
+
+// Close stops the appender after publishing a final checkpoint.
+func (l *Log) Close(ctx context.Context) error {
+	var errs []error
+	if l.shutdown != nil {
+		if err := l.shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("tessera shutdown: %w", err))
+		}
+	}
+	if err := l.idx.close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// reconcile indexes every sequenced entry past the index's high-water mark.
+// Entries land there when the process died after tessera sequenced them but
+// before their ids were indexed; without this a redelivered record would
+// become a second leaf.
+func (l *Log) reconcile(ctx context.Context) error {
+	size, err := l.reader.IntegratedSize(ctx)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("integrated size: %w", err)
+	}
+	hw, err := l.idx.highWater()
+	if err != nil {
+		return fmt.Errorf("index high-water: %w", err)
+	}
+	if hw >= size {
+		return nil
+	}
+	l.cfg.Logger.Info("indexing log entries past the index high-water mark", "from", hw, "to", size)
+	for ri := range layout.Range(hw, size-hw, size) {
+		raw, err := l.reader.ReadEntryBundle(ctx, ri.Index, ri.Partial)
+		if err != nil {
+			return fmt.Errorf("read entry bundle %d: %w", ri.Index, err)
+		}
+		var b api.EntryBundle
+		if err := b.UnmarshalText(raw); err != nil {
+			return fmt.Errorf("parse entry bundle %d: %w", ri.Index, err)
+		}
+		if int(ri.First+ri.N) > len(b.Entries) {
+			return fmt.Errorf("entry bundle %d has %d entries, want at least %d", ri.Index, len(b.Entries), ri.First+ri.N)
+		}
+		ids := make(map[string]uint64, ri.N)
+		for i := ri.First; i < ri.First+ri.N; i++ {
+			id, err := RecordID(b.Entries[i])
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", ri.Index*layout.EntryBundleWidth+uint64(i), err)
+			}
+			leaf := ri.Index*layout.EntryBundleWidth + uint64(i)
+			if _, dup := ids[id]; !dup {
+				ids[id] = leaf
+			}
+		}
+		end := ri.Index*layout.EntryBundleWidth + uint64(ri.First+ri.N)
+		if err := l.idx.put(ids, end); err != nil {
+			return fmt.Errorf("index entries: %w", err)
+		}
+	}
+	return nil
+}
+
+// RecordID extracts the record id from a leaf's canonical record bytes.
+func RecordID(leaf []byte) (string, error) {
+	var r struct {
+		RecordID string `json:"record_id"`
+	}
+	if err := json.Unmarshal(leaf, &r); err != nil {
+		return "", fmt.Errorf("leaf is not a call record: %w", err)
+	}
+	if r.RecordID == "" {
+		return "", errors.New("leaf has no record_id")
+	}
+	return r.RecordID, nil
+}
+
+// Append sequences entries into the log and returns where each landed. It
+// returns only once every new entry is durably sequenced and indexed, so a
+// caller may acknowledge its source afterwards. Entries whose id is already
+// in the log, or earlier in the same call, are not appended again.
+//
+// On error, some entries may have been sequenced; they are indexed before
+// Append returns (or by the reconcile of the next Open), so retrying the
+// whole batch is safe.
+func (l *Log) Append(ctx context.Context, entries []Entry) ([]Appended, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.ID
+	}
+	known, err := l.idx.lookup(ids)
+	if err != nil {
+		return nil, fmt.Errorf("index lookup: %w", err)
+	}
+	out := make([]Appended, len(entries))
+	futures := make(map[int]tessera.IndexFuture, len(entries))
+	firstInBatch := make(map[string]int, len(entries))
+	for i, e := range entries {
+		if leaf, ok := known[e.ID]; ok {
+			out[i] = Appended{Index: leaf, Duplicate: true}
+			continue
+		}
+		if _, ok := firstInBatch[e.ID]; ok {
+			continue
+		}
+		firstInBatch[e.ID] = i
+		futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
+	}
+	added := make(map[string]uint64, len(futures))
+	var errs []error
+	var hw uint64
+	for i, f := range futures {
+		got, err := f()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("append %s: %w", entries[i].ID, err))
+			continue
+		}
+		out[i] = Appended{Index: got.Index}
+		added[entries[i].ID] = got.Index
+		hw = max(hw, got.Index+1)
+	}
+	// The high-water mark only moves when every future succeeded: with a
+	// gap, the missing leaves might still be sequenced later by tessera and
+	// must then be found by reconcile.
+	if len(errs) > 0 {
+		hw = 0
+	}
+	if err := l.idx.put(added, hw); err != nil {
+		errs = append(errs, fmt.Errorf("index: %w", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	for i, e := range entries {
+		if j, ok := firstInBatch[e.ID]; ok && j != i {
+			out[i] = Appended{Index: out[j].Index, Duplicate: true}
+		}
+	}
+	return out, nil
+}
+
+// Lookup returns the leaf index of a record id.
+func (l *Log) Lookup(id string) (uint64, error) {
+	leaf, ok, err := l.idx.get(id)
+	if err != nil {
+		return 0, fmt.Errorf("index lookup: %w", err)
+	}
+	if !ok {
+		return 0, ErrNotFound
+	}
+	return leaf, nil
+}
+
+// Checkpoint returns the latest published checkpoint, verified with the
+// log's own key, and its raw signed-note bytes.
+func (l *Log) Checkpoint(ctx context.Context) (*log.Checkpoint, []byte, error) {
+	raw, err := l.reader.ReadCheckpoint(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read checkpoint: %w", err)
+	}
+	cp, _, _, err := log.ParseCheckpoint(raw, l.origin, l.cfg.Verifier)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parse own checkpoint: %w", err)
+	}
+	return cp, raw, nil
+}
+
+// IntegratedSize is the number of sequenced leaves, published or not.
+func (l *Log) IntegratedSize(ctx context.Context) (uint64, error) {
+	return l.reader.IntegratedSize(ctx)
+}
+
+// Ready reports whether the log has published a checkpoint.
+func (l *Log) Ready(ctx context.Context) error {
+	_, _, err := l.Checkpoint(ctx)
+	return err
+}
+
+// ReadLeaf returns the canonical record bytes of the leaf at index within a
+// tree of the given size.
+func (l *Log) ReadLeaf(ctx context.Context, leaf, treeSize uint64) ([]byte, error) {
+	b, err := client.GetEntryBundle(ctx, l.reader.ReadEntryBundle, leaf/layout.EntryBundleWidth, treeSize)
+	if err != nil {
+		return nil, fmt.Errorf("entry bundle for leaf %d: %w", leaf, err)
+	}
+	i := leaf % layout.EntryBundleWidth
+	if i >= uint64(len(b.Entries)) {
+		return nil, fmt.Errorf("entry bundle for leaf %d is short", leaf)
+	}
+	return b.Entries[i], nil
+}
+
+// proofBuilder builds proofs against a tree size from the log's own tiles.
+func (l *Log) proofBuilder(ctx context.Context, size uint64) (*client.ProofBuilder, error) {
+	pb, err := client.NewProofBuilder(ctx, size, l.reader.ReadTile)
+	if err != nil {
+		return nil, fmt.Errorf("proof builder: %w", err)
+	}
+	return pb, nil
+}
+
+// LookupMany returns the leaf index of each id already in the log.
+func (l *Log) LookupMany(ids []string) (map[string]uint64, error) {
+	return l.idx.lookup(ids)
+}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set-up for a fresh Debian 12 machine (as root, or with sudo): installs the
+# Debian packages proofline's tests use (nats-server for the external-NATS
+# mode), the chDB engine library (libchdb, from the npm registry), the Go
+# modules, and builds bin/proofline. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_pkgs=()
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
+command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
+command -v git >/dev/null 2>&1 || need_pkgs+=(git)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+if [ -x scripts/install-chdb.sh ]; then
+  $SUDO scripts/install-chdb.sh
+fi
+
+command -v go >/dev/null 2>&1 || { echo "setup: Go is required (https://go.dev/doc/install); this machine has none on PATH" >&2; exit 1; }
+go mod download
+mkdir -p bin
+go build -o bin/ ./cmd/...
+echo "setup: built $(ls bin | tr '\n' ' ')"

@@ -1,0 +1,185 @@
+// Package signer moves call records from JetStream into the Merkle log.
+//
+// It is a durable pull consumer: each message is acknowledged only after
+// its record is durably sequenced in the log (or found there already), so
+// a crash at any point leads to redelivery, and redelivery to a duplicate
+// that the log's record index absorbs, never to a lost or doubled leaf.
+package signer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/schemas"
+)
+
+// Config tunes the signer.
+type Config struct {
+	// MaxBatch bounds the records appended to the log in one step.
+	MaxBatch int
+	// AckWait is how long JetStream waits for an ack before redelivering.
+	// After a crash, records the dead process held are appended this long
+	// after the restart; an append is far shorter than this.
+	AckWait time.Duration
+	// RetryDelay is how long a batch that failed to append waits before
+	// JetStream redelivers it.
+	RetryDelay time.Duration
+}
+
+// Signer is the log's only writer.
+type Signer struct {
+	cfg    Config
+	bus    *bus.Bus
+	log    *ledger.Log
+	logger *slog.Logger
+}
+
+// New makes a signer appending from b to l.
+func New(cfg Config, b *bus.Bus, l *ledger.Log, logger *slog.Logger) *Signer {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 2048
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 15 * time.Second
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = time.Second
+	}
+	return &Signer{cfg: cfg, bus: b, log: l, logger: logger}
+}
+
+// Run consumes until ctx ends. Transient failures are logged and retried;
+// Run returns only when ctx ends or the consumer cannot be created.
+func (s *Signer) Run(ctx context.Context) error {
+	cons, err := s.bus.Consumer(ctx, bus.SignerConsumer, s.cfg.AckWait, 4*s.cfg.MaxBatch)
+	if err != nil {
+		return err
+	}
+	// Messages arrive continuously into a buffer; each step takes what is
+	// there, so batches grow with load and latency stays low when idle.
+	ch := make(chan jetstream.Msg, 2*s.cfg.MaxBatch)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case ch <- m:
+		case <-ctx.Done():
+		}
+	},
+		jetstream.PullMaxMessages(s.cfg.MaxBatch),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			s.logger.Warn("signer consumer", "err", err)
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("signer consume: %w", err)
+	}
+	defer func() {
+		cc.Stop()
+		// Hand back what was buffered but not appended, so a restarted
+		// signer gets it at once instead of after AckWait.
+		for {
+			select {
+			case m := <-ch:
+				_ = m.Nak()
+			default:
+				return
+			}
+		}
+	}()
+	for {
+		var msgs []jetstream.Msg
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-ch:
+			msgs = append(msgs, m)
+		}
+	gather:
+		for len(msgs) < s.cfg.MaxBatch {
+			select {
+			case m := <-ch:
+				msgs = append(msgs, m)
+			default:
+				break gather
+			}
+		}
+		s.process(ctx, msgs)
+	}
+}
+
+func (s *Signer) process(ctx context.Context, msgs []jetstream.Msg) {
+	entries := make([]ledger.Entry, 0, len(msgs))
+	kept := make([]jetstream.Msg, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := entryOf(m)
+		if err != nil {
+			s.poison(ctx, m, err)
+			continue
+		}
+		entries = append(entries, e)
+		kept = append(kept, m)
+	}
+	if len(entries) == 0 {
+		return
+	}
+	res, err := s.log.Append(ctx, entries)
+	if err != nil {
+		s.logger.ErrorContext(ctx, "append to log failed; batch will be redelivered", "err", err, "records", len(entries))
+		for _, m := range kept {
+			_ = m.NakWithDelay(s.cfg.RetryDelay)
+		}
+		return
+	}
+	dups := 0
+	for i, m := range kept {
+		if res[i].Duplicate {
+			dups++
+		}
+		// Ack is fire-and-forget: if it is lost the message comes back and
+		// is recognised as a duplicate.
+		if err := m.Ack(); err != nil {
+			s.logger.WarnContext(ctx, "ack failed; record will be redelivered and deduplicated", "err", err)
+		}
+	}
+	s.logger.DebugContext(ctx, "appended", "records", len(kept), "duplicates", dups)
+}
+
+// entryOf checks a message is a call record in canonical form: the leaf
+// must be exactly the bytes an auditor will re-derive from the record.
+func entryOf(m jetstream.Msg) (ledger.Entry, error) {
+	data := m.Data()
+	canon, err := schemas.Canonicalize(data)
+	if err != nil {
+		return ledger.Entry{}, fmt.Errorf("not JSON: %w", err)
+	}
+	if !bytes.Equal(canon, data) {
+		return ledger.Entry{}, errors.New("record is not in RFC 8785 canonical form")
+	}
+	id, err := ledger.RecordID(data)
+	if err != nil {
+		return ledger.Entry{}, err
+	}
+	if h := m.Headers().Get(jetstream.MsgIDHeader); h != "" && h != id {
+		return ledger.Entry{}, fmt.Errorf("Nats-Msg-Id %q does not match record_id %q", h, id)
+	}
+	return ledger.Entry{ID: id, Data: data}, nil
+}
+
+// poison moves a message that can never be appended to the dead-letter
+// stream, then terminates it so it is not redelivered.
+func (s *Signer) poison(ctx context.Context, m jetstream.Msg, reason error) {
+	s.logger.ErrorContext(ctx, "poison message dead-lettered", "err", reason, "subject", m.Subject())
+	if err := s.bus.DeadLetter(ctx, bus.SignerConsumer, m.Data(), reason); err != nil {
+		s.logger.ErrorContext(ctx, "dead-letter failed; message will be redelivered", "err", err)
+		_ = m.NakWithDelay(s.cfg.RetryDelay)
+		return
+	}
+	_ = m.Term()
+}
