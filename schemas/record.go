@@ -1,0 +1,153 @@
+package schemas
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Actor types.
+const (
+	ActorAgent   = "agent"
+	ActorUser    = "user"
+	ActorService = "service"
+)
+
+// Policy decisions.
+const (
+	DecisionAllow  = "allow"
+	DecisionDeny   = "deny"
+	DecisionRedact = "redact"
+)
+
+// Outcome statuses.
+const (
+	StatusOK            = "ok"
+	StatusToolError     = "tool_error"
+	StatusSystemError   = "system_error"
+	StatusPolicyBlocked = "policy_blocked"
+	StatusTimeout       = "timeout"
+)
+
+// MCP transports.
+const (
+	TransportStdio = "stdio"
+	TransportHTTP  = "http"
+)
+
+// CallRecord is one agent→tool call (call record v1).
+type CallRecord struct {
+	RecordID     string            `json:"record_id"`
+	TSStart      Timestamp         `json:"ts_start"`
+	TSEnd        Timestamp         `json:"ts_end"`
+	Actor        Actor             `json:"actor"`
+	Tool         Tool              `json:"tool"`
+	MCP          *MCP              `json:"mcp,omitempty"`
+	Trace        *Trace            `json:"trace,omitempty"`
+	ScopeGrants  []string          `json:"scope_grants,omitempty"`
+	Policy       Policy            `json:"policy"`
+	Outcome      Outcome           `json:"outcome"`
+	ArgsSHA256   string            `json:"args_sha256,omitempty"`
+	ResultSHA256 string            `json:"result_sha256,omitempty"`
+	Cost         *Cost             `json:"cost,omitempty"`
+	WorkflowID   string            `json:"workflow_id,omitempty"`
+	PlanID       string            `json:"plan_id,omitempty"`
+	Region       string            `json:"region,omitempty"`
+	DataClass    string            `json:"data_class,omitempty"`
+	Attributes   map[string]string `json:"attributes,omitempty"`
+	// IngestedBy is the authenticated principal that submitted the record,
+	// stamped by the server; a client's own value is replaced.
+	IngestedBy string `json:"ingested_by,omitempty"`
+}
+
+// Actor is who made the call.
+type Actor struct {
+	ID         string `json:"id"`
+	Type       string `json:"type"`
+	OnBehalfOf string `json:"on_behalf_of,omitempty"`
+}
+
+// Tool is what was called.
+type Tool struct {
+	Name    string `json:"name"`
+	Server  string `json:"server,omitempty"`
+	Version string `json:"version,omitempty"`
+	Group   string `json:"group,omitempty"`
+}
+
+// MCP is the protocol-level identity of the call.
+type MCP struct {
+	Method    string `json:"method,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+	Transport string `json:"transport,omitempty"`
+}
+
+// Trace is the W3C trace context of the call's span.
+type Trace struct {
+	TraceID      string `json:"trace_id"`
+	SpanID       string `json:"span_id"`
+	ParentSpanID string `json:"parent_span_id,omitempty"`
+}
+
+// Policy is the control plane's decision on the call.
+type Policy struct {
+	Decision string `json:"decision"`
+	Rule     string `json:"rule,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Outcome is how the call ended.
+type Outcome struct {
+	Status       string `json:"status"`
+	ErrorCode    string `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+}
+
+// Cost is what the call cost.
+type Cost struct {
+	Amount    float64 `json:"amount,omitempty"`
+	Currency  string  `json:"currency,omitempty"`
+	TokensIn  int64   `json:"tokens_in,omitempty"`
+	TokensOut int64   `json:"tokens_out,omitempty"`
+}
+
+// Latency is the call's duration.
+func (r *CallRecord) Latency() time.Duration { return r.TSEnd.Sub(r.TSStart.Time) }
+
+// Timestamp is an instant whose JSON form is normalised — UTC, exactly nine
+// fractional digits — so that one instant has one encoding and therefore
+// one leaf hash, whichever offset or precision the client sent.
+type Timestamp struct{ time.Time }
+
+// TimestampLayout is the normalised form.
+const TimestampLayout = "2006-01-02T15:04:05.000000000Z"
+
+// MarshalJSON writes the normalised form.
+func (t Timestamp) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + t.UTC().Format(TimestampLayout) + `"`), nil
+}
+
+// UnmarshalJSON accepts any RFC 3339 timestamp.
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := ParseTimestamp(s)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
+}
+
+// ParseTimestamp parses an RFC 3339 timestamp with optional fractional
+// seconds (at most nanoseconds).
+func ParseTimestamp(s string) (time.Time, error) {
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("not an RFC 3339 timestamp: %q", s)
+	}
+	return v, nil
+}
