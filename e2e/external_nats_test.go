@@ -120,7 +120,9 @@ func TestExternalNATS(t *testing.T) {
 	wg := g.run(t, func() *server { return cur.Load() }, tok, "ext-load", 3, 50, stop)
 	waitAcked(&g, 1000, 30*time.Second)
 	n.stop(syscall.SIGTERM)
-	time.Sleep(time.Second) // ingest must answer 503 meanwhile, not 202
+	// Meanwhile requests wait for JetStream (up to the publish timeout) or
+	// fail with 503; none is answered 202 unless stored.
+	time.Sleep(time.Second)
 	failsDuringOutage := g.fails.Load()
 	n.start()
 	before := ackedCount(&g)

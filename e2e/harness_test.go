@@ -110,8 +110,8 @@ func (s *server) start() {
 
 func (s *server) logs() string {
 	b, _ := os.ReadFile(s.logPath)
-	if len(b) > 8000 {
-		b = b[len(b)-8000:]
+	if len(b) > 20000 {
+		b = b[len(b)-20000:]
 	}
 	return string(b)
 }
@@ -135,8 +135,10 @@ func (s *server) stop() {
 	select {
 	case <-s.done:
 	case <-time.After(20 * time.Second):
-		s.t.Errorf("proofline serve did not stop on SIGTERM within 20s")
+		_ = s.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into the log
+		time.Sleep(time.Second)
 		s.kill9()
+		s.t.Errorf("proofline serve did not stop on SIGTERM within 20s:\n%s", s.logs())
 	}
 }
 

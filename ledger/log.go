@@ -78,6 +78,7 @@ type Log struct {
 	shutdown func(context.Context) error
 	reader   tessera.LogReader
 	idx      *index
+	stopLife context.CancelFunc
 	// mu serialises Append so that the "already in the index?" check and
 	// the append that follows cannot interleave with another batch.
 	mu sync.Mutex
@@ -108,6 +109,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ledger dir: %w", err)
 	}
+	// tessera's sequencing and publishing loops run on the context given
+	// here. They must outlive the caller's (often a signal) context until
+	// Close, or an append in flight at shutdown would never complete.
+	lifeCtx, stopLife := context.WithCancel(context.WithoutCancel(ctx))
+	ctx = lifeCtx
+	ok := false
+	defer func() {
+		if !ok {
+			stopLife()
+		}
+	}()
 	driver, err := posix.New(ctx, posix.Config{Path: logDir})
 	if err != nil {
 		return nil, fmt.Errorf("tessera posix storage: %w", err)
@@ -128,11 +140,12 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = shutdown(ctx)
 		return nil, err
 	}
-	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx}
+	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife}
 	if err := l.reconcile(ctx); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
 	}
+	ok = true
 	return l, nil
 }
 
@@ -153,6 +166,7 @@ func (l *Log) Close(ctx context.Context) error {
 	if err := l.idx.close(); err != nil {
 		errs = append(errs, err)
 	}
+	l.stopLife()
 	return errors.Join(errs...)
 }
 

@@ -66,10 +66,12 @@ func (s *Signer) Run(ctx context.Context) error {
 	// Messages arrive continuously into a buffer; each step takes what is
 	// there, so batches grow with load and latency stays low when idle.
 	ch := make(chan jetstream.Msg, 2*s.cfg.MaxBatch)
+	done := make(chan struct{})
+	defer close(done)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case ch <- m:
-		case <-ctx.Done():
+		case <-done: // not acked: redelivered to the next signer
 		}
 	},
 		jetstream.PullMaxMessages(s.cfg.MaxBatch),
@@ -80,39 +82,62 @@ func (s *Signer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consume: %w", err)
 	}
-	defer func() {
-		cc.Stop()
-		// Hand back what was buffered but not appended, so a restarted
-		// signer gets it at once instead of after AckWait.
-		for {
-			select {
-			case m := <-ch:
-				_ = m.Nak()
-			default:
-				return
-			}
-		}
-	}()
+	// The handler only blocks while ch is full, and ch is drained below
+	// until the consumer reports it has delivered everything it holds.
 	for {
-		var msgs []jetstream.Msg
 		select {
 		case <-ctx.Done():
+			s.drain(cc, ch)
 			return nil
 		case m := <-ch:
-			msgs = append(msgs, m)
+			s.process(context.WithoutCancel(ctx), s.gather(m, ch))
 		}
-	gather:
-		for len(msgs) < s.cfg.MaxBatch {
-			select {
-			case m := <-ch:
-				msgs = append(msgs, m)
-			default:
-				break gather
-			}
-		}
-		s.process(ctx, msgs)
 	}
 }
+
+// gather takes first and whatever else is already buffered, up to MaxBatch.
+func (s *Signer) gather(first jetstream.Msg, ch <-chan jetstream.Msg) []jetstream.Msg {
+	msgs := []jetstream.Msg{first}
+	for len(msgs) < s.cfg.MaxBatch {
+		select {
+		case m := <-ch:
+			msgs = append(msgs, m)
+		default:
+			return msgs
+		}
+	}
+	return msgs
+}
+
+// drain stops pulling and appends what was already delivered to this
+// process, so that a graceful stop leaves nothing waiting for AckWait to
+// be redelivered. It is bounded: whatever is left after drainTimeout is
+// redelivered after a restart as usual.
+func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg) {
+	cc.Drain()
+	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	for {
+		select {
+		case m := <-ch:
+			s.process(ctx, s.gather(m, ch))
+		case <-cc.Closed():
+			for {
+				select {
+				case m := <-ch:
+					s.process(ctx, s.gather(m, ch))
+				default:
+					return
+				}
+			}
+		case <-ctx.Done():
+			cc.Stop()
+			return
+		}
+	}
+}
+
+const drainTimeout = 10 * time.Second
 
 func (s *Signer) process(ctx context.Context, msgs []jetstream.Msg) {
 	entries := make([]ledger.Entry, 0, len(msgs))
