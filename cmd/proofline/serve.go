@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/klog/v2"
+
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/internal/api"
 	"github.com/proofline/proofline/internal/bus"
@@ -63,6 +65,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// tessera logs through klog; keep the process's logs one JSON stream.
+	klog.SetSlogLogger(logger.With("component", "tessera"))
 	roles, err := parseRoles(f.roles)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
