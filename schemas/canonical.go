@@ -1,7 +1,9 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
+	"unicode/utf8"
 	"fmt"
 
 	"github.com/gowebpki/jcs"
@@ -10,12 +12,33 @@ import (
 
 // Canonical returns the record's RFC 8785 canonical JSON: the bytes of its
 // leaf in the log.
-func (r *CallRecord) Canonical() ([]byte, error) {
+func (r *CallRecord) Canonical() ([]byte, error) { return r.canonical() }
+
+// canonicalViaJCS is the reference the direct encoder is tested against.
+func (r *CallRecord) canonicalViaJCS() ([]byte, error) {
 	raw, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("marshal record: %w", err)
 	}
 	return Canonicalize(raw)
+}
+
+// IsCanonicalRecord reports whether data is exactly the canonical form of
+// a call record, and returns the record. The signer checks every message
+// with it: a leaf must be the bytes an auditor re-derives from the record.
+func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	var r CallRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, false
+	}
+	c, err := r.canonical()
+	if err != nil || !bytes.Equal(c, data) {
+		return nil, false
+	}
+	return &r, true
 }
 
 // Canonicalize returns the RFC 8785 canonical form of any JSON text. The

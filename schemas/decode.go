@@ -92,6 +92,15 @@ func Decode(data []byte) (*CallRecord, error) {
 	if !utf8.Valid(data) {
 		return nil, ErrInvalidUTF8
 	}
+	if r, ok := decodeFast(data); ok {
+		return r, nil
+	}
+	return decodeSchema(data)
+}
+
+// decodeSchema validates against the JSON Schema and reports every bad
+// field; Decode uses it whenever the fast path is not sure.
+func decodeSchema(data []byte) (*CallRecord, error) {
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
@@ -200,7 +209,7 @@ func semanticErrors(obj map[string]any) []FieldError {
 		times[f] = t.UnixNano()
 		// Spans are stored with nanosecond precision in 64 bits, which
 		// covers 1970 to 2262.
-		if t.Year() < 1970 || t.Year() > 2261 {
+		if !yearOK(t.Year()) {
 			out = append(out, FieldError{Path: "$." + f, Message: "year out of range 1970-2261"})
 		}
 	}

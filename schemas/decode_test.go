@@ -94,6 +94,9 @@ func TestDecodeReportsEveryBadField(t *testing.T) {
 		{"unknown field", func(m map[string]any) { m["password"] = "hunter2" }, []string{"$.password"}},
 		{"negative cost", func(m map[string]any) { m["cost"] = map[string]any{"amount": -1} }, []string{"$.cost.amount"}},
 		{"bad record id", func(m map[string]any) { m["record_id"] = "has space" }, []string{"$.record_id"}},
+		{"null optional", func(m map[string]any) { m["region"] = nil }, []string{"$.region"}},
+		{"empty id", func(m map[string]any) { m["workflow_id"] = "" }, []string{"$.workflow_id"}},
+		{"key in other case", func(m map[string]any) { m["Region"] = "eu" }, []string{"$.Region"}},
 		{"three at once", func(m map[string]any) {
 			m["tool"] = map[string]any{"name": 42}
 			m["outcome"] = map[string]any{"status": "fine"}

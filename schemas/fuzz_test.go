@@ -15,10 +15,24 @@ func FuzzDecodeCanonical(f *testing.F) {
 		fullRecord, minimalRecord, `{}`, `[]`, `null`, `{"record_id":1}`,
 		`{"record_id":"r","ts_start":"2026-01-02T03:04:05.123456789-07:00","ts_end":"2026-01-02T10:04:05.2Z","actor":{"id":"\u2028","type":"service"},"tool":{"name":"t\ud83d\ude00"},"policy":{"decision":"deny"},"outcome":{"status":"timeout"},"cost":{"amount":1e-7,"tokens_in":1.0}}`,
 		`{"record_id":"r","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"attributes":{"":"x"}}`,
+		`{"record_id":"r","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a\u0001\u001f\"\\\u007f<>&\u2028","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"mcp":{},"cost":{"amount":123456789012.5},"attributes":{"\ud83d\ude00":"1","\uffff":"2","a":"3"}}`,
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"record_id":"r","RECORD_ID":"x","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
+	f.Add([]byte(`{"record_id":"r","record_id":"s","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if fast, ok := decodeFast(data); ok {
+			slow, err := decodeSchema(data)
+			if err != nil {
+				t.Fatalf("fast path accepted what the schema rejects: %v\n%s", err, data)
+			}
+			cf, _ := fast.Canonical()
+			cs, _ := slow.Canonical()
+			if !bytes.Equal(cf, cs) {
+				t.Fatalf("fast and schema paths decode differently:\n%s\n%s", cf, cs)
+			}
+		}
 		r, err := Decode(data)
 		if err != nil {
 			return
@@ -38,6 +52,16 @@ func FuzzDecodeCanonical(f *testing.F) {
 		c3, err := Canonicalize(c1)
 		if err != nil || !bytes.Equal(c1, c3) {
 			t.Fatalf("Canonicalize(canonical) changed it:\n%s\n%s", c1, c3)
+		}
+		ref, err := r.canonicalViaJCS()
+		if err != nil || !bytes.Equal(c1, ref) {
+			t.Fatalf("direct encoder differs from jcs.Transform(json.Marshal):\n%s\n%s", c1, ref)
+		}
+		if _, ok := IsCanonicalRecord(c1); !ok {
+			t.Fatalf("IsCanonicalRecord rejects a canonical record: %s", c1)
+		}
+		if _, ok := IsCanonicalRecord(data); ok && !bytes.Equal(data, c1) {
+			t.Fatalf("IsCanonicalRecord accepts non-canonical input: %s", data)
 		}
 	})
 }

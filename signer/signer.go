@@ -7,7 +7,6 @@
 package signer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -180,16 +179,13 @@ func (s *Signer) process(ctx context.Context, msgs []jetstream.Msg) {
 // must be exactly the bytes an auditor will re-derive from the record.
 func entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	data := m.Data()
-	canon, err := schemas.Canonicalize(data)
-	if err != nil {
-		return ledger.Entry{}, fmt.Errorf("not JSON: %w", err)
+	r, ok := schemas.IsCanonicalRecord(data)
+	if !ok {
+		return ledger.Entry{}, errors.New("not a call record in RFC 8785 canonical form")
 	}
-	if !bytes.Equal(canon, data) {
-		return ledger.Entry{}, errors.New("record is not in RFC 8785 canonical form")
-	}
-	id, err := ledger.RecordID(data)
-	if err != nil {
-		return ledger.Entry{}, err
+	id := r.RecordID
+	if id == "" {
+		return ledger.Entry{}, errors.New("record has no record_id")
 	}
 	if h := m.Headers().Get(jetstream.MsgIDHeader); h != "" && h != id {
 		return ledger.Entry{}, fmt.Errorf("Nats-Msg-Id %q does not match record_id %q", h, id)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type serveFlags struct {
 	maxRecords                            int
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
+	debugListen                           string
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -58,6 +60,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
 	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
 	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
+	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -172,6 +175,9 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b,
 		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
 	})
+	if f.debugListen != "" {
+		go serveDebug(f.debugListen, logger)
+	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", f.listen, err)
@@ -197,4 +203,18 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// serveDebug serves pprof on its own listener, so profiling is never
+// reachable through the API port.
+func serveDebug(addr string, logger *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	logger.Info("debug server", "listen", addr)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		logger.Error("debug server", "err", err)
+	}
 }
