@@ -3,8 +3,8 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
-	"unicode/utf8"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/gowebpki/jcs"
 	"github.com/transparency-dev/merkle/rfc6962"
