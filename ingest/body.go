@@ -2,13 +2,13 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 )
@@ -80,25 +80,25 @@ func splitRecords(body []byte) ([][]byte, error) {
 		}
 		return out, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	if _, err := dec.Token(); err != nil {
+	// jsontext splits the array without decoding each record; duplicate
+	// names and bad UTF-8 inside a record are left for the record decoder
+	// to reject that record alone.
+	dec := jsontext.NewDecoder(bytes.NewReader(trimmed), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	if _, err := dec.ReadToken(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	var out [][]byte
-	for dec.More() {
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
+	for dec.PeekKind() != ']' {
+		v, err := dec.ReadValue()
+		if err != nil {
 			return nil, fmt.Errorf("%w: record %d: %v", errMalformed, len(out), err)
 		}
-		out = append(out, raw)
+		out = append(out, bytes.Clone(v))
 	}
-	if _, err := dec.Token(); err != nil {
+	if _, err := dec.ReadToken(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: data after the closing ]", errMalformed)
-	}
-	if _, err := dec.Token(); err != io.EOF {
+	if _, err := dec.ReadToken(); err != io.EOF {
 		return nil, fmt.Errorf("%w: data after the closing ]", errMalformed)
 	}
 	return out, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/gowebpki/jcs"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -31,7 +32,7 @@ func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
 		return nil, false
 	}
 	var r CallRecord
-	if err := json.Unmarshal(data, &r); err != nil {
+	if err := jsonv2.Unmarshal(data, &r, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, false
 	}
 	c, err := r.canonical()
