@@ -129,6 +129,17 @@ func TestIngestProveVerify(t *testing.T) {
 		t.Fatalf("tampered bundle: exit %d, want 1\n%s%s", code, out, errOut)
 	}
 
+	// Something that is not a bundle (an error answer saved by mistake) is
+	// a usage error, exit 2, not a verification failure.
+	notBundle := filepath.Join(bundleDir, "error.json")
+	os.WriteFile(notBundle, []byte(`{"error":{"code":"not_found","message":"x"}}`), 0o644)
+	if out, errOut, code := cli(t, "verify", "--bundle", notBundle, "--key", keyPath); code != 2 {
+		t.Fatalf("non-bundle: exit %d, want 2\n%s%s", code, out, errOut)
+	}
+	if _, _, code := cli(t, "verify", "--bundle", filepath.Join(bundleDir, "missing.json"), "--key", keyPath); code != 2 {
+		t.Fatalf("missing bundle file: exit %d, want 2", code)
+	}
+
 	// A key that is not the log's: the checkpoint signature must fail.
 	otherKeys := t.TempDir()
 	if _, errOut, code := cli(t, "keygen", "--origin", "e2e.proofline.test/log", "--out", otherKeys); code != 0 {

@@ -61,6 +61,22 @@ func classifyReadErr(err error) error {
 	return fmt.Errorf("%w: %v", errBadCompression, err)
 }
 
+// splitValues splits a whitespace-separated stream of JSON values.
+func splitValues(body []byte) ([][]byte, error) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	var out [][]byte
+	for {
+		v, err := dec.ReadValue()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bytes.Clone(v))
+	}
+}
+
 // splitRecords splits a body holding a JSON array of records, or NDJSON
 // (one record per line), into the raw bytes of each record. A syntax error
 // in an array fails the whole body, since nothing after it can be trusted;
@@ -72,6 +88,12 @@ func splitRecords(body []byte) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: empty body", errMalformed)
 	}
 	if trimmed[0] != '[' {
+		// A stream of JSON values: NDJSON, or one (pretty-printed) object.
+		if vals, err := splitValues(trimmed); err == nil {
+			return vals, nil
+		}
+		// Some value is malformed: fall back to lines, so that in NDJSON
+		// only the bad line is rejected and its neighbours are kept.
 		var out [][]byte
 		for line := range bytes.Lines(trimmed) {
 			if l := bytes.TrimSpace(line); len(l) > 0 {

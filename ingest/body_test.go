@@ -24,6 +24,8 @@ func TestSplitRecords(t *testing.T) {
 		// In NDJSON a bad line is kept for the decoder to reject alone.
 		{"ndjson bad line", "{\"a\":1}\n{oops\n{\"b\":2}", []string{`{"a":1}`, `{oops`, `{"b":2}`}, nil},
 		{"single object", `{"a":1}`, []string{`{"a":1}`}, nil},
+		{"pretty object", "{\n  \"a\": 1,\n  \"b\": [2]\n}\n", []string{"{\n  \"a\": 1,\n  \"b\": [2]\n}"}, nil},
+		{"concatenated objects", `{"a":1}{"b":2}`, []string{`{"a":1}`, `{"b":2}`}, nil},
 		{"truncated array", `[{"a":1},`, nil, errMalformed},
 		{"garbage after array", `[{"a":1}] x`, nil, errMalformed},
 		{"second array", `[{"a":1}][]`, nil, errMalformed},

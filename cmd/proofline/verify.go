@@ -77,7 +77,12 @@ func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
 	}
 	var b verify.Bundle
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return nil, fmt.Errorf("bundle %s is not a proof bundle: %w", path, err)
+		return nil, fmt.Errorf("%s is not a proof bundle: %w", path, err)
+	}
+	// An error answer saved instead of a bundle is the user's problem to
+	// see, not evidence of tampering.
+	if len(b.Record) == 0 || b.Checkpoint == "" {
+		return nil, fmt.Errorf("%s is not a proof bundle (no record or checkpoint): %.200s", path, raw)
 	}
 	return verify.VerifyBundle(&b, v)
 }
