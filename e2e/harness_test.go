@@ -31,7 +31,13 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binary = filepath.Join(dir, "proofline")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/proofline")
+	args := []string{"build", "-o", binary}
+	if os.Getenv("PROOFLINE_E2E_RACE") == "1" {
+		// A race-enabled server: its DATA RACE reports make the server
+		// exit non-zero and show up in the test's server log.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/proofline")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building proofline:", err)

@@ -44,7 +44,7 @@ type Signer struct {
 // New makes a signer appending from b to l.
 func New(cfg Config, b *bus.Bus, l *ledger.Log, logger *slog.Logger) *Signer {
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 2048
+		cfg.MaxBatch = 8192
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = 15 * time.Second
@@ -81,15 +81,30 @@ func (s *Signer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consume: %w", err)
 	}
+	// Two stages: this goroutine checks batch N+1 (CPU) while the committer
+	// waits for the log to sequence batch N (I/O). The log still has one
+	// writer, and batches are appended in the order they were received.
+	checked := make(chan checkedBatch, 1)
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		for b := range checked {
+			s.commit(context.WithoutCancel(ctx), b)
+		}
+	}()
+	defer func() {
+		close(checked)
+		<-committed
+	}()
 	// The handler only blocks while ch is full, and ch is drained below
 	// until the consumer reports it has delivered everything it holds.
 	for {
 		select {
 		case <-ctx.Done():
-			s.drain(cc, ch)
+			s.drain(cc, ch, checked)
 			return nil
 		case m := <-ch:
-			s.process(context.WithoutCancel(ctx), s.gather(m, ch))
+			checked <- s.check(context.WithoutCancel(ctx), s.gather(m, ch))
 		}
 	}
 }
@@ -112,19 +127,32 @@ func (s *Signer) gather(first jetstream.Msg, ch <-chan jetstream.Msg) []jetstrea
 // process, so that a graceful stop leaves nothing waiting for AckWait to
 // be redelivered. It is bounded: whatever is left after drainTimeout is
 // redelivered after a restart as usual.
-func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg) {
+func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg, checked chan<- checkedBatch) {
 	cc.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
+	send := func(m jetstream.Msg) bool {
+		select {
+		case checked <- s.check(ctx, s.gather(m, ch)):
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
 	for {
 		select {
 		case m := <-ch:
-			s.process(ctx, s.gather(m, ch))
+			if !send(m) {
+				cc.Stop()
+				return
+			}
 		case <-cc.Closed():
 			for {
 				select {
 				case m := <-ch:
-					s.process(ctx, s.gather(m, ch))
+					if !send(m) {
+						return
+					}
 				default:
 					return
 				}
@@ -138,18 +166,32 @@ func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg) {
 
 const drainTimeout = 10 * time.Second
 
-func (s *Signer) process(ctx context.Context, msgs []jetstream.Msg) {
-	entries := make([]ledger.Entry, 0, len(msgs))
-	kept := make([]jetstream.Msg, 0, len(msgs))
+// checkedBatch is a batch whose messages are all valid leaves.
+type checkedBatch struct {
+	entries []ledger.Entry
+	msgs    []jetstream.Msg
+}
+
+// check turns messages into log entries; a message that can never be one
+// is dead-lettered here and dropped from the batch.
+func (s *Signer) check(ctx context.Context, msgs []jetstream.Msg) checkedBatch {
+	b := checkedBatch{entries: make([]ledger.Entry, 0, len(msgs)), msgs: make([]jetstream.Msg, 0, len(msgs))}
 	for _, m := range msgs {
 		e, err := entryOf(m)
 		if err != nil {
 			s.poison(ctx, m, err)
 			continue
 		}
-		entries = append(entries, e)
-		kept = append(kept, m)
+		b.entries = append(b.entries, e)
+		b.msgs = append(b.msgs, m)
 	}
+	return b
+}
+
+// commit appends a checked batch to the log and acks its messages only
+// once the log has them; on failure they are redelivered.
+func (s *Signer) commit(ctx context.Context, b checkedBatch) {
+	entries, kept := b.entries, b.msgs
 	if len(entries) == 0 {
 		return
 	}

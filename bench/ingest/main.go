@@ -458,6 +458,11 @@ func (s *server) throughput(ctx context.Context, ps []payload, workers, batch in
 		return 0, err
 	default:
 	}
+	posted := time.Since(start)
+	defer func() {
+		fmt.Fprintf(os.Stderr, "proofline: all %d records acknowledged (202) after %s, all in a checkpoint after %s\n",
+			len(ps), posted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	}()
 	if err := s.waitSize(ctx, base+uint64(len(ps)), 5*time.Minute); err != nil {
 		return 0, err
 	}
