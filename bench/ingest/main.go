@@ -111,7 +111,7 @@ func run(ctx context.Context, c config, args []string) error {
 		return fmt.Errorf("latency run: %w\n%s", err, srv.logTail())
 	}
 
-	report := renderReport(c, args, avg, js, ts, pl, lat)
+	report := renderReport(c, args, avg, js, ts, pl, srv.ackedRate, lat)
 	fmt.Print(report)
 	if c.out != "" {
 		return os.WriteFile(c.out, []byte(report), 0o644)
@@ -246,6 +246,9 @@ func rawTessera(ctx context.Context, dir string, ps []payload) (float64, error) 
 
 // server is a `proofline serve` subprocess.
 type server struct {
+	// ackedRate is the rate at which the throughput run's records were
+	// acknowledged with 202 (stored in JetStream), before the log.
+	ackedRate                float64
 	url, ingestTok, queryTok string
 	cmd                      *exec.Cmd
 	logs                     *bytes.Buffer
@@ -459,10 +462,7 @@ func (s *server) throughput(ctx context.Context, ps []payload, workers, batch in
 	default:
 	}
 	posted := time.Since(start)
-	defer func() {
-		fmt.Fprintf(os.Stderr, "proofline: all %d records acknowledged (202) after %s, all in a checkpoint after %s\n",
-			len(ps), posted.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	}()
+	s.ackedRate = float64(len(ps)) / posted.Seconds()
 	if err := s.waitSize(ctx, base+uint64(len(ps)), 5*time.Minute); err != nil {
 		return 0, err
 	}
@@ -611,7 +611,7 @@ func (s *server) checkSeqAssumption(ctx context.Context, results []batchResult) 
 	return checked, matched
 }
 
-func renderReport(c config, args []string, avg int, js, ts, pl float64, lat *latencyResult) string {
+func renderReport(c config, args []string, avg int, js, ts, pl, acked float64, lat *latencyResult) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Ingest → signed log (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -620,10 +620,12 @@ func renderReport(c config, args []string, avg int, js, ts, pl float64, lat *lat
 	b.WriteString("| path | records/s |\n| --- | ---: |\n")
 	fmt.Fprintf(&b, "| raw JetStream async publish (embedded, file store, msg-id dedup) | %.0f |\n", js)
 	fmt.Fprintf(&b, "| raw tessera append (POSIX, batch 4096/20ms) | %.0f |\n", ts)
+	fmt.Fprintf(&b, "| proofline ingest alone (HTTP POST → 202, stored in JetStream) | %.0f |\n", acked)
 	fmt.Fprintf(&b, "| proofline end to end (HTTP POST → in a published checkpoint) | %.0f |\n\n", pl)
 	b.WriteString("| ratio | measured | target |\n| --- | ---: | ---: |\n")
-	fmt.Fprintf(&b, "| proofline / raw JetStream | %.0f%% | ≥ 25%% |\n", 100*pl/js)
-	fmt.Fprintf(&b, "| proofline / raw tessera | %.0f%% | ≥ 50%% |\n\n", 100*pl/ts)
+	fmt.Fprintf(&b, "| proofline end to end / raw JetStream | %.0f%% | ≥ 25%% |\n", 100*pl/js)
+	fmt.Fprintf(&b, "| proofline ingest (202) / raw JetStream | %.0f%% | (context) |\n", 100*acked/js)
+	fmt.Fprintf(&b, "| proofline end to end / raw tessera | %.0f%% | ≥ 50%% |\n\n", 100*pl/ts)
 	fmt.Fprintf(&b, "Latency from 202 to inclusion in a published checkpoint, %.0f records/s offered for %s (%.0f achieved, %d batches of %d):\n\n",
 		lat.offered, c.duration, lat.achieved, lat.batches, max(1, c.rate/100))
 	b.WriteString("| p50 | p99 | max | target p99 |\n| ---: | ---: | ---: | ---: |\n")
