@@ -1,0 +1,162 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/proofline/proofline/schemas"
+)
+
+// migration is one versioned DDL file.
+type migration struct {
+	version    uint32
+	name       string
+	statements []string
+}
+
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+
+// migrations reads the embedded DDL and fills its placeholders.
+func migrations(vars map[string]string) ([]migration, error) {
+	entries, err := fs.ReadDir(schemas.ClickHouseMigrations, "clickhouse")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		m := migrationName.FindStringSubmatch(e.Name())
+		if m == nil {
+			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
+		}
+		v, _ := strconv.ParseUint(m[1], 10, 32)
+		raw, err := fs.ReadFile(schemas.ClickHouseMigrations, path.Join("clickhouse", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		text := string(raw)
+		for k, val := range vars {
+			text = strings.ReplaceAll(text, "{{"+k+"}}", val)
+		}
+		sts := splitStatements(text)
+		for _, st := range sts {
+			if strings.Contains(st, "{{") {
+				return nil, fmt.Errorf("migration %s has an unfilled placeholder", e.Name())
+			}
+		}
+		out = append(out, migration{version: uint32(v), name: m[2], statements: sts})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// splitStatements splits a DDL file on the semicolons that end a line,
+// dropping comment lines. The migration files are ours; this is not a SQL
+// parser.
+func splitStatements(text string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(line), "--") {
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		if strings.HasSuffix(strings.TrimSpace(line), ";") {
+			if s := strings.TrimSuffix(strings.TrimSpace(cur.String()), ";"); s != "" {
+				out = append(out, s)
+			}
+			cur.Reset()
+		}
+	}
+	if s := strings.TrimSpace(cur.String()); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// DDLVars are the placeholders of the migrations for a configuration.
+func DDLVars(cfg Config) (map[string]string, error) {
+	vars := map[string]string{
+		"retention_days":   strconv.Itoa(cfg.RetentionDays),
+		"on_cluster":       "",
+		"replacing_engine": "ReplacingMergeTree",
+	}
+	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
+		return nil, fmt.Errorf("retention of %d days: want 1 to 36500", cfg.RetentionDays)
+	}
+	if cfg.Cluster != "" {
+		if !identRE.MatchString(cfg.Cluster) {
+			return nil, fmt.Errorf("cluster name %q: want an identifier", cfg.Cluster)
+		}
+		vars["on_cluster"] = "ON CLUSTER " + cfg.Cluster
+		vars["replacing_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans', '{replica}')"
+	}
+	return vars, nil
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Migrate applies every migration not yet recorded in
+// proofline_schema_migrations, in order. Each statement is idempotent (IF
+// NOT EXISTS), so a crash between a statement and its record is repaired
+// by running Migrate again.
+func (s *Store) Migrate(ctx context.Context) error {
+	vars, err := DDLVars(s.cfg)
+	if err != nil {
+		return err
+	}
+	ms, err := migrations(vars)
+	if err != nil {
+		return err
+	}
+	if err := s.conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE IF NOT EXISTS proofline_schema_migrations %s
+		(version UInt32, name String, applied_at DateTime64(3, 'UTC'))
+		ENGINE = %s ORDER BY version`, vars["on_cluster"], migrationsEngine(s.cfg))); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	applied := map[uint32]bool{}
+	rows, err := s.conn.Query(ctx, `SELECT version FROM proofline_schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read applied migrations: %w", err)
+	}
+	for rows.Next() {
+		var v uint32
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return err
+		}
+		applied[v] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if applied[m.version] {
+			continue
+		}
+		for i, st := range m.statements {
+			if err := s.conn.Exec(ctx, st); err != nil {
+				return fmt.Errorf("migration %04d_%s statement %d: %w", m.version, m.name, i+1, err)
+			}
+		}
+		if err := s.conn.Exec(ctx, `INSERT INTO proofline_schema_migrations (version, name, applied_at) VALUES (?, ?, now64(3))`, m.version, m.name); err != nil {
+			return fmt.Errorf("record migration %04d: %w", m.version, err)
+		}
+		s.log.InfoContext(ctx, "applied migration", "version", m.version, "name", m.name)
+	}
+	return nil
+}
+
+func migrationsEngine(cfg Config) string {
+	if cfg.Cluster != "" {
+		return "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/proofline_schema_migrations', '{replica}')"
+	}
+	return "ReplacingMergeTree"
+}

@@ -1,0 +1,172 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/proofline/proofline/schemas"
+)
+
+// The embedded engine runs on one data directory per process, so the
+// tests of this package share one store and reset the table between them.
+var shared = sync.OnceValues(func() (*Store, error) {
+	dir, err := os.MkdirTemp("", "proofline-spanstore-test")
+	if err != nil {
+		return nil, err
+	}
+	s, err := Open(context.Background(), Config{DataDir: dir})
+	if err != nil {
+		return nil, err
+	}
+	return s, s.Migrate(context.Background())
+})
+
+func testStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := shared()
+	if err != nil {
+		t.Fatalf("open span store on the embedded engine: %v", err)
+	}
+	if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE spans"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// span makes a record for tool (in group) that took latency, started at.
+func span(id, tool, group string, at time.Time, latency time.Duration, leaf uint64) Span {
+	return Span{
+		Record: &schemas.CallRecord{
+			RecordID:   id,
+			TSStart:    schemas.Timestamp{Time: at},
+			TSEnd:      schemas.Timestamp{Time: at.Add(latency)},
+			Actor:      schemas.Actor{ID: "agent-1", Type: schemas.ActorAgent},
+			Tool:       schemas.Tool{Name: tool, Group: group},
+			Policy:     schemas.Policy{Decision: schemas.DecisionAllow},
+			Outcome:    schemas.Outcome{Status: schemas.StatusOK},
+			Trace:      &schemas.Trace{TraceID: fmt.Sprintf("%032x", leaf+1), SpanID: fmt.Sprintf("%016x", leaf+1)},
+			Cost:       &schemas.Cost{Amount: 0.01, Currency: "USD", TokensIn: 10},
+			Attributes: map[string]string{"env": "test"},
+		},
+		LogOrigin: "test.proofline/log",
+		LeafIndex: leaf,
+	}
+}
+
+func TestLatencyKPI(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	// Recent timestamps: the table's TTL deletes old fixtures on merge.
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	var spans []Span
+	// search (group tickets): 1..100 ms. write (group tickets): 10 × 200 ms.
+	for i := 1; i <= 100; i++ {
+		spans = append(spans, span(fmt.Sprintf("s-%03d", i), "search", "tickets", base.Add(time.Duration(i)*time.Second), time.Duration(i)*time.Millisecond, uint64(i)))
+	}
+	for i := 0; i < 10; i++ {
+		spans = append(spans, span(fmt.Sprintf("w-%03d", i), "write", "tickets", base.Add(time.Duration(i)*time.Second), 200*time.Millisecond, uint64(200+i)))
+	}
+	// One call outside the window must not count.
+	spans = append(spans, span("old", "search", "tickets", base.Add(-2*time.Hour), time.Second, 999))
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	// A retried batch must not double anything.
+	if err := s.Insert(ctx, spans[:50]); err != nil {
+		t.Fatal(err)
+	}
+	from, to := base.Add(-time.Minute), base.Add(time.Hour)
+	got, err := s.Latency(ctx, "tool", from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// quantileExact(q) over n sorted values is the value at index ⌊q·n⌋:
+	// search 1..100 ms → p50 = 51, p95 = 96, p99 = 100.
+	want := []LatencyRow{
+		{Key: "search", Calls: 100, P50ms: 51, P95ms: 96, P99ms: 100},
+		{Key: "write", Calls: 10, P50ms: 200, P95ms: 200, P99ms: 200},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("latency by tool\n got %+v\nwant %+v", got, want)
+	}
+	got, err = s.Latency(ctx, "group", from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// tickets: 1..100 and ten 200s → 110 values; index ⌊0.95·110⌋ = 104 → 200;
+	// index ⌊0.5·110⌋ = 55 → 56.
+	if len(got) != 1 || got[0].Calls != 110 || got[0].P50ms != 56 || got[0].P95ms != 200 {
+		t.Fatalf("latency by group: %+v", got)
+	}
+	if _, err := s.Latency(ctx, "tool_name; DROP TABLE spans", from, to); err == nil {
+		t.Fatal("an unknown grouping was accepted")
+	}
+	// Every row carries its evidence pointer.
+	var origin string
+	var leaf uint64
+	if err := s.conn.QueryRow(ctx, `SELECT log_origin, leaf_index FROM spans FINAL WHERE record_id = 's-042'`).Scan(&origin, &leaf); err != nil {
+		t.Fatal(err)
+	}
+	if origin != "test.proofline/log" || leaf != 42 {
+		t.Fatalf("evidence pointer %s/%d", origin, leaf)
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	for i := 0; i < 3; i++ {
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatalf("migrate run %d: %v", i, err)
+		}
+	}
+	var n uint64
+	if err := s.conn.QueryRow(ctx, `SELECT count() FROM proofline_schema_migrations FINAL WHERE version = 1`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("migration 1 recorded %d times (%v)", n, err)
+	}
+	var ttl string
+	if err := s.conn.QueryRow(ctx, `SELECT create_table_query FROM system.tables WHERE name = 'spans'`).Scan(&ttl); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"TTL toDateTime(ts_start) + toIntervalDay(90)", "bloom_filter", "ReplacingMergeTree", "PARTITION BY toDate(ts_start)", "CODEC(T64, ZSTD(1))"} {
+		if !strings.Contains(ttl, want) {
+			t.Errorf("spans DDL lacks %q:\n%s", want, ttl)
+		}
+	}
+}
+
+// TestClusterDDLParses checks the cluster-mode DDL (ON CLUSTER, replicated
+// engines) with the engine's own parser; no cluster runs here.
+func TestClusterDDLParses(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	vars, err := DDLVars(Config{RetentionDays: 30, Cluster: "proofline"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := migrations(vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		for _, st := range m.statements {
+			if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "ReplicatedReplacingMergeTree") {
+				t.Fatalf("cluster DDL is not replicated:\n%s", st)
+			}
+			if err := s.conn.Exec(ctx, "EXPLAIN AST "+st); err != nil {
+				t.Fatalf("cluster DDL does not parse: %v\n%s", err, st)
+			}
+		}
+	}
+	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
+		t.Fatal("a cluster name with SQL in it was accepted")
+	}
+	if _, err := DDLVars(Config{RetentionDays: 0}); err == nil {
+		t.Fatal("zero retention accepted")
+	}
+}
