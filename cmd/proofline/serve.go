@@ -21,6 +21,7 @@ import (
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/internal/ratelimit"
 	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/query/spanstore"
 	"github.com/proofline/proofline/signer"
 )
 
@@ -37,6 +38,8 @@ type serveFlags struct {
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
 	debugListen                           string
+	clickhouseDSN, chdbLib                string
+	retentionDays                         int
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -45,7 +48,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.data, "data", "./proofline-data", "data directory (keys, JetStream store, Merkle log)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:7600", "HTTP listen address")
 	fs.StringVar(&f.origin, "origin", "", "log origin for a new log (default proofline.local/HOSTNAME); must match an existing key")
-	fs.StringVar(&f.roles, "roles", "all", "comma-separated roles to run: ingest, signer (all = both)")
+	fs.StringVar(&f.roles, "roles", "all", "comma-separated roles to run: ingest, signer, spanstore (all = every role)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.natsURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded with JetStream under --data")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS on host:port for other producers (default: in-process only)")
@@ -60,6 +63,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
 	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
 	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
+	fs.StringVar(&f.clickhouseDSN, "clickhouse", "", "ClickHouse DSN for the span store (clickhouse://user:pass@host:9000/db or https://...); empty runs the engine embedded through chDB")
+	fs.StringVar(&f.chdbLib, "chdb-lib", "", "libchdb.so for the embedded engine (default $CHDB_LIB_PATH, then /usr/local/lib/chdb/libchdb.so)")
+	fs.IntVar(&f.retentionDays, "retention-days", 90, "span retention (ClickHouse TTL) in days")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -92,12 +98,17 @@ func parseRoles(s string) (roleSet, error) {
 	for _, p := range strings.Split(s, ",") {
 		switch p = strings.TrimSpace(p); p {
 		case "all":
-			r["ingest"], r["signer"] = true, true
-		case "ingest", "signer":
+			r["ingest"], r["signer"], r["spanstore"] = true, true, true
+		case "ingest", "signer", "spanstore":
 			r[p] = true
 		default:
-			return nil, fmt.Errorf("unknown role %q (want ingest, signer or all)", p)
+			return nil, fmt.Errorf("unknown role %q (want ingest, signer, spanstore or all)", p)
 		}
+	}
+	// The span writer takes each row's evidence pointer from the log's
+	// record index, which lives with the signer.
+	if r["spanstore"] && !r["signer"] {
+		return nil, fmt.Errorf("the spanstore role needs the signer role in the same process")
 	}
 	return r, nil
 }
@@ -162,6 +173,28 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}()
 	}
 
+	var spans *spanstore.Store
+	if roles["spanstore"] {
+		spans, err = spanstore.Open(ctx, spanstore.Config{
+			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("span store: %w", err)
+		}
+		defer spans.Close()
+		if err := spans.Migrate(ctx); err != nil {
+			return fmt.Errorf("span store: %w", err)
+		}
+		w := spanstore.NewWriter(spanstore.WriterConfig{}, b, spans, lg, logger)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(runCtx); err != nil {
+				logger.Error("span writer stopped", "err", err)
+			}
+		}()
+	}
+
 	var ingestHandler http.Handler
 	if roles["ingest"] {
 		var inLog ingest.InLog
@@ -172,7 +205,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 			ingest.NewPublisher(b.JS), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
-		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b,
+		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
 		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
 	})
 	if f.debugListen != "" {

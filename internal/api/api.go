@@ -15,6 +15,7 @@ import (
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/internal/httpx"
 	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/query/spanstore"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -24,6 +25,7 @@ type Deps struct {
 	Ingest      http.Handler
 	Log         *ledger.Log
 	Bus         *bus.Bus
+	Spans       *spanstore.Store
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
@@ -62,6 +64,9 @@ func NewMux(d Deps) http.Handler {
 		}
 		mux.Handle("GET /checkpoint", tiles)
 		mux.Handle("GET /tile/", tiles)
+	}
+	if d.Spans != nil {
+		mux.Handle("GET /v1/kpi/latency", need(auth.ScopeQuery, http.HandlerFunc(d.kpiLatency)))
 	}
 	return recoverer(d.Logger, mux)
 }

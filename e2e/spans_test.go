@@ -1,0 +1,88 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestSpansAndLatencyKPI: records posted to ingest reach the span store
+// (the embedded ClickHouse engine) with their evidence pointer, and the
+// latency KPI over HTTP gives the quantiles computed by hand.
+func TestSpansAndLatencyKPI(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	tok := s.token("gw-1", "ingest", "1h")
+	q := s.token("sre", "query", "1h")
+
+	now := time.Now().UTC().Add(-time.Minute)
+	var recs []map[string]any
+	// kpi-search: 1..20 ms; kpi-write: 4 × 50 ms.
+	for i := 1; i <= 20; i++ {
+		r := record(fmt.Sprintf("kpi-s-%02d", i))
+		r["tool"] = map[string]any{"name": "kpi-search", "group": "kpi"}
+		r["ts_start"] = now.Format(time.RFC3339Nano)
+		r["ts_end"] = now.Add(time.Duration(i) * time.Millisecond).Format(time.RFC3339Nano)
+		recs = append(recs, r)
+	}
+	for i := 0; i < 4; i++ {
+		r := record(fmt.Sprintf("kpi-w-%02d", i))
+		r["tool"] = map[string]any{"name": "kpi-write", "group": "kpi"}
+		r["ts_start"] = now.Format(time.RFC3339Nano)
+		r["ts_end"] = now.Add(50 * time.Millisecond).Format(time.RFC3339Nano)
+		recs = append(recs, r)
+	}
+	body := jsonArray(t, recs...)
+	for i := 0; i < 2; i++ { // the retry must not double the counts
+		if code, _, _, err := s.post(tok, body, nil); err != nil || code != 202 {
+			t.Fatalf("post: %d %v", code, err)
+		}
+	}
+	type row struct {
+		Key   string  `json:"key"`
+		Calls uint64  `json:"calls"`
+		P50   float64 `json:"p50_ms"`
+		P95   float64 `json:"p95_ms"`
+		P99   float64 `json:"p99_ms"`
+	}
+	var got struct {
+		Rows []row `json:"rows"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		code, raw := s.get(q, "/v1/kpi/latency?by=tool&window=1d")
+		if code != http.StatusOK {
+			t.Fatalf("kpi latency: %d %s", code, raw)
+		}
+		if err := json.Unmarshal(raw, &got); err != nil {
+			t.Fatal(err)
+		}
+		total := uint64(0)
+		for _, r := range got.Rows {
+			total += r.Calls
+		}
+		if total >= 24 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("spans did not arrive: %s\n%s", raw, s.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// ⌊q·n⌋-th smallest (0-based): 20 values 1..20 → p50 = 11, p95 = 20.
+	want := []row{{"kpi-search", 20, 11, 20, 20}, {"kpi-write", 4, 50, 50, 50}}
+	if fmt.Sprint(got.Rows) != fmt.Sprint(want) {
+		t.Fatalf("latency by tool\n got %+v\nwant %+v", got.Rows, want)
+	}
+	if code, _ := s.get(tok, "/v1/kpi/latency"); code != http.StatusForbidden {
+		t.Fatalf("ingest token on the KPI API: %d, want 403", code)
+	}
+	if code, _ := s.get(q, "/v1/kpi/latency?by=actor"); code != http.StatusBadRequest {
+		t.Fatalf("by=actor: %d, want 400", code)
+	}
+	if code, _ := s.get(q, "/v1/kpi/latency?window=soon"); code != http.StatusBadRequest {
+		t.Fatalf("window=soon: %d, want 400", code)
+	}
+}

@@ -1,0 +1,63 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/proofline/proofline/internal/httpx"
+	"github.com/proofline/proofline/query/spanstore"
+)
+
+// parseWindow reads a window as a Go duration ("36h") or days ("7d").
+func parseWindow(s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(d)
+		if err != nil || n <= 0 || n > 3660 {
+			return 0, fmt.Errorf("window %q: want a positive number of days, e.g. 7d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	w, err := time.ParseDuration(s)
+	if err != nil || w <= 0 {
+		return 0, fmt.Errorf("window %q: want a Go duration (36h) or days (7d)", s)
+	}
+	return w, nil
+}
+
+// kpiLatency serves p50/p95/p99 latency per tool or tool group.
+func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	by := q.Get("by")
+	if by == "" {
+		by = "tool"
+	}
+	if by != "tool" && by != "group" {
+		httpx.WriteError(w, http.StatusBadRequest, "by must be tool or group")
+		return
+	}
+	window, err := parseWindow(q.Get("window"), 7*24*time.Hour)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	to := time.Now().UTC()
+	from := to.Add(-window)
+	rows, err := d.Spans.Latency(r.Context(), by, from, to)
+	if err != nil {
+		d.Logger.ErrorContext(r.Context(), "latency kpi", "err", err)
+		httpx.WriteError(w, http.StatusInternalServerError, "latency query failed")
+		return
+	}
+	if rows == nil {
+		rows = []spanstore.LatencyRow{} // [] rather than null for clients
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{
+		"by": by, "from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano), "rows": rows,
+	})
+}

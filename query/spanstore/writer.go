@@ -1,0 +1,149 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/schemas"
+)
+
+// WriterConsumer is the durable consumer the span writer reads from.
+const WriterConsumer = "spanstore"
+
+// Evidence finds where records are in the Merkle log: the leaf index of
+// each id already sequenced. In one process it is the log's own index.
+type Evidence interface {
+	LookupMany(ids []string) (map[string]uint64, error)
+	Origin() string
+}
+
+// WriterConfig tunes the writer.
+type WriterConfig struct {
+	// MaxBatch and MaxWait bound a ClickHouse insert: large inserts are
+	// what ClickHouse wants, and MaxWait bounds how stale a span can be.
+	MaxBatch int
+	MaxWait  time.Duration
+	// AckWait is JetStream's redelivery timeout for unacked messages.
+	AckWait time.Duration
+	// NotYetDelay is how long a record not yet in the log waits before it
+	// is offered again.
+	NotYetDelay time.Duration
+}
+
+// Writer moves call records from JetStream into the spans table.
+type Writer struct {
+	cfg   WriterConfig
+	bus   *bus.Bus
+	store *Store
+	ev    Evidence
+	log   *slog.Logger
+}
+
+// NewWriter makes a writer; Run starts it.
+func NewWriter(cfg WriterConfig, b *bus.Bus, st *Store, ev Evidence, logger *slog.Logger) *Writer {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 5000
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = time.Second
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = 30 * time.Second
+	}
+	if cfg.NotYetDelay <= 0 {
+		cfg.NotYetDelay = 250 * time.Millisecond
+	}
+	return &Writer{cfg: cfg, bus: b, store: st, ev: ev, log: logger}
+}
+
+// Run consumes until ctx ends. A failed insert is retried with back-off
+// while its messages stay unacknowledged: nothing is lost and nothing is
+// acknowledged before ClickHouse has it.
+func (w *Writer) Run(ctx context.Context) error {
+	cons, err := w.bus.Consumer(ctx, WriterConsumer, w.cfg.AckWait, 4*w.cfg.MaxBatch)
+	if err != nil {
+		return err
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		batch, err := cons.Fetch(w.cfg.MaxBatch, jetstream.FetchMaxWait(w.cfg.MaxWait))
+		if err != nil {
+			w.log.WarnContext(ctx, "span writer fetch", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		if retry, err := w.write(ctx, msgs); err != nil {
+			w.log.ErrorContext(ctx, "span insert failed; retrying", "err", err, "spans", len(retry), "backoff", backoff)
+			for _, m := range retry {
+				_ = m.NakWithDelay(backoff)
+			}
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// write inserts the records already in the log and acks them; records not
+// yet sequenced are offered again shortly, so every row gets its evidence
+// pointer. On error it returns the messages still to be retried.
+func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.Msg, error) {
+	recs := make([]*schemas.CallRecord, 0, len(msgs))
+	kept := make([]jetstream.Msg, 0, len(msgs))
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		r, ok := schemas.IsCanonicalRecord(m.Data())
+		if !ok {
+			if err := w.bus.DeadLetter(ctx, WriterConsumer, m.Data(), fmt.Errorf("not a canonical call record")); err != nil {
+				_ = m.NakWithDelay(time.Second)
+				continue
+			}
+			_ = m.Term()
+			continue
+		}
+		recs, kept, ids = append(recs, r), append(kept, m), append(ids, r.RecordID)
+	}
+	leaves, err := w.ev.LookupMany(ids)
+	if err != nil {
+		return kept, fmt.Errorf("evidence lookup: %w", err)
+	}
+	spans := make([]Span, 0, len(recs))
+	var ready []jetstream.Msg
+	for i, r := range recs {
+		leaf, ok := leaves[r.RecordID]
+		if !ok {
+			_ = kept[i].NakWithDelay(w.cfg.NotYetDelay)
+			continue
+		}
+		spans = append(spans, Span{Record: r, LogOrigin: w.ev.Origin(), LeafIndex: leaf})
+		ready = append(ready, kept[i])
+	}
+	if err := w.store.Insert(ctx, spans); err != nil {
+		return ready, err
+	}
+	for _, m := range ready {
+		_ = m.Ack()
+	}
+	return nil, nil
+}
