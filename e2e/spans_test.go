@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -75,6 +76,46 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	want := []row{{"kpi-search", 20, 11, 20, 20}, {"kpi-write", 4, 50, 50, 50}}
 	if fmt.Sprint(got.Rows) != fmt.Sprint(want) {
 		t.Fatalf("latency by tool\n got %+v\nwant %+v", got.Rows, want)
+	}
+	// The CLI prints the same numbers as a table.
+	out, errOut, code := cli(t, "kpi", "latency", "--server", s.url, "--token", q, "--window", "1d")
+	if code != 0 || !strings.Contains(out, "kpi-search") || !strings.Contains(out, "20.0") {
+		t.Fatalf("proofline kpi latency: exit %d\n%s%s", code, out, errOut)
+	}
+	// Spans, paged with a cursor, each with its evidence pointer.
+	var ids []string
+	cursor := ""
+	for {
+		code, raw := s.get(q, "/v1/spans?tool=kpi-search&limit=8&cursor="+cursor)
+		if code != http.StatusOK {
+			t.Fatalf("/v1/spans: %d %s", code, raw)
+		}
+		var page struct {
+			Spans []struct {
+				RecordID  string `json:"record_id"`
+				LogOrigin string `json:"log_origin"`
+			} `json:"spans"`
+			Next string `json:"next"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range page.Spans {
+			if sp.LogOrigin != "e2e.proofline.test/log" {
+				t.Fatalf("span %s has evidence origin %q", sp.RecordID, sp.LogOrigin)
+			}
+			ids = append(ids, sp.RecordID)
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	if len(ids) != 20 {
+		t.Fatalf("paged %d spans of kpi-search, want 20: %v", len(ids), ids)
+	}
+	if code, _ := s.get(q, "/v1/spans?cursor=forged"); code != http.StatusBadRequest {
+		t.Fatalf("forged cursor: %d, want 400", code)
 	}
 	if code, _ := s.get(tok, "/v1/kpi/latency"); code != http.StatusForbidden {
 		t.Fatalf("ingest token on the KPI API: %d, want 403", code)

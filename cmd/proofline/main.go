@@ -33,6 +33,7 @@ Usage:
   proofline keygen  --origin ORIGIN --out DIR                         make a log signing key pair
   proofline verify  --bundle FILE --key FILE                          verify a proof bundle offline
   proofline verify  --log URL --key FILE [--state FILE] [--token T]  audit a live log
+  proofline kpi latency --server URL --token T [--by tool|group] [--window 7d] [--json]
   proofline version
 
 Run 'proofline COMMAND -h' for a command's flags.
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdKeygen(args[1:], stdout, stderr)
 	case "verify":
 		code, err = cmdVerify(ctx, args[1:], stdout, stderr)
+	case "kpi":
+		err = cmdKPI(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proofline", version)
 	case "-h", "-help", "--help", "help":

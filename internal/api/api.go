@@ -67,6 +67,7 @@ func NewMux(d Deps) http.Handler {
 	}
 	if d.Spans != nil {
 		mux.Handle("GET /v1/kpi/latency", need(auth.ScopeQuery, http.HandlerFunc(d.kpiLatency)))
+		mux.Handle("GET /v1/spans", need(auth.ScopeQuery, http.HandlerFunc(d.spans)))
 	}
 	return recoverer(d.Logger, mux)
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -60,4 +61,38 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{
 		"by": by, "from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano), "rows": rows,
 	})
+}
+
+// spans lists spans with cursor paging.
+func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := spanstore.SpanFilter{Tool: q.Get("tool"), TraceID: q.Get("trace_id"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				httpx.WriteError(w, http.StatusBadRequest, name+" must be an RFC 3339 time")
+				return
+			}
+			*dst = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > spanstore.MaxPage {
+			httpx.WriteError(w, http.StatusBadRequest, fmt.Sprintf("limit must be 1 to %d", spanstore.MaxPage))
+			return
+		}
+		f.Limit = n
+	}
+	page, err := d.Spans.Spans(r.Context(), f)
+	switch {
+	case errors.Is(err, spanstore.ErrBadCursor):
+		httpx.WriteError(w, http.StatusBadRequest, "cursor is not one this API returned")
+	case err != nil:
+		d.Logger.ErrorContext(r.Context(), "spans", "err", err)
+		httpx.WriteError(w, http.StatusInternalServerError, "spans query failed")
+	default:
+		httpx.WriteJSON(w, http.StatusOK, page)
+	}
 }

@@ -1,0 +1,130 @@
+package spanstore
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// SpanFilter selects spans; zero fields do not filter.
+type SpanFilter struct {
+	Tool    string
+	TraceID string
+	Status  string
+	From    time.Time
+	To      time.Time
+	Limit   int
+	// Cursor continues a previous page (SpanPage.Next).
+	Cursor string
+}
+
+// SpanRow is one span as the API lists it.
+type SpanRow struct {
+	RecordID       string    `json:"record_id"`
+	TSStart        time.Time `json:"ts_start"`
+	TSEnd          time.Time `json:"ts_end"`
+	LatencyMs      float64   `json:"latency_ms"`
+	ActorID        string    `json:"actor_id"`
+	Tool           string    `json:"tool"`
+	ToolGroup      string    `json:"tool_group"`
+	TraceID        string    `json:"trace_id"`
+	SpanID         string    `json:"span_id"`
+	Status         string    `json:"status"`
+	PolicyDecision string    `json:"policy_decision"`
+	CostAmount     float64   `json:"cost_amount"`
+	WorkflowID     string    `json:"workflow_id"`
+	LogOrigin      string    `json:"log_origin"`
+	LeafIndex      uint64    `json:"leaf_index"`
+}
+
+// SpanPage is one page of spans, newest first.
+type SpanPage struct {
+	Spans []SpanRow `json:"spans"`
+	// Next is the cursor of the following page, empty on the last one.
+	Next string `json:"next,omitempty"`
+}
+
+type cursor struct {
+	TS time.Time `json:"t"`
+	ID string    `json:"i"`
+}
+
+// ErrBadCursor is returned for a cursor this API did not make.
+var ErrBadCursor = errors.New("bad cursor")
+
+// MaxPage bounds one page.
+const MaxPage = 1000
+
+// Spans lists spans matching f, newest first. Every filter is a bound
+// parameter; only fixed SQL fragments are chosen by which filters are set.
+func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	f.Limit = min(f.Limit, MaxPage)
+	where := []string{"1"}
+	params := clickhouse.Parameters{"limit": fmt.Sprint(f.Limit + 1)}
+	add := func(cond, name, value string) {
+		where = append(where, cond)
+		params[name] = value
+	}
+	const tsFmt = "2006-01-02 15:04:05.000000000"
+	if f.Tool != "" {
+		add("tool_name = {tool:String}", "tool", f.Tool)
+	}
+	if f.TraceID != "" {
+		add("trace_id = {trace_id:String}", "trace_id", f.TraceID)
+	}
+	if f.Status != "" {
+		add("outcome_status = {status:String}", "status", f.Status)
+	}
+	if !f.From.IsZero() {
+		add("ts_start >= {from:DateTime64(9, 'UTC')}", "from", f.From.UTC().Format(tsFmt))
+	}
+	if !f.To.IsZero() {
+		add("ts_start < {to:DateTime64(9, 'UTC')}", "to", f.To.UTC().Format(tsFmt))
+	}
+	if f.Cursor != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		var c cursor
+		if err != nil || json.Unmarshal(raw, &c) != nil || c.ID == "" {
+			return nil, ErrBadCursor
+		}
+		where = append(where, "(ts_start, record_id) < ({cts:DateTime64(9, 'UTC')}, {cid:String})")
+		params["cts"], params["cid"] = c.TS.UTC().Format(tsFmt), c.ID
+	}
+	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_group, trace_id, span_id,
+		outcome_status, policy_decision, cost_amount, workflow_id, log_origin, leaf_index
+	FROM spans FINAL WHERE ` + strings.Join(where, " AND ") + `
+	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
+	rows, err := s.conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
+	if err != nil {
+		return nil, fmt.Errorf("spans query: %w", err)
+	}
+	defer rows.Close()
+	page := &SpanPage{Spans: []SpanRow{}}
+	for rows.Next() {
+		var r SpanRow
+		if err := rows.Scan(&r.RecordID, &r.TSStart, &r.TSEnd, &r.LatencyMs, &r.ActorID, &r.Tool, &r.ToolGroup, &r.TraceID, &r.SpanID,
+			&r.Status, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.LogOrigin, &r.LeafIndex); err != nil {
+			return nil, err
+		}
+		page.Spans = append(page.Spans, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(page.Spans) > f.Limit {
+		page.Spans = page.Spans[:f.Limit]
+		last := page.Spans[len(page.Spans)-1]
+		raw, _ := json.Marshal(cursor{TS: last.TSStart, ID: last.RecordID})
+		page.Next = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return page, nil
+}
