@@ -270,7 +270,10 @@ func startProofline(ctx context.Context, tmp string) (*server, error) {
 	l.Close()
 	data := filepath.Join(tmp, "data")
 	s := &server{url: "http://" + addr, logs: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, append([]string{"serve", "--data", data, "--listen", addr, "--rate", "0", "--log-level", "warn"}, strings.Fields(os.Getenv("PROOFLINE_BENCH_SERVE_ARGS"))...)...)
+	// The ingest→log path only: the span writer is another consumer with
+	// its own benchmark.
+	s.cmd = exec.Command(bin, append([]string{"serve", "--data", data, "--listen", addr, "--rate", "0", "--log-level", "warn", "--roles", "ingest,signer"},
+		strings.Fields(os.Getenv("PROOFLINE_BENCH_SERVE_ARGS"))...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s, s
 	if err := s.cmd.Start(); err != nil {
 		return nil, err
