@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -79,6 +80,52 @@ func checkExactlyOnce(t *testing.T, s *server, q string, acked map[string]bool) 
 	out, errOut, code := cli(t, "verify", "--log", s.url, "--key", keyPath, "--token", q, "--state", filepath.Join(t.TempDir(), "st.json"))
 	if code != 0 {
 		t.Fatalf("verify --log after recovery: exit %d\n%s%s", code, out, errOut)
+	}
+	// The span store holds exactly the records of the log, once each.
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		spans := spanIDs(t, s, q)
+		if len(spans) == len(counts) {
+			for id, n := range spans {
+				if n != 1 || counts[id] != 1 {
+					t.Fatalf("span %s: %d rows, %d leaves", id, n, counts[id])
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("span store has %d records, the log %d\n%s", len(spans), len(counts), s.logs())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// spanIDs pages through every span and counts each record id.
+func spanIDs(t *testing.T, s *server, q string) map[string]int {
+	t.Helper()
+	out := map[string]int{}
+	cursor := ""
+	for {
+		code, raw := s.get(q, "/v1/spans?limit=1000&cursor="+cursor)
+		if code != http.StatusOK {
+			t.Fatalf("/v1/spans: %d %s", code, raw)
+		}
+		var page struct {
+			Spans []struct {
+				RecordID string `json:"record_id"`
+			} `json:"spans"`
+			Next string `json:"next"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, sp := range page.Spans {
+			out[sp.RecordID]++
+		}
+		if page.Next == "" {
+			return out
+		}
+		cursor = page.Next
 	}
 }
 

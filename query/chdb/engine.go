@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -74,6 +75,28 @@ type Engine struct {
 	// mu serialises statements: a chDB connection runs one at a time.
 	mu     sync.Mutex
 	closed bool
+	// spoolDir holds INSERT data handed to the engine by file.
+	spoolDir string
+}
+
+// spool writes INSERT data to a private file for FROM INFILE; cleanup
+// removes it.
+func (e *Engine) spool(data []byte) (string, func(), error) {
+	f, err := os.CreateTemp(e.spoolDir, "insert-*.bin")
+	if err != nil {
+		return "", nil, fmt.Errorf("chdb spool: %w", err)
+	}
+	cleanup := func() { _ = os.Remove(f.Name()) }
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		cleanup()
+		return "", nil, fmt.Errorf("chdb spool: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("chdb spool: %w", err)
+	}
+	return f.Name(), cleanup, nil
 }
 
 func resolveLib(p string) string {
@@ -154,7 +177,12 @@ func Open(_ context.Context, opts Options) (*Engine, error) {
 		process.conn, process.path = connPtr, opts.DataDir
 	}
 	process.refs++
-	return &Engine{api: process.lib, conn: *(*unsafe.Pointer)(process.conn)}, nil
+	spoolDir := filepath.Join(opts.DataDir, "proofline-spool")
+	if err := os.MkdirAll(spoolDir, 0o700); err != nil {
+		process.refs--
+		return nil, fmt.Errorf("chdb spool dir: %w", err)
+	}
+	return &Engine{api: process.lib, conn: *(*unsafe.Pointer)(process.conn), spoolDir: spoolDir}, nil
 }
 
 // Close releases the engine. The engine itself stays up for the life of

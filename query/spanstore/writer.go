@@ -53,7 +53,9 @@ func NewWriter(cfg WriterConfig, b *bus.Bus, st *Store, ev Evidence, logger *slo
 		cfg.MaxWait = time.Second
 	}
 	if cfg.AckWait <= 0 {
-		cfg.AckWait = 30 * time.Second
+		// An insert of a full batch takes well under a second; after a
+		// crash, what the dead process held comes back after this long.
+		cfg.AckWait = 10 * time.Second
 	}
 	if cfg.NotYetDelay <= 0 {
 		cfg.NotYetDelay = 250 * time.Millisecond
@@ -84,7 +86,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		if len(msgs) == 0 {
 			continue
 		}
-		if retry, err := w.write(ctx, msgs); err != nil {
+		// A batch in hand is finished even when ctx ends meanwhile.
+		if retry, err := w.write(context.WithoutCancel(ctx), msgs); err != nil {
 			w.log.ErrorContext(ctx, "span insert failed; retrying", "err", err, "spans", len(retry), "backoff", backoff)
 			for _, m := range retry {
 				_ = m.NakWithDelay(backoff)
