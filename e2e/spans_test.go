@@ -114,6 +114,26 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if len(ids) != 20 {
 		t.Fatalf("paged %d spans of kpi-search, want 20: %v", len(ids), ids)
 	}
+	// The other KPI reports answer over HTTP and the CLI (their numbers are
+	// checked against fixtures in query/spanstore).
+	code, raw := s.get(q, "/v1/kpi/onboarding")
+	var ob struct {
+		Tools []struct {
+			Tool          string   `json:"tool"`
+			LeadTimeHours *float64 `json:"lead_time_hours"`
+		} `json:"tools"`
+	}
+	if code != 200 || json.Unmarshal(raw, &ob) != nil || len(ob.Tools) != 2 || ob.Tools[0].LeadTimeHours == nil {
+		t.Fatalf("onboarding: %d %s", code, raw)
+	}
+	for _, kind := range []string{"cost", "plans"} {
+		if code, raw := s.get(q, "/v1/kpi/"+kind); code != 200 || !json.Valid(raw) {
+			t.Fatalf("/v1/kpi/%s: %d %s", kind, code, raw)
+		}
+		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q); code != 0 || !json.Valid([]byte(out)) {
+			t.Fatalf("proofline kpi %s: exit %d\n%s%s", kind, code, out, errOut)
+		}
+	}
 	if code, _ := s.get(q, "/v1/spans?cursor=forged"); code != http.StatusBadRequest {
 		t.Fatalf("forged cursor: %d, want 400", code)
 	}

@@ -17,11 +17,13 @@ import (
 // the JSON answer with --json).
 func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: proofline kpi latency --server URL --token T [--by tool|group] [--window 7d] [--json]", errUsage)
+		return fmt.Errorf("%w: proofline kpi latency|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--json]", errUsage)
 	}
 	kind := args[0]
-	if kind != "latency" {
-		return fmt.Errorf("%w: unknown KPI %q (available: latency)", errUsage, kind)
+	switch kind {
+	case "latency", "cost", "plans", "onboarding":
+	default:
+		return fmt.Errorf("%w: unknown KPI %q (available: latency, cost, plans, onboarding)", errUsage, kind)
 	}
 	fs := newFlagSet("kpi "+kind, stderr)
 	server := fs.String("server", "http://127.0.0.1:7600", "proofline server URL")
@@ -33,13 +35,13 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	q := url.Values{"by": {*by}, "window": {*window}}
-	raw, err := apiGet(ctx, *server, "/v1/kpi/latency?"+q.Encode(), *token)
+	raw, err := apiGet(ctx, *server, "/v1/kpi/"+kind+"?"+q.Encode(), *token)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		_, err := stdout.Write(raw)
-		return err
+	if *asJSON || kind != "latency" {
+		// The other reports are nested; their JSON is the table.
+		return printJSON(stdout, raw)
 	}
 	var res struct {
 		By   string `json:"by"`
@@ -88,4 +90,14 @@ func apiGet(ctx context.Context, server, path, token string) ([]byte, error) {
 		return nil, fmt.Errorf("server answered %d: %s", resp.StatusCode, strings.TrimSpace(string(raw)))
 	}
 	return raw, nil
+}
+
+func printJSON(w io.Writer, raw []byte) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("server answer: %w", err)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

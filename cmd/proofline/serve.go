@@ -40,6 +40,9 @@ type serveFlags struct {
 	debugListen                           string
 	clickhouseDSN, chdbLib                string
 	retentionDays                         int
+	costCap                               float64
+	costCurrency                          string
+	costAnomalyFactor                     float64
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -66,6 +69,9 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.clickhouseDSN, "clickhouse", "", "ClickHouse DSN for the span store (clickhouse://user:pass@host:9000/db or https://...); empty runs the engine embedded through chDB")
 	fs.StringVar(&f.chdbLib, "chdb-lib", "", "libchdb.so for the embedded engine (default $CHDB_LIB_PATH, then /usr/local/lib/chdb/libchdb.so)")
 	fs.IntVar(&f.retentionDays, "retention-days", 90, "span retention (ClickHouse TTL) in days")
+	fs.Float64Var(&f.costCap, "cost-monthly-cap", 0, "monthly cost cap the cost KPI projects against (0: none)")
+	fs.StringVar(&f.costCurrency, "cost-currency", "USD", "currency of the cost KPI (records in other currencies are left out)")
+	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -206,6 +212,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
+		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor},
 		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
 	})
 	if f.debugListen != "" {

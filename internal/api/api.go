@@ -21,11 +21,13 @@ import (
 
 // Deps are the parts the API serves; nil parts' routes answer 404.
 type Deps struct {
-	Tokens      *auth.Keys
-	Ingest      http.Handler
-	Log         *ledger.Log
-	Bus         *bus.Bus
-	Spans       *spanstore.Store
+	Tokens *auth.Keys
+	Ingest http.Handler
+	Log    *ledger.Log
+	Bus    *bus.Bus
+	Spans  *spanstore.Store
+	// Cost is the budget the cost KPI reports against.
+	Cost        spanstore.CostConfig
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
@@ -68,6 +70,9 @@ func NewMux(d Deps) http.Handler {
 	if d.Spans != nil {
 		mux.Handle("GET /v1/kpi/latency", need(auth.ScopeQuery, http.HandlerFunc(d.kpiLatency)))
 		mux.Handle("GET /v1/spans", need(auth.ScopeQuery, http.HandlerFunc(d.spans)))
+		mux.Handle("GET /v1/kpi/onboarding", need(auth.ScopeQuery, http.HandlerFunc(d.kpiOnboarding)))
+		mux.Handle("GET /v1/kpi/cost", need(auth.ScopeQuery, http.HandlerFunc(d.kpiCost)))
+		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
 	}
 	return recoverer(d.Logger, mux)
 }

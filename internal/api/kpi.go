@@ -96,3 +96,34 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, page)
 	}
 }
+
+func (d Deps) kpiOnboarding(w http.ResponseWriter, r *http.Request) {
+	rows, err := d.Spans.Onboarding(r.Context())
+	d.answer(w, r, "onboarding kpi", map[string]any{"tools": rows}, err)
+}
+
+func (d Deps) kpiCost(w http.ResponseWriter, r *http.Request) {
+	rep, err := d.Spans.Cost(r.Context(), d.Cost, time.Now())
+	d.answer(w, r, "cost kpi", rep, err)
+}
+
+func (d Deps) kpiPlans(w http.ResponseWriter, r *http.Request) {
+	window, err := parseWindow(r.URL.Query().Get("window"), 28*24*time.Hour)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	now := time.Now()
+	rep, err := d.Spans.Plans(r.Context(), now.Add(-window), now)
+	d.answer(w, r, "plans kpi", rep, err)
+}
+
+// answer writes v, or logs err and answers 500 without internals.
+func (d Deps) answer(w http.ResponseWriter, r *http.Request, what string, v any, err error) {
+	if err != nil {
+		d.Logger.ErrorContext(r.Context(), what, "err", err)
+		httpx.WriteError(w, http.StatusInternalServerError, what+" query failed")
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, v)
+}

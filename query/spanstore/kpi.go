@@ -1,0 +1,239 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+const paramTime = "2006-01-02 15:04:05.000000000"
+
+func timeParams(p clickhouse.Parameters, names map[string]time.Time) clickhouse.Parameters {
+	for k, t := range names {
+		p[k] = t.UTC().Format(paramTime)
+	}
+	return p
+}
+
+// OnboardingRow is a tool's onboarding lead time: from its first call to
+// its first successful call.
+type OnboardingRow struct {
+	Tool          string     `json:"tool"`
+	FirstSeen     time.Time  `json:"first_seen"`
+	FirstSuccess  *time.Time `json:"first_success,omitempty"`
+	LeadTimeHours *float64   `json:"lead_time_hours,omitempty"`
+	Calls         uint64     `json:"calls"`
+}
+
+// Onboarding reports every tool's onboarding lead time; tools without a
+// successful call yet have no lead time.
+func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
+	rows, err := s.conn.Query(ctx, `SELECT tool_name, min(ts_start), countIf(outcome_status = 'ok'),
+		minIf(ts_end, outcome_status = 'ok'), count()
+		FROM spans FINAL GROUP BY tool_name ORDER BY tool_name`)
+	if err != nil {
+		return nil, fmt.Errorf("onboarding query: %w", err)
+	}
+	defer rows.Close()
+	out := []OnboardingRow{}
+	for rows.Next() {
+		var r OnboardingRow
+		var oks uint64
+		var first time.Time
+		if err := rows.Scan(&r.Tool, &r.FirstSeen, &oks, &first, &r.Calls); err != nil {
+			return nil, err
+		}
+		if oks > 0 {
+			h := first.Sub(r.FirstSeen).Hours()
+			r.FirstSuccess, r.LeadTimeHours = &first, &h
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// CostReport is the month's spend against the cap.
+type CostReport struct {
+	Currency       string         `json:"currency"`
+	MonthStart     time.Time      `json:"month_start"`
+	Total          float64        `json:"total"`
+	MonthlyCap     float64        `json:"monthly_cap,omitempty"`
+	ProjectedTotal float64        `json:"projected_month_end"`
+	OverCap        bool           `json:"projected_over_cap"`
+	Workflows      []WorkflowCost `json:"workflows"`
+	Anomalies      []CostAnomaly  `json:"anomalies"`
+}
+
+// WorkflowCost is one workflow's spend this month, most expensive first.
+type WorkflowCost struct {
+	Workflow string  `json:"workflow"`
+	Cost     float64 `json:"cost"`
+	Calls    uint64  `json:"calls"`
+}
+
+// CostAnomaly flags a tool whose cost per call in the last hour is far
+// above its own baseline (the 7 days before).
+type CostAnomaly struct {
+	Tool            string  `json:"tool"`
+	RecentPerCall   float64 `json:"recent_cost_per_call"`
+	BaselinePerCall float64 `json:"baseline_cost_per_call"`
+	RatioToBaseline float64 `json:"ratio"`
+}
+
+// CostConfig is the budget the report is held against.
+type CostConfig struct {
+	Currency      string
+	MonthlyCap    float64
+	AnomalyFactor float64 // default 3
+	TopWorkflows  int     // default 10
+}
+
+// Cost reports this month's spend (UTC calendar month of now): total,
+// per workflow, the straight-line projection to month end, and tools
+// whose recent cost per call is AnomalyFactor times their baseline.
+func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostReport, error) {
+	if cfg.AnomalyFactor <= 0 {
+		cfg.AnomalyFactor = 3
+	}
+	if cfg.TopWorkflows <= 0 {
+		cfg.TopWorkflows = 10
+	}
+	now = now.UTC()
+	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	monthEnd := monthStart.AddDate(0, 1, 0)
+	rep := &CostReport{Currency: cfg.Currency, MonthStart: monthStart, MonthlyCap: cfg.MonthlyCap, Workflows: []WorkflowCost{}, Anomalies: []CostAnomaly{}}
+	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)}, map[string]time.Time{"m0": monthStart, "now": now})
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
+	const inMonth = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')`
+	if err := s.conn.QueryRow(qctx, `SELECT sum(cost_amount) FROM spans FINAL WHERE `+inMonth).Scan(&rep.Total); err != nil {
+		return nil, fmt.Errorf("cost total: %w", err)
+	}
+	if elapsed := now.Sub(monthStart); elapsed > 0 {
+		rep.ProjectedTotal = rep.Total * float64(monthEnd.Sub(monthStart)) / float64(elapsed)
+	}
+	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
+	rows, err := s.conn.Query(qctx, `SELECT workflow_id, sum(cost_amount) AS c, count() FROM spans FINAL WHERE `+inMonth+`
+		GROUP BY workflow_id ORDER BY c DESC, workflow_id LIMIT {top:UInt32}`)
+	if err != nil {
+		return nil, fmt.Errorf("cost per workflow: %w", err)
+	}
+	for rows.Next() {
+		var w WorkflowCost
+		if err := rows.Scan(&w.Workflow, &w.Cost, &w.Calls); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		rep.Workflows = append(rep.Workflows, w)
+	}
+	rows.Close()
+	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency, "factor": fmt.Sprint(cfg.AnomalyFactor)},
+		map[string]time.Time{"h1": now.Add(-time.Hour), "d7": now.Add(-time.Hour - 7*24*time.Hour), "now": now})
+	rows, err = s.conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
+		SELECT tool_name,
+			sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) / countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS recent,
+			sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) / countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS baseline
+		FROM spans FINAL
+		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')
+		GROUP BY tool_name
+		HAVING countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) > 0 AND countIf(ts_start < {h1:DateTime64(9, 'UTC')}) > 0
+			AND baseline > 0 AND recent > {factor:Float64} * baseline
+		ORDER BY recent / baseline DESC, tool_name`)
+	if err != nil {
+		return nil, fmt.Errorf("cost anomalies: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a CostAnomaly
+		if err := rows.Scan(&a.Tool, &a.RecentPerCall, &a.BaselinePerCall); err != nil {
+			return nil, err
+		}
+		a.RatioToBaseline = a.RecentPerCall / a.BaselinePerCall
+		rep.Anomalies = append(rep.Anomalies, a)
+	}
+	return rep, rows.Err()
+}
+
+// PlanWeek is one week of plans (calls sharing a plan_id), by the week of
+// the plan's first call. A failed plan counts as a policy block when any
+// call was blocked by policy, otherwise as a system error when any call
+// failed (tool_error, system_error, timeout).
+type PlanWeek struct {
+	Week          time.Time `json:"week"`
+	Plans         uint64    `json:"plans"`
+	PolicyBlocked uint64    `json:"policy_blocked"`
+	SystemErrors  uint64    `json:"system_errors"`
+	FailedRate    float64   `json:"failed_rate"`
+	// MeanTimeToDetectMs is, over failed plans, the mean time from the
+	// plan's first call to the end of its first failing call.
+	MeanTimeToDetectMs float64 `json:"mean_time_to_detect_ms"`
+}
+
+// FailureCause is a top failure cause of a month.
+type FailureCause struct {
+	Status    string `json:"status"`
+	ErrorCode string `json:"error_code"`
+	Calls     uint64 `json:"calls"`
+}
+
+// PlanReport is the plans KPI.
+type PlanReport struct {
+	Weeks     []PlanWeek     `json:"weeks"`
+	TopCauses []FailureCause `json:"top_causes_this_month"`
+}
+
+// Plans reports failed plans per week since from, and the top three
+// failure causes of the calendar month of now.
+func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, error) {
+	rep := &PlanReport{Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
+	rows, err := s.conn.Query(qctx, `
+		SELECT toMonday(start) AS week, count() AS plans,
+			countIf(blocked > 0) AS policy, countIf(blocked = 0 AND failed > 0) AS system,
+			avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS mttd
+		FROM (
+			SELECT plan_id, min(ts_start) AS start,
+				countIf(outcome_status = 'policy_blocked') AS blocked,
+				countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed,
+				minIf(ts_end, outcome_status != 'ok') AS first_fail
+			FROM spans FINAL
+			WHERE plan_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
+			GROUP BY plan_id)
+		GROUP BY week ORDER BY week`)
+	if err != nil {
+		return nil, fmt.Errorf("plans per week: %w", err)
+	}
+	for rows.Next() {
+		var w PlanWeek
+		var week time.Time
+		if err := rows.Scan(&week, &w.Plans, &w.PolicyBlocked, &w.SystemErrors, &w.MeanTimeToDetectMs); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		w.Week = week
+		if w.Plans > 0 {
+			w.FailedRate = float64(w.PolicyBlocked+w.SystemErrors) / float64(w.Plans)
+		}
+		rep.Weeks = append(rep.Weeks, w)
+	}
+	rows.Close()
+	n := now.UTC()
+	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
+	qctx = clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
+	rows, err = s.conn.Query(qctx, `SELECT outcome_status, error_code, count() AS c FROM spans FINAL
+		WHERE outcome_status != 'ok' AND ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
+		GROUP BY outcome_status, error_code ORDER BY c DESC, outcome_status, error_code LIMIT 3`)
+	if err != nil {
+		return nil, fmt.Errorf("top failure causes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c FailureCause
+		if err := rows.Scan(&c.Status, &c.ErrorCode, &c.Calls); err != nil {
+			return nil, err
+		}
+		rep.TopCauses = append(rep.TopCauses, c)
+	}
+	return rep, rows.Err()
+}

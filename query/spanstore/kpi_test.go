@@ -1,0 +1,137 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/proofline/proofline/schemas"
+)
+
+// fixedNow is mid-month, within the table's TTL, and never in the future,
+// so month boundaries and retention cannot make these tests flaky.
+func fixedNow() time.Time {
+	n := time.Now().UTC()
+	return time.Date(n.Year(), n.Month(), 1, 12, 0, 0, 0, time.UTC).AddDate(0, -1, 14)
+}
+
+type call struct {
+	id, tool, workflow, plan, status, code string
+	start                                  time.Time
+	dur                                    time.Duration
+	cost                                   float64
+}
+
+func insertCalls(t *testing.T, s *Store, calls []call) {
+	t.Helper()
+	var spans []Span
+	for i, c := range calls {
+		sp := span(c.id, c.tool, "g", c.start, c.dur, uint64(i))
+		r := sp.Record
+		r.WorkflowID, r.PlanID = c.workflow, c.plan
+		if c.status != "" {
+			r.Outcome = schemas.Outcome{Status: c.status, ErrorCode: c.code}
+		}
+		r.Cost = &schemas.Cost{Amount: c.cost, Currency: "USD"}
+		spans = append(spans, sp)
+	}
+	if err := s.Insert(context.Background(), spans); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCostKPI(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	insertCalls(t, s, []call{
+		{id: "a1", tool: "t1", workflow: "wf-a", start: now.Add(-2 * time.Hour), cost: 2},
+		{id: "a2", tool: "t1", workflow: "wf-a", start: now.Add(-3 * time.Hour), cost: 2},
+		{id: "a3", tool: "t1", workflow: "wf-a", start: now.Add(-4 * time.Hour), cost: 2},
+		// t2 costs 0.1 per call over the week, then 1.0 in the last hour.
+		{id: "c1", tool: "t2", workflow: "wf-c", start: now.Add(-48 * time.Hour), cost: 0.1},
+		{id: "c2", tool: "t2", workflow: "wf-c", start: now.Add(-49 * time.Hour), cost: 0.1},
+		{id: "b1", tool: "t2", workflow: "wf-b", start: now.Add(-30 * time.Minute), cost: 1},
+		// Last month: not in this month's total, nor in the 7-day baseline.
+		{id: "old", tool: "t2", workflow: "wf-a", start: now.Add(-20 * 24 * time.Hour), cost: 100},
+	})
+	rep, err := s.Cost(context.Background(), CostConfig{Currency: "USD", MonthlyCap: 10}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(rep.Total-7.2) > 1e-9 {
+		t.Fatalf("month total %v, want 7.2", rep.Total)
+	}
+	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	wantProj := 7.2 * float64(m0.AddDate(0, 1, 0).Sub(m0)) / float64(now.Sub(m0))
+	if math.Abs(rep.ProjectedTotal-wantProj) > 1e-6 || !rep.OverCap {
+		t.Fatalf("projection %v (over cap %v), want %v over the cap of 10", rep.ProjectedTotal, rep.OverCap, wantProj)
+	}
+	got := fmt.Sprintf("%+v", rep.Workflows)
+	if got != "[{Workflow:wf-a Cost:6 Calls:3} {Workflow:wf-b Cost:1 Calls:1} {Workflow:wf-c Cost:0.2 Calls:2}]" {
+		t.Fatalf("workflows %s", got)
+	}
+	if len(rep.Anomalies) != 1 || rep.Anomalies[0].Tool != "t2" || math.Abs(rep.Anomalies[0].RatioToBaseline-10) > 1e-9 {
+		t.Fatalf("anomalies %+v, want t2 at 10× its baseline", rep.Anomalies)
+	}
+}
+
+func TestPlansKPI(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	T := now.Add(-2 * time.Hour)
+	ms := time.Millisecond
+	insertCalls(t, s, []call{
+		{id: "p1a", tool: "x", plan: "p1", start: T, dur: 10 * ms},
+		{id: "p1b", tool: "x", plan: "p1", start: T.Add(20 * ms), dur: 10 * ms},
+		{id: "p2a", tool: "x", plan: "p2", start: T, dur: 10 * ms},
+		{id: "p2b", tool: "x", plan: "p2", start: T.Add(50 * ms), dur: 50 * ms, status: "policy_blocked", code: "DENY1"},
+		{id: "p3a", tool: "x", plan: "p3", start: T, dur: 300 * ms, status: "system_error", code: "E500"},
+		{id: "p4a", tool: "x", plan: "p4", start: T, dur: 20 * ms, status: "policy_blocked", code: "DENY1"},
+		{id: "p4b", tool: "x", plan: "p4", start: T, dur: 500 * ms, status: "system_error", code: "E500"},
+		{id: "np", tool: "x", start: T, dur: ms, status: "timeout", code: "T1"},
+	})
+	rep, err := s.Plans(context.Background(), now.Add(-7*24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Weeks) != 1 {
+		t.Fatalf("weeks %+v", rep.Weeks)
+	}
+	w := rep.Weeks[0]
+	// p2, p4 blocked by policy (p4 also failed; policy wins), p3 a system error.
+	// Detection: p2 100 ms, p3 300 ms, p4 20 ms → mean 140 ms.
+	if w.Plans != 4 || w.PolicyBlocked != 2 || w.SystemErrors != 1 || w.FailedRate != 0.75 || math.Abs(w.MeanTimeToDetectMs-140) > 1e-9 {
+		t.Fatalf("week %+v", w)
+	}
+	if wd := w.Week.Weekday(); wd != time.Monday {
+		t.Fatalf("week starts on %s", wd)
+	}
+	got := fmt.Sprintf("%+v", rep.TopCauses)
+	if got != "[{Status:policy_blocked ErrorCode:DENY1 Calls:2} {Status:system_error ErrorCode:E500 Calls:2} {Status:timeout ErrorCode:T1 Calls:1}]" {
+		t.Fatalf("top causes %s", got)
+	}
+}
+
+func TestOnboardingKPI(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	insertCalls(t, s, []call{
+		{id: "n1", tool: "new-tool", start: now.Add(-5 * time.Hour), dur: time.Millisecond, status: "tool_error"},
+		{id: "n2", tool: "new-tool", start: now.Add(-2 * time.Hour), dur: 36 * time.Second},
+		{id: "n3", tool: "new-tool", start: now.Add(-time.Hour), dur: time.Millisecond},
+		{id: "z1", tool: "never-ok", start: now.Add(-time.Hour), dur: time.Millisecond, status: "system_error"},
+	})
+	rows, err := s.Onboarding(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Tool != "never-ok" || rows[0].LeadTimeHours != nil || rows[1].Tool != "new-tool" {
+		t.Fatalf("onboarding %+v", rows)
+	}
+	// First call 5 h ago; first success ended 2 h − 36 s ago: 3.01 h.
+	if lt := *rows[1].LeadTimeHours; math.Abs(lt-3.01) > 1e-9 || rows[1].Calls != 3 {
+		t.Fatalf("lead time %v h over %d calls, want 3.01 h over 3", lt, rows[1].Calls)
+	}
+}
