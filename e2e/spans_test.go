@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,11 @@ import (
 // latency KPI over HTTP gives the quantiles computed by hand.
 func TestSpansAndLatencyKPI(t *testing.T) {
 	data := t.TempDir()
-	s := startServer(t, data)
+	slo := filepath.Join(t.TempDir(), "slo.yaml")
+	if err := os.WriteFile(slo, []byte("slos:\n  - group: kpi\n    target: 0.9\n    latency_ms: 15\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, data, "--slo", slo)
 	tok := s.token("gw-1", "ingest", "1h")
 	q := s.token("sre", "query", "1h")
 
@@ -126,7 +132,20 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code != 200 || json.Unmarshal(raw, &ob) != nil || len(ob.Tools) != 2 || ob.Tools[0].LeadTimeHours == nil {
 		t.Fatalf("onboarding: %d %s", code, raw)
 	}
-	for _, kind := range []string{"cost", "plans"} {
+	// Error budget: of the 24 calls, 5 search (16..20 ms) and 4 write
+	// (50 ms) are over the 15 ms objective: 9/24 bad against 10% allowed.
+	code, raw = s.get(q, "/v1/kpi/errorbudget")
+	var eb struct {
+		SLOs []struct {
+			Group      string  `json:"group"`
+			BurnRate1h float64 `json:"burn_rate_1h"`
+			BadMonth   uint64  `json:"bad_month"`
+		} `json:"slos"`
+	}
+	if code != 200 || json.Unmarshal(raw, &eb) != nil || len(eb.SLOs) != 1 || eb.SLOs[0].BurnRate1h < 3.74 || eb.SLOs[0].BurnRate1h > 3.76 {
+		t.Fatalf("error budget: %d %s", code, raw)
+	}
+	for _, kind := range []string{"cost", "plans", "errorbudget"} {
 		if code, raw := s.get(q, "/v1/kpi/"+kind); code != 200 || !json.Valid(raw) {
 			t.Fatalf("/v1/kpi/%s: %d %s", kind, code, raw)
 		}

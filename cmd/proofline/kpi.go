@@ -17,13 +17,13 @@ import (
 // the JSON answer with --json).
 func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: proofline kpi latency|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--json]", errUsage)
+		return fmt.Errorf("%w: proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--json]", errUsage)
 	}
 	kind := args[0]
 	switch kind {
-	case "latency", "cost", "plans", "onboarding":
+	case "latency", "errorbudget", "cost", "plans", "onboarding":
 	default:
-		return fmt.Errorf("%w: unknown KPI %q (available: latency, cost, plans, onboarding)", errUsage, kind)
+		return fmt.Errorf("%w: unknown KPI %q (available: latency, errorbudget, cost, plans, onboarding)", errUsage, kind)
 	}
 	fs := newFlagSet("kpi "+kind, stderr)
 	server := fs.String("server", "http://127.0.0.1:7600", "proofline server URL")

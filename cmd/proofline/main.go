@@ -33,7 +33,7 @@ Usage:
   proofline keygen  --origin ORIGIN --out DIR                         make a log signing key pair
   proofline verify  --bundle FILE --key FILE                          verify a proof bundle offline
   proofline verify  --log URL --key FILE [--state FILE] [--token T]  audit a live log
-  proofline kpi latency|cost|plans|onboarding --server URL --token T [--json]
+  proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
   proofline version
 
 Run 'proofline COMMAND -h' for a command's flags.

@@ -43,6 +43,7 @@ type serveFlags struct {
 	costCap                               float64
 	costCurrency                          string
 	costAnomalyFactor                     float64
+	sloFile                               string
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -72,6 +73,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&f.costCap, "cost-monthly-cap", 0, "monthly cost cap the cost KPI projects against (0: none)")
 	fs.StringVar(&f.costCurrency, "cost-currency", "USD", "currency of the cost KPI (records in other currencies are left out)")
 	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline")
+	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -179,6 +181,12 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}()
 	}
 
+	var slos []spanstore.SLO
+	if f.sloFile != "" {
+		if slos, err = spanstore.LoadSLOs(f.sloFile); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
 	var spans *spanstore.Store
 	if roles["spanstore"] {
 		spans, err = spanstore.Open(ctx, spanstore.Config{
@@ -213,6 +221,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
 		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor},
+		SLOs:        slos,
 		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
 	})
 	if f.debugListen != "" {

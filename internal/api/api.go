@@ -27,7 +27,9 @@ type Deps struct {
 	Bus    *bus.Bus
 	Spans  *spanstore.Store
 	// Cost is the budget the cost KPI reports against.
-	Cost        spanstore.CostConfig
+	Cost spanstore.CostConfig
+	// SLOs are the tool groups' objectives for the error budget KPI.
+	SLOs        []spanstore.SLO
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
@@ -73,6 +75,7 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /v1/kpi/onboarding", need(auth.ScopeQuery, http.HandlerFunc(d.kpiOnboarding)))
 		mux.Handle("GET /v1/kpi/cost", need(auth.ScopeQuery, http.HandlerFunc(d.kpiCost)))
 		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
+		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
 	}
 	return recoverer(d.Logger, mux)
 }

@@ -127,3 +127,12 @@ func (d Deps) answer(w http.ResponseWriter, r *http.Request, what string, v any,
 	}
 	httpx.WriteJSON(w, http.StatusOK, v)
 }
+
+func (d Deps) kpiErrorBudget(w http.ResponseWriter, r *http.Request) {
+	if len(d.SLOs) == 0 {
+		httpx.WriteError(w, http.StatusNotFound, spanstore.ErrNoSLOs.Error())
+		return
+	}
+	rows, err := d.Spans.ErrorBudget(r.Context(), d.SLOs, time.Now())
+	d.answer(w, r, "error budget kpi", map[string]any{"slos": rows}, err)
+}

@@ -2,8 +2,11 @@ package spanstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -133,5 +136,68 @@ func TestOnboardingKPI(t *testing.T) {
 	// First call 5 h ago; first success ended 2 h − 36 s ago: 3.01 h.
 	if lt := *rows[1].LeadTimeHours; math.Abs(lt-3.01) > 1e-9 || rows[1].Calls != 3 {
 		t.Fatalf("lead time %v h over %d calls, want 3.01 h over 3", lt, rows[1].Calls)
+	}
+}
+
+func TestErrorBudgetKPI(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	ms := time.Millisecond
+	var calls []call
+	// Last hour: 100 calls, 2 bad (one tool error, one slow), 1 policy block (not counted).
+	for i := 0; i < 97; i++ {
+		calls = append(calls, call{id: fmt.Sprintf("h1-%d", i), tool: "x", start: now.Add(-30 * time.Minute), dur: 100 * ms})
+	}
+	calls = append(calls,
+		call{id: "h1-err", tool: "x", start: now.Add(-30 * time.Minute), dur: ms, status: "tool_error"},
+		call{id: "h1-slow", tool: "x", start: now.Add(-30 * time.Minute), dur: 900 * ms},
+		call{id: "h1-ok-edge", tool: "x", start: now.Add(-30 * time.Minute), dur: 500 * ms},
+		call{id: "h1-block", tool: "x", start: now.Add(-30 * time.Minute), dur: ms, status: "policy_blocked"},
+	)
+	// 3 hours ago: 100 calls, 10 bad.
+	for i := 0; i < 100; i++ {
+		c := call{id: fmt.Sprintf("h3-%d", i), tool: "x", start: now.Add(-3 * time.Hour), dur: 100 * ms}
+		if i < 10 {
+			c.status = "system_error"
+		}
+		calls = append(calls, c)
+	}
+	insertCalls(t, s, calls) // tool group "g"
+	rows, err := s.ErrorBudget(context.Background(), []SLO{{Group: "g", Target: 0.99, LatencyMs: 500}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rows[0]
+	// 1h: 2 bad of 100 → 2% over an allowed 1% → burn 2.
+	// 6h: 12 bad of 200 → 6% → burn 6. Month (same calls): budget left 1 − 6 = −5.
+	if math.Abs(r.BurnRate1h-2) > 1e-9 || math.Abs(r.BurnRate6h-6) > 1e-9 || math.Abs(r.BudgetLeft+5) > 1e-9 || r.CallsMonth != 200 || r.BadMonth != 12 {
+		t.Fatalf("budget %+v", r)
+	}
+	if _, err := s.ErrorBudget(context.Background(), nil, now); !errors.Is(err, ErrNoSLOs) {
+		t.Fatalf("no SLOs: %v", err)
+	}
+}
+
+func TestLoadSLOs(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, fmt.Sprintf("slo-%d.yaml", time.Now().UnixNano()))
+		os.WriteFile(p, []byte(body), 0o644)
+		return p
+	}
+	got, err := LoadSLOs(write("slos:\n  - group: ticketing\n    target: 0.995\n    latency_ms: 300\n"))
+	if err != nil || len(got) != 1 || got[0].Target != 0.995 || got[0].LatencyMs != 300 {
+		t.Fatalf("load: %+v %v", got, err)
+	}
+	for _, bad := range []string{
+		"slos:\n  - group: a\n    target: 99\n    latency_ms: 300\n",
+		"slos:\n  - target: 0.9\n    latency_ms: 300\n",
+		"slos:\n  - group: a\n    target: 0.9\n",
+		"slos:\n  - group: a\n    target: 0.9\n    latency_ms: 1\n  - group: a\n    target: 0.9\n    latency_ms: 1\n",
+		"slos: [",
+	} {
+		if _, err := LoadSLOs(write(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
 	}
 }
