@@ -1,0 +1,293 @@
+// Command spans benchmarks the span store against the common alternative
+// in the same engine: the same synthetic spans go into proofline's spans
+// table and into a table with the OpenTelemetry Collector contrib
+// ClickHouse exporter's otel_traces schema. It reports bytes per span on
+// disk for both, proofline's insert rate against a raw engine insert of
+// the same rows, and the latency KPI's query time.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/proofline/proofline/query/chdb"
+	"github.com/proofline/proofline/query/spanstore"
+	"github.com/proofline/proofline/schemas"
+)
+
+// otelTracesDDL is the schema the OpenTelemetry Collector contrib
+// ClickHouse exporter creates for traces (its traces_table.sql), without
+// TTL: the comparison target.
+const otelTracesDDL = `CREATE TABLE IF NOT EXISTS otel_traces (
+	Timestamp DateTime64(9) CODEC(Delta, ZSTD(1)),
+	TraceId String CODEC(ZSTD(1)),
+	SpanId String CODEC(ZSTD(1)),
+	ParentSpanId String CODEC(ZSTD(1)),
+	TraceState String CODEC(ZSTD(1)),
+	SpanName LowCardinality(String) CODEC(ZSTD(1)),
+	SpanKind LowCardinality(String) CODEC(ZSTD(1)),
+	ServiceName LowCardinality(String) CODEC(ZSTD(1)),
+	ResourceAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	ScopeName String CODEC(ZSTD(1)),
+	ScopeVersion String CODEC(ZSTD(1)),
+	SpanAttributes Map(LowCardinality(String), String) CODEC(ZSTD(1)),
+	Duration UInt64 CODEC(ZSTD(1)),
+	StatusCode LowCardinality(String) CODEC(ZSTD(1)),
+	StatusMessage String CODEC(ZSTD(1)),
+	Events Nested (Timestamp DateTime64(9), Name LowCardinality(String), Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+	Links Nested (TraceId String, SpanId String, TraceState String, Attributes Map(LowCardinality(String), String)) CODEC(ZSTD(1)),
+	INDEX idx_trace_id TraceId TYPE bloom_filter(0.001) GRANULARITY 1,
+	INDEX idx_res_attr_key mapKeys(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+	INDEX idx_res_attr_value mapValues(ResourceAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+	INDEX idx_span_attr_key mapKeys(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+	INDEX idx_span_attr_value mapValues(SpanAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
+	INDEX idx_duration Duration TYPE minmax GRANULARITY 1
+) ENGINE = MergeTree PARTITION BY toDate(Timestamp) ORDER BY (ServiceName, SpanName, toDateTime(Timestamp))
+SETTINGS index_granularity = 8192`
+
+func main() {
+	n := flag.Int("spans", 1_000_000, "spans to insert into each table")
+	chunk := flag.Int("batch", 50_000, "spans per insert")
+	queries := flag.Int("queries", 30, "latency KPI queries to time")
+	out := flag.String("out", "", "also write the Markdown report to this file")
+	flag.Parse()
+	if err := run(context.Background(), *n, *chunk, *queries, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, n, chunk, queries int, out string) error {
+	dir, err := os.MkdirTemp("", "proofline-bench-spans")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	st, err := spanstore.Open(ctx, spanstore.Config{DataDir: dir})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	eng, err := chdb.Open(ctx, chdb.Options{DataDir: filepath.Join(dir, "clickhouse")})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	conn, err := clickhouse.Open(&clickhouse.Options{Protocol: clickhouse.HTTP, Addr: []string{"chdb.embedded:8123"},
+		TransportFunc: func(*http.Transport) (http.RoundTripper, error) { return eng.Transport(), nil }})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	for _, ddl := range []string{otelTracesDDL, `CREATE TABLE spans_raw AS spans`} {
+		if err := conn.Exec(ctx, ddl); err != nil {
+			return fmt.Errorf("ddl: %w", err)
+		}
+	}
+
+	base := time.Now().UTC().Add(-24 * time.Hour)
+	var tPL, tRaw, tOTel time.Duration
+	for off := 0; off < n; off += chunk {
+		spans := makeSpans(base, off, min(chunk, n-off))
+		t0 := time.Now()
+		if err := st.Insert(ctx, spans); err != nil {
+			return fmt.Errorf("proofline insert: %w", err)
+		}
+		tPL += time.Since(t0)
+		rows := jsonEachRow(spans)
+		t0 = time.Now()
+		if err := rawInsert(ctx, eng, filepath.Join(dir, "raw.json"), rows); err != nil {
+			return fmt.Errorf("raw insert: %w", err)
+		}
+		tRaw += time.Since(t0)
+		t0 = time.Now()
+		if err := otelInsert(ctx, conn, spans); err != nil {
+			return fmt.Errorf("otel insert: %w", err)
+		}
+		tOTel += time.Since(t0)
+		fmt.Fprintf(os.Stderr, "%d/%d spans\n", off+len(spans), n)
+	}
+	for _, t := range []string{"spans", "spans_raw", "otel_traces"} {
+		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+t+" FINAL"); err != nil {
+			return fmt.Errorf("optimize %s: %w", t, err)
+		}
+	}
+	size := func(table string) (float64, error) {
+		var b, r uint64
+		err := conn.QueryRow(ctx, `SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND table = {t:String}`).Scan(&b, &r)
+		_ = err
+		qctx := clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{"t": table}))
+		if err := conn.QueryRow(qctx, `SELECT sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND table = {t:String}`).Scan(&b, &r); err != nil {
+			return 0, err
+		}
+		if r == 0 {
+			return 0, fmt.Errorf("%s is empty", table)
+		}
+		return float64(b) / float64(r), nil
+	}
+	bPL, err := size("spans")
+	if err != nil {
+		return err
+	}
+	bOT, err := size("otel_traces")
+	if err != nil {
+		return err
+	}
+	var lat []time.Duration
+	for i := 0; i < queries; i++ {
+		t0 := time.Now()
+		if _, err := st.Latency(ctx, "tool", base.Add(-time.Hour), base.Add(48*time.Hour)); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	slices.Sort(lat)
+	report := render(n, chunk, bPL, bOT, tPL, tRaw, tOTel, lat)
+	fmt.Print(report)
+	if out != "" {
+		return os.WriteFile(out, []byte(report), 0o644)
+	}
+	return nil
+}
+
+var tools = []string{"search_tickets", "create_ticket", "query_db", "send_email", "read_file", "web_fetch", "summarize", "translate"}
+
+func makeSpans(base time.Time, off, n int) []spanstore.Span {
+	statuses := []string{"ok", "ok", "ok", "ok", "ok", "ok", "tool_error", "policy_blocked", "system_error", "timeout"}
+	out := make([]spanstore.Span, n)
+	for j := range out {
+		i := off + j
+		ts := base.Add(time.Duration(i) * 50 * time.Millisecond)
+		tool := tools[i%len(tools)]
+		r := &schemas.CallRecord{
+			RecordID:     fmt.Sprintf("0193a1c2-%04x-7d6f-9b8a-%012x", i%65536, i),
+			TSStart:      schemas.Timestamp{Time: ts},
+			TSEnd:        schemas.Timestamp{Time: ts.Add(time.Duration(3+(i*7919)%400) * time.Millisecond)},
+			Actor:        schemas.Actor{ID: fmt.Sprintf("agent-%d", i%200), Type: schemas.ActorAgent, OnBehalfOf: fmt.Sprintf("user-%d@example.com", i%1000)},
+			Tool:         schemas.Tool{Name: tool, Server: "mcp-" + tool, Version: "1.4.2", Group: fmt.Sprintf("group-%d", i%5)},
+			MCP:          &schemas.MCP{Method: "tools/call", SessionID: fmt.Sprintf("sess-%08x", i/40), RequestID: fmt.Sprint(i % 1000), Transport: schemas.TransportHTTP},
+			Trace:        &schemas.Trace{TraceID: fmt.Sprintf("%016x%016x", uint64(i/8)*0x9e3779b97f4a7c15, uint64(i/8)+1), SpanID: fmt.Sprintf("%016x", uint64(i)*0xbf58476d1ce4e5b9+1), ParentSpanID: fmt.Sprintf("%016x", uint64(i/8)*0x94d049bb133111eb+1)},
+			ScopeGrants:  []string{"tickets:read", "tickets:write"}[:1+i%2],
+			Policy:       schemas.Policy{Decision: schemas.DecisionAllow, Rule: "default-allow"},
+			Outcome:      schemas.Outcome{Status: statuses[i%len(statuses)]},
+			ArgsSHA256:   fmt.Sprintf("%016x%016x%016x%016x", uint64(i)*31, uint64(i)*37, uint64(i)*41, uint64(i)*43),
+			ResultSHA256: fmt.Sprintf("%016x%016x%016x%016x", uint64(i)*47, uint64(i)*53, uint64(i)*59, uint64(i)*61),
+			Cost:         &schemas.Cost{Amount: float64(i%977) / 10000, Currency: "USD", TokensIn: int64(i % 4000), TokensOut: int64(i % 900)},
+			WorkflowID:   fmt.Sprintf("wf-%d", i%40),
+			PlanID:       fmt.Sprintf("plan-%d", i/6),
+			Region:       []string{"eu-west-1", "us-east-1"}[i%2],
+			DataClass:    "internal",
+			Attributes:   map[string]string{"env": "prod", "tenant": fmt.Sprintf("t-%d", i%25), "host": fmt.Sprintf("gw-%d", i%6)},
+			IngestedBy:   "gw-1",
+		}
+		if r.Outcome.Status != "ok" {
+			r.Outcome.ErrorCode = "E" + fmt.Sprint(400+i%7)
+			r.Outcome.ErrorMessage = "upstream returned an error"
+		}
+		out[j] = spanstore.Span{Record: r, LogOrigin: "bench.proofline/log", LeafIndex: uint64(i)}
+	}
+	return out
+}
+
+// jsonEachRow renders the spans table's own rows, for the raw insert.
+func jsonEachRow(spans []spanstore.Span) []byte {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	for _, s := range spans {
+		r := s.Record
+		_ = enc.Encode(map[string]any{
+			"record_id": r.RecordID, "ts_start": r.TSStart.UTC().Format("2006-01-02 15:04:05.000000000"), "ts_end": r.TSEnd.UTC().Format("2006-01-02 15:04:05.000000000"),
+			"latency_us": r.Latency().Microseconds(), "actor_id": r.Actor.ID, "actor_type": r.Actor.Type, "on_behalf_of": r.Actor.OnBehalfOf,
+			"tool_name": r.Tool.Name, "tool_server": r.Tool.Server, "tool_version": r.Tool.Version, "tool_group": r.Tool.Group,
+			"mcp_method": r.MCP.Method, "mcp_session_id": r.MCP.SessionID, "mcp_request_id": r.MCP.RequestID, "mcp_transport": r.MCP.Transport,
+			"trace_id": r.Trace.TraceID, "span_id": r.Trace.SpanID, "parent_span_id": r.Trace.ParentSpanID, "scope_grants": r.ScopeGrants,
+			"policy_decision": r.Policy.Decision, "policy_rule": r.Policy.Rule, "policy_reason": r.Policy.Reason,
+			"outcome_status": r.Outcome.Status, "error_code": r.Outcome.ErrorCode, "error_message": r.Outcome.ErrorMessage,
+			"args_sha256": r.ArgsSHA256, "result_sha256": r.ResultSHA256, "cost_amount": r.Cost.Amount, "cost_currency": r.Cost.Currency,
+			"tokens_in": r.Cost.TokensIn, "tokens_out": r.Cost.TokensOut, "workflow_id": r.WorkflowID, "plan_id": r.PlanID,
+			"region": r.Region, "data_class": r.DataClass, "attributes": r.Attributes, "ingested_by": r.IngestedBy,
+			"log_origin": s.LogOrigin, "leaf_index": s.LeafIndex,
+		})
+	}
+	return []byte(b.String())
+}
+
+// rawInsert hands the rows to the engine directly: no client, no shim.
+func rawInsert(ctx context.Context, eng *chdb.Engine, path string, rows []byte) error {
+	if err := os.WriteFile(path, rows, 0o600); err != nil {
+		return err
+	}
+	_, err := eng.Query(ctx, chdb.Statement{Text: []byte("INSERT INTO spans_raw FROM INFILE '" + path + "' FORMAT JSONEachRow"), Format: "TSV"})
+	return err
+}
+
+// otelInsert writes the same calls as the contrib exporter would: MCP and
+// GenAI semantic-convention attributes on an OTel span.
+func otelInsert(ctx context.Context, conn driver.Conn, spans []spanstore.Span) error {
+	b, err := conn.PrepareBatch(ctx, "INSERT INTO otel_traces")
+	if err != nil {
+		return err
+	}
+	for _, s := range spans {
+		r := s.Record
+		attrs := map[string]string{
+			"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": r.Tool.Name, "mcp.method.name": r.MCP.Method,
+			"mcp.session.id": r.MCP.SessionID, "jsonrpc.request.id": r.MCP.RequestID, "network.transport": r.MCP.Transport,
+			"actor.id": r.Actor.ID, "actor.type": r.Actor.Type, "actor.on_behalf_of": r.Actor.OnBehalfOf,
+			"scope.grants": strings.Join(r.ScopeGrants, ","), "policy.decision": r.Policy.Decision, "policy.rule": r.Policy.Rule,
+			"outcome.status": r.Outcome.Status, "error.type": r.Outcome.ErrorCode, "args.sha256": r.ArgsSHA256, "result.sha256": r.ResultSHA256,
+			"cost.amount": fmt.Sprint(r.Cost.Amount), "cost.currency": r.Cost.Currency, "gen_ai.usage.input_tokens": fmt.Sprint(r.Cost.TokensIn),
+			"gen_ai.usage.output_tokens": fmt.Sprint(r.Cost.TokensOut), "workflow.id": r.WorkflowID, "plan.id": r.PlanID, "cloud.region": r.Region,
+			"data.class": r.DataClass, "record.id": r.RecordID, "proofline.ingested_by": r.IngestedBy, "proofline.log_origin": s.LogOrigin,
+			"proofline.leaf_index": fmt.Sprint(s.LeafIndex), "tool.group": r.Tool.Group, "tool.version": r.Tool.Version,
+		}
+		for k, v := range r.Attributes {
+			attrs[k] = v
+		}
+		status := "Ok"
+		if r.Outcome.Status != "ok" {
+			status = "Error"
+		}
+		err := b.Append(r.TSStart.UTC(), r.Trace.TraceID, r.Trace.SpanID, r.Trace.ParentSpanID, "", "tools/call "+r.Tool.Name, "Client", r.Tool.Server,
+			map[string]string{"service.name": r.Tool.Server}, "proofline", "1", attrs, uint64(r.Latency().Nanoseconds()), status, r.Outcome.ErrorMessage,
+			[]time.Time{}, []string{}, []map[string]string{}, []string{}, []string{}, []string{}, []map[string]string{})
+		if err != nil {
+			return err
+		}
+	}
+	return b.Send()
+}
+
+func render(n, chunk int, bPL, bOT float64, tPL, tRaw, tOTel time.Duration, lat []time.Duration) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## Span store (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d`  \nMachine: %s, %d CPUs, %s; embedded engine (chDB 26.5.3) through clickhouse-go/v2\n\n", n, chunk, host, runtime.NumCPU(), runtime.Version())
+	b.WriteString("| table | bytes per span on disk (after OPTIMIZE FINAL) |\n| --- | ---: |\n")
+	fmt.Fprintf(&b, "| proofline `spans` | %.1f |\n| contrib exporter `otel_traces` (same calls as MCP/GenAI span attributes) | %.1f |\n", bPL, bOT)
+	fmt.Fprintf(&b, "| ratio proofline / otel_traces | %.0f%% (target ≤ 50%%) |\n\n", 100*bPL/bOT)
+	rate := func(d time.Duration) float64 { return float64(n) / d.Seconds() }
+	b.WriteString("| insert path | spans/s |\n| --- | ---: |\n")
+	fmt.Fprintf(&b, "| proofline (`Store.Insert`: clickhouse-go batch → HTTP shim → engine) | %.0f |\n", rate(tPL))
+	fmt.Fprintf(&b, "| raw engine insert of the same rows (JSONEachRow file, no client) | %.0f |\n", rate(tRaw))
+	fmt.Fprintf(&b, "| otel_traces via clickhouse-go (context) | %.0f |\n", rate(tOTel))
+	fmt.Fprintf(&b, "| ratio proofline / raw | %.0f%% |\n\n", 100*rate(tPL)/rate(tRaw))
+	fmt.Fprintf(&b, "Latency KPI (`GET /v1/kpi/latency?by=tool` query, exact quantiles, FINAL) over %d spans, %d runs: p50 %s, p95 %s (target < 100 ms at 10M spans).\n",
+		n, len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*95/100].Round(time.Millisecond))
+	return b.String()
+}
