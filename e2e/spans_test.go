@@ -90,33 +90,12 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	}
 	// Spans, paged with a cursor, each with its evidence pointer.
 	var ids []string
-	cursor := ""
-	for {
-		code, raw := s.get(q, "/v1/spans?tool=kpi-search&limit=8&cursor="+cursor)
-		if code != http.StatusOK {
-			t.Fatalf("/v1/spans: %d %s", code, raw)
+	eachSpan(t, s, q, "tool=kpi-search&limit=8", func(id, origin string) {
+		if origin != "e2e.proofline.test/log" {
+			t.Fatalf("span %s has evidence origin %q", id, origin)
 		}
-		var page struct {
-			Spans []struct {
-				RecordID  string `json:"record_id"`
-				LogOrigin string `json:"log_origin"`
-			} `json:"spans"`
-			Next string `json:"next"`
-		}
-		if err := json.Unmarshal(raw, &page); err != nil {
-			t.Fatal(err)
-		}
-		for _, sp := range page.Spans {
-			if sp.LogOrigin != "e2e.proofline.test/log" {
-				t.Fatalf("span %s has evidence origin %q", sp.RecordID, sp.LogOrigin)
-			}
-			ids = append(ids, sp.RecordID)
-		}
-		if page.Next == "" {
-			break
-		}
-		cursor = page.Next
-	}
+		ids = append(ids, id)
+	})
 	if len(ids) != 20 {
 		t.Fatalf("paged %d spans of kpi-search, want 20: %v", len(ids), ids)
 	}
