@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -177,4 +178,33 @@ func TestBadInput(t *testing.T) {
 			t.Fatalf("batch over the burst: %d, want 413", code)
 		}
 	})
+}
+
+// TestServeRejectsBadConfig: configuration mistakes stop the server at
+// once with exit 2 and a message naming the problem, before any engine
+// starts or any data is written.
+func TestServeRejectsBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	badSLO := filepath.Join(dir, "slo.yaml")
+	if err := os.WriteFile(badSLO, []byte("slos:\n  - group: g\n    target: 99\n    latency_ms: 10\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--slo", badSLO}, "target"},
+		{[]string{"--roles", "spanstore"}, "signer"},
+		{[]string{"--roles", "everything"}, "unknown role"},
+		{[]string{"--log-level", "loud"}, "log-level"},
+	} {
+		data := filepath.Join(dir, "data-"+c.want)
+		_, errOut, code := cli(t, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, c.args...)...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("serve %v: exit %d %q, want 2 mentioning %q", c.args, code, errOut, c.want)
+		}
+		if _, err := os.Stat(data); err == nil {
+			t.Errorf("serve %v created the data dir before rejecting its configuration", c.args)
+		}
+	}
 }

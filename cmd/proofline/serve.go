@@ -122,6 +122,14 @@ func parseRoles(s string) (roleSet, error) {
 }
 
 func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger) error {
+	// Configuration files are checked before any engine starts.
+	var slos []spanstore.SLO
+	if f.sloFile != "" {
+		var err error
+		if slos, err = spanstore.LoadSLOs(f.sloFile); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+	}
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -167,6 +175,22 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}()
 	}
 
+	// Opened before the workers' defer below, so it is closed after the
+	// span writer has stopped.
+	var spans *spanstore.Store
+	if roles["spanstore"] {
+		spans, err = spanstore.Open(ctx, spanstore.Config{
+			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("span store: %w", err)
+		}
+		defer spans.Close()
+		if err := spans.Migrate(ctx); err != nil {
+			return fmt.Errorf("span store: %w", err)
+		}
+	}
+
 	var wg sync.WaitGroup
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer func() { cancelRun(); wg.Wait() }()
@@ -181,24 +205,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}()
 	}
 
-	var slos []spanstore.SLO
-	if f.sloFile != "" {
-		if slos, err = spanstore.LoadSLOs(f.sloFile); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-	}
-	var spans *spanstore.Store
-	if roles["spanstore"] {
-		spans, err = spanstore.Open(ctx, spanstore.Config{
-			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Logger: logger,
-		})
-		if err != nil {
-			return fmt.Errorf("span store: %w", err)
-		}
-		defer spans.Close()
-		if err := spans.Migrate(ctx); err != nil {
-			return fmt.Errorf("span store: %w", err)
-		}
+	if spans != nil {
 		w := spanstore.NewWriter(spanstore.WriterConfig{}, b, spans, lg, logger)
 		wg.Add(1)
 		go func() {
