@@ -277,7 +277,7 @@ func render(n, chunk int, bPL, bOT float64, tPL, tRaw, tOTel time.Duration, lat 
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Span store (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d`  \nMachine: %s, %d CPUs, %s; embedded engine (chDB 26.5.3) through clickhouse-go/v2\n\n", n, chunk, host, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d -queries %d`  \nMachine: %s, %d CPUs, %s; embedded engine (chDB 26.5.3) through clickhouse-go/v2\n\n", n, chunk, len(lat), host, runtime.NumCPU(), runtime.Version())
 	b.WriteString("| table | bytes per span on disk (after OPTIMIZE FINAL) |\n| --- | ---: |\n")
 	fmt.Fprintf(&b, "| proofline `spans` | %.1f |\n| contrib exporter `otel_traces` (same calls as MCP/GenAI span attributes) | %.1f |\n", bPL, bOT)
 	fmt.Fprintf(&b, "| ratio proofline / otel_traces | %.0f%% (target ≤ 50%%) |\n\n", 100*bPL/bOT)
