@@ -38,7 +38,7 @@ type serveFlags struct {
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
 	debugListen                           string
-	clickhouseDSN, chdbLib                string
+	clickhouseDSN, chdbLib, chCluster     string
 	retentionDays                         int
 	costCap                               float64
 	costCurrency                          string
@@ -70,6 +70,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.clickhouseDSN, "clickhouse", "", "ClickHouse DSN for the span store (clickhouse://user:pass@host:9000/db or https://...); empty runs the engine embedded through chDB")
 	fs.StringVar(&f.chdbLib, "chdb-lib", "", "libchdb.so for the embedded engine (default $CHDB_LIB_PATH, then /usr/local/lib/chdb/libchdb.so)")
 	fs.IntVar(&f.retentionDays, "retention-days", 90, "span retention (ClickHouse TTL) in days")
+	fs.StringVar(&f.chCluster, "clickhouse-cluster", "", "ClickHouse cluster name: DDL runs ON CLUSTER with replicated tables, reads and writes go through the Distributed spans_all")
 	fs.Float64Var(&f.costCap, "cost-monthly-cap", 0, "monthly cost cap the cost KPI projects against (0: none)")
 	fs.StringVar(&f.costCurrency, "cost-currency", "USD", "currency of the cost KPI (records in other currencies are left out)")
 	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline")
@@ -180,7 +181,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	var spans *spanstore.Store
 	if roles["spanstore"] {
 		spans, err = spanstore.Open(ctx, spanstore.Config{
-			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Logger: logger,
+			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Cluster: f.chCluster, Logger: logger,
 		})
 		if err != nil {
 			return fmt.Errorf("span store: %w", err)

@@ -30,9 +30,9 @@ type OnboardingRow struct {
 // Onboarding reports every tool's onboarding lead time; tools without a
 // successful call yet have no lead time.
 func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
-	rows, err := s.conn.Query(ctx, `SELECT tool_name, min(ts_start), countIf(outcome_status = 'ok'),
+	rows, err := s.query(ctx, `SELECT tool_name, min(ts_start), countIf(outcome_status = 'ok'),
 		minIf(ts_end, outcome_status = 'ok'), count()
-		FROM spans FINAL GROUP BY tool_name ORDER BY tool_name`)
+		FROM {{spans}} FINAL GROUP BY tool_name ORDER BY tool_name`)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding query: %w", err)
 	}
@@ -107,14 +107,14 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)}, map[string]time.Time{"m0": monthStart, "now": now})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
 	const inMonth = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')`
-	if err := s.conn.QueryRow(qctx, `SELECT sum(cost_amount) FROM spans FINAL WHERE `+inMonth).Scan(&rep.Total); err != nil {
+	if err := s.queryRow(qctx, `SELECT sum(cost_amount) FROM {{spans}} FINAL WHERE `+inMonth).Scan(&rep.Total); err != nil {
 		return nil, fmt.Errorf("cost total: %w", err)
 	}
 	if elapsed := now.Sub(monthStart); elapsed > 0 {
 		rep.ProjectedTotal = rep.Total * float64(monthEnd.Sub(monthStart)) / float64(elapsed)
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
-	rows, err := s.conn.Query(qctx, `SELECT workflow_id, sum(cost_amount) AS c, count() FROM spans FINAL WHERE `+inMonth+`
+	rows, err := s.query(qctx, `SELECT workflow_id, sum(cost_amount) AS c, count() FROM {{spans}} FINAL WHERE `+inMonth+`
 		GROUP BY workflow_id ORDER BY c DESC, workflow_id LIMIT {top:UInt32}`)
 	if err != nil {
 		return nil, fmt.Errorf("cost per workflow: %w", err)
@@ -130,11 +130,11 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	rows.Close()
 	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency, "factor": fmt.Sprint(cfg.AnomalyFactor)},
 		map[string]time.Time{"h1": now.Add(-time.Hour), "d7": now.Add(-time.Hour - 7*24*time.Hour), "now": now})
-	rows, err = s.conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
+	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
 		SELECT tool_name,
 			sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) / countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS recent,
 			sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) / countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS baseline
-		FROM spans FINAL
+		FROM {{spans}} FINAL
 		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')
 		GROUP BY tool_name
 		HAVING countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) > 0 AND countIf(ts_start < {h1:DateTime64(9, 'UTC')}) > 0
@@ -188,7 +188,7 @@ type PlanReport struct {
 func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, error) {
 	rep := &PlanReport{Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
-	rows, err := s.conn.Query(qctx, `
+	rows, err := s.query(qctx, `
 		SELECT toMonday(start) AS week, count() AS plans,
 			countIf(blocked > 0) AS policy, countIf(blocked = 0 AND failed > 0) AS system,
 			avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS mttd
@@ -197,7 +197,7 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 				countIf(outcome_status = 'policy_blocked') AS blocked,
 				countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed,
 				minIf(ts_end, outcome_status != 'ok') AS first_fail
-			FROM spans FINAL
+			FROM {{spans}} FINAL
 			WHERE plan_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
 			GROUP BY plan_id)
 		GROUP BY week ORDER BY week`)
@@ -221,7 +221,7 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
 	qctx = clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
-	rows, err = s.conn.Query(qctx, `SELECT outcome_status, error_code, count() AS c FROM spans FINAL
+	rows, err = s.query(qctx, `SELECT outcome_status, error_code, count() AS c FROM {{spans}} FINAL
 		WHERE outcome_status != 'ok' AND ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
 		GROUP BY outcome_status, error_code ORDER BY c DESC, outcome_status, error_code LIMIT 3`)
 	if err != nil {

@@ -20,7 +20,9 @@ type migration struct {
 	statements []string
 }
 
-var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)\.sql$`)
+// migrationName matches NNNN_name.sql, and NNNN_name.cluster.sql for
+// migrations that only apply to a cluster (the Distributed table).
+var migrationName = regexp.MustCompile(`^(\d{4})_([a-z0-9_]+)(\.cluster)?\.sql$`)
 
 // migrations reads the embedded DDL and fills its placeholders.
 func migrations(vars map[string]string) ([]migration, error) {
@@ -33,6 +35,9 @@ func migrations(vars map[string]string) ([]migration, error) {
 		m := migrationName.FindStringSubmatch(e.Name())
 		if m == nil {
 			return nil, fmt.Errorf("migration file %s: want NNNN_name.sql", e.Name())
+		}
+		if m[3] != "" && vars["cluster"] == "" {
+			continue
 		}
 		v, _ := strconv.ParseUint(m[1], 10, 32)
 		raw, err := fs.ReadFile(schemas.ClickHouseMigrations, path.Join("clickhouse", e.Name()))
@@ -85,6 +90,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 	vars := map[string]string{
 		"retention_days":   strconv.Itoa(cfg.RetentionDays),
 		"on_cluster":       "",
+		"cluster":          "",
 		"replacing_engine": "ReplacingMergeTree",
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -95,6 +101,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 			return nil, fmt.Errorf("cluster name %q: want an identifier", cfg.Cluster)
 		}
 		vars["on_cluster"] = "ON CLUSTER " + cfg.Cluster
+		vars["cluster"] = cfg.Cluster
 		vars["replacing_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans', '{replica}')"
 	}
 	return vars, nil

@@ -88,12 +88,12 @@ func (s *Store) ErrorBudget(ctx context.Context, slos []SLO, now time.Time) ([]B
 			countIf(ts_start >= {m0:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {m0:DateTime64(9, 'UTC')})
 		FROM (
 			SELECT ts_start, NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}) AS bad
-			FROM spans FINAL
+			FROM {{spans}} FINAL
 			WHERE tool_group = {grp:String} AND outcome_status != 'policy_blocked'
 				AND ts_start >= least({m0:DateTime64(9, 'UTC')}, {h6:DateTime64(9, 'UTC')}) AND ts_start < {now:DateTime64(9, 'UTC')})`
 		var n1, b1, n6, b6 uint64
 		r := BudgetRow{SLO: slo}
-		if err := s.conn.QueryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(&n1, &b1, &n6, &b6, &r.CallsMonth, &r.BadMonth); err != nil {
+		if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(&n1, &b1, &n6, &b6, &r.CallsMonth, &r.BadMonth); err != nil {
 			return nil, fmt.Errorf("error budget %s: %w", slo.Group, err)
 		}
 		allowed := 1 - slo.Target

@@ -101,9 +101,9 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 	}
 	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_group, trace_id, span_id,
 		outcome_status, policy_decision, cost_amount, workflow_id, log_origin, leaf_index
-	FROM spans FINAL WHERE ` + strings.Join(where, " AND ") + `
+	FROM {{spans}} FINAL WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
-	rows, err := s.conn.Query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
+	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
 	if err != nil {
 		return nil, fmt.Errorf("spans query: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -39,7 +40,10 @@ type Config struct {
 
 // Store is an open span store.
 type Store struct {
-	cfg    Config
+	cfg Config
+	// table is what queries read and inserts write: spans, or on a
+	// cluster the Distributed spans_all over every shard.
+	table  string
 	conn   driver.Conn
 	engine *chdb.Engine
 	log    *slog.Logger
@@ -53,7 +57,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Store{cfg: cfg, log: cfg.Logger}
+	s := &Store{cfg: cfg, log: cfg.Logger, table: "spans"}
+	if cfg.Cluster != "" {
+		s.table = "spans_all"
+	}
 	var opts *clickhouse.Options
 	if cfg.DSN != "" {
 		o, err := clickhouse.ParseDSN(cfg.DSN)
@@ -114,7 +121,7 @@ func (s *Store) Insert(ctx context.Context, spans []Span) error {
 	if len(spans) == 0 {
 		return nil
 	}
-	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO spans`)
+	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.table)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
 	}
@@ -189,14 +196,14 @@ func (s *Store) Latency(ctx context.Context, by string, from, to time.Time) ([]L
 		quantileExact(0.5)(latency_us) / 1000 AS p50,
 		quantileExact(0.95)(latency_us) / 1000 AS p95,
 		quantileExact(0.99)(latency_us) / 1000 AS p99
-	FROM spans FINAL
+	FROM {{spans}} FINAL
 	WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
 	GROUP BY key ORDER BY key`
 	ctx = clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{
 		"from": from.UTC().Format("2006-01-02 15:04:05.000000000"),
 		"to":   to.UTC().Format("2006-01-02 15:04:05.000000000"),
 	}))
-	rows, err := s.conn.Query(ctx, q)
+	rows, err := s.query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("latency query: %w", err)
 	}
@@ -210,4 +217,14 @@ func (s *Store) Latency(ctx context.Context, by string, from, to time.Time) ([]L
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// query and queryRow run a read with {{spans}} naming the table to read:
+// the local table, or on a cluster the Distributed one.
+func (s *Store) query(ctx context.Context, q string, args ...any) (driver.Rows, error) {
+	return s.conn.Query(ctx, strings.ReplaceAll(q, "{{spans}}", s.table), args...)
+}
+
+func (s *Store) queryRow(ctx context.Context, q string, args ...any) driver.Row {
+	return s.conn.QueryRow(ctx, strings.ReplaceAll(q, "{{spans}}", s.table), args...)
 }

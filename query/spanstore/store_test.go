@@ -154,15 +154,26 @@ func TestClusterDDLParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var sawDistributed bool
 	for _, m := range ms {
 		for _, st := range m.statements {
-			if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "ReplicatedReplacingMergeTree") {
+			sawDistributed = sawDistributed || strings.Contains(st, "ENGINE = Distributed(proofline, currentDatabase(), spans, cityHash64(record_id))")
+			if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "Replicated") && !strings.Contains(st, "Distributed") {
 				t.Fatalf("cluster DDL is not replicated:\n%s", st)
 			}
 			if err := s.conn.Exec(ctx, "EXPLAIN AST "+st); err != nil {
 				t.Fatalf("cluster DDL does not parse: %v\n%s", err, st)
 			}
 		}
+	}
+	if !sawDistributed {
+		t.Fatal("cluster migrations have no Distributed spans_all")
+	}
+	// Without a cluster the cluster-only migration is not applied.
+	local, _ := DDLVars(Config{RetentionDays: 30})
+	lms, err := migrations(local)
+	if err != nil || len(lms) != 1 {
+		t.Fatalf("single-node migrations: %d (%v), want only 0001", len(lms), err)
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")
