@@ -168,6 +168,11 @@ type PlanWeek struct {
 	// MeanTimeToDetectMs is, over failed plans, the mean time from the
 	// plan's first call to the end of its first failing call.
 	MeanTimeToDetectMs float64 `json:"mean_time_to_detect_ms"`
+	// MeanTimeToRecoverMs is, over failed plans whose workflow later ran a
+	// successful plan, the mean time from the first failure to the start
+	// of that next successful plan; Recovered counts those plans.
+	MeanTimeToRecoverMs float64 `json:"mean_time_to_recover_ms"`
+	Recovered           uint64  `json:"recovered"`
 }
 
 // FailureCause is a top failure cause of a month.
@@ -218,6 +223,9 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 		rep.Weeks = append(rep.Weeks, w)
 	}
 	rows.Close()
+	if err := s.recovery(ctx, from, now, rep.Weeks); err != nil {
+		return nil, err
+	}
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
 	qctx = clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
@@ -236,4 +244,41 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 		rep.TopCauses = append(rep.TopCauses, c)
 	}
 	return rep, rows.Err()
+}
+
+// recovery fills the weeks' mean time to recover: an ASOF join finds, for
+// each failed plan, the first successful plan of the same workflow that
+// started after the failure.
+func (s *Store) recovery(ctx context.Context, from, now time.Time, weeks []PlanWeek) error {
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
+	rows, err := s.query(qctx, `
+		WITH plans AS (
+			SELECT plan_id, any(workflow_id) AS wf, min(ts_start) AS start,
+				countIf(outcome_status != 'ok') AS bad, minIf(ts_end, outcome_status != 'ok') AS first_fail
+			FROM {{spans}} FINAL
+			WHERE plan_id != '' AND workflow_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
+			GROUP BY plan_id)
+		SELECT toMonday(f.start) AS week, avg(dateDiff('millisecond', f.first_fail, o.start)), count()
+		FROM (SELECT wf, start, first_fail FROM plans WHERE bad > 0) AS f
+		ASOF INNER JOIN (SELECT wf, start FROM plans WHERE bad = 0) AS o
+			ON f.wf = o.wf AND f.first_fail < o.start
+		GROUP BY week`)
+	if err != nil {
+		return fmt.Errorf("plan recovery: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var week time.Time
+		var mttr float64
+		var n uint64
+		if err := rows.Scan(&week, &mttr, &n); err != nil {
+			return err
+		}
+		for i := range weeks {
+			if weeks[i].Week.Equal(week) {
+				weeks[i].MeanTimeToRecoverMs, weeks[i].Recovered = mttr, n
+			}
+		}
+	}
+	return rows.Err()
 }

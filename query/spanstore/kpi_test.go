@@ -86,6 +86,11 @@ func TestPlansKPI(t *testing.T) {
 	T := now.Add(-2 * time.Hour)
 	ms := time.Millisecond
 	insertCalls(t, s, []call{
+		// Recovery (workflow wf-r): r1 fails at T+1s (ends T+1.2s); r2, the
+		// next plan, succeeds from T+5s: recovered after 3.8 s. p2's and
+		// p4's failures have no workflow, so they do not count.
+		{id: "r1", tool: "x", workflow: "wf-r", plan: "r1", start: T.Add(time.Second), dur: 200 * ms, status: "system_error", code: "E500"},
+		{id: "r2", tool: "x", workflow: "wf-r", plan: "r2", start: T.Add(5 * time.Second), dur: 10 * ms},
 		{id: "p1a", tool: "x", plan: "p1", start: T, dur: 10 * ms},
 		{id: "p1b", tool: "x", plan: "p1", start: T.Add(20 * ms), dur: 10 * ms},
 		{id: "p2a", tool: "x", plan: "p2", start: T, dur: 10 * ms},
@@ -103,16 +108,21 @@ func TestPlansKPI(t *testing.T) {
 		t.Fatalf("weeks %+v", rep.Weeks)
 	}
 	w := rep.Weeks[0]
-	// p2, p4 blocked by policy (p4 also failed; policy wins), p3 a system error.
-	// Detection: p2 100 ms, p3 300 ms, p4 20 ms → mean 140 ms.
-	if w.Plans != 4 || w.PolicyBlocked != 2 || w.SystemErrors != 1 || w.FailedRate != 0.75 || math.Abs(w.MeanTimeToDetectMs-140) > 1e-9 {
+	// p2, p4 blocked by policy (p4 also failed; policy wins); p3 and r1
+	// system errors; p1 and r2 fine: 6 plans, 4 failed.
+	// Detection: p2 100 ms, p3 300 ms, p4 20 ms, r1 200 ms (its plan
+	// starts with the failing call) → mean 155 ms.
+	if w.Plans != 6 || w.PolicyBlocked != 2 || w.SystemErrors != 2 || math.Abs(w.FailedRate-4.0/6) > 1e-9 || math.Abs(w.MeanTimeToDetectMs-155) > 1e-9 {
 		t.Fatalf("week %+v", w)
+	}
+	if w.Recovered != 1 || w.MeanTimeToRecoverMs != 3800 {
+		t.Fatalf("recovery: %d plans, %v ms; want 1 plan recovered after 3800 ms", w.Recovered, w.MeanTimeToRecoverMs)
 	}
 	if wd := w.Week.Weekday(); wd != time.Monday {
 		t.Fatalf("week starts on %s", wd)
 	}
 	got := fmt.Sprintf("%+v", rep.TopCauses)
-	if got != "[{Status:policy_blocked ErrorCode:DENY1 Calls:2} {Status:system_error ErrorCode:E500 Calls:2} {Status:timeout ErrorCode:T1 Calls:1}]" {
+	if got != "[{Status:system_error ErrorCode:E500 Calls:3} {Status:policy_blocked ErrorCode:DENY1 Calls:2} {Status:timeout ErrorCode:T1 Calls:1}]" {
 		t.Fatalf("top causes %s", got)
 	}
 }
