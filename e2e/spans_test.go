@@ -124,12 +124,15 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code != 200 || json.Unmarshal(raw, &eb) != nil || len(eb.SLOs) != 1 || eb.SLOs[0].BurnRate1h < 3.74 || eb.SLOs[0].BurnRate1h > 3.76 {
 		t.Fatalf("error budget: %d %s", code, raw)
 	}
-	for _, kind := range []string{"cost", "plans", "errorbudget"} {
+	for _, kind := range []string{"cost", "plans", "errorbudget", "onboarding"} {
 		if code, raw := s.get(q, "/v1/kpi/"+kind); code != 200 || !json.Valid(raw) {
 			t.Fatalf("/v1/kpi/%s: %d %s", kind, code, raw)
 		}
-		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q); code != 0 || !json.Valid([]byte(out)) {
-			t.Fatalf("proofline kpi %s: exit %d\n%s%s", kind, code, out, errOut)
+		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q, "--json"); code != 0 || !json.Valid([]byte(out)) {
+			t.Fatalf("proofline kpi %s --json: exit %d\n%s%s", kind, code, out, errOut)
+		}
+		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q); code != 0 || json.Valid([]byte(out)) || len(out) == 0 {
+			t.Fatalf("proofline kpi %s (table): exit %d\n%s%s", kind, code, out, errOut)
 		}
 	}
 	if code, _ := s.get(q, "/v1/spans?cursor=forged"); code != http.StatusBadRequest {

@@ -39,31 +39,139 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if *asJSON || kind != "latency" {
-		// The other reports are nested; their JSON is the table.
+	if *asJSON {
 		return printJSON(stdout, raw)
 	}
-	var res struct {
-		By   string `json:"by"`
-		From string `json:"from"`
-		To   string `json:"to"`
-		Rows []struct {
-			Key   string  `json:"key"`
-			Calls uint64  `json:"calls"`
-			P50   float64 `json:"p50_ms"`
-			P95   float64 `json:"p95_ms"`
-			P99   float64 `json:"p99_ms"`
-		} `json:"rows"`
-	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return fmt.Errorf("server answer: %w", err)
-	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%s\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
-	for _, r := range res.Rows {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", r.Key, r.Calls, r.P50, r.P95, r.P99)
+	if err := printTable(tw, kind, raw); err != nil {
+		return err
 	}
 	return tw.Flush()
+}
+
+// printTable renders one KPI answer as the table an SRE reads.
+func printTable(tw io.Writer, kind string, raw []byte) error {
+	switch kind {
+	case "latency":
+		var res struct {
+			By   string `json:"by"`
+			Rows []struct {
+				Key   string  `json:"key"`
+				Calls uint64  `json:"calls"`
+				P50   float64 `json:"p50_ms"`
+				P95   float64 `json:"p95_ms"`
+				P99   float64 `json:"p99_ms"`
+			} `json:"rows"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		fmt.Fprintf(tw, "%s\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
+		for _, r := range res.Rows {
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", r.Key, r.Calls, r.P50, r.P95, r.P99)
+		}
+	case "errorbudget":
+		var res struct {
+			SLOs []struct {
+				Group      string  `json:"group"`
+				Target     float64 `json:"target"`
+				LatencyMs  float64 `json:"latency_ms"`
+				Burn1h     float64 `json:"burn_rate_1h"`
+				Burn6h     float64 `json:"burn_rate_6h"`
+				BudgetLeft float64 `json:"budget_left"`
+				Calls      uint64  `json:"calls_month"`
+				Bad        uint64  `json:"bad_month"`
+			} `json:"slos"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		fmt.Fprintf(tw, "GROUP\ttarget\tlatency ms\tburn 1h\tburn 6h\tbudget left\tcalls (month)\tbad\t\n")
+		for _, r := range res.SLOs {
+			fmt.Fprintf(tw, "%s\t%.4g\t%.0f\t%.2f\t%.2f\t%.1f%%\t%d\t%d\t\n", r.Group, r.Target, r.LatencyMs, r.Burn1h, r.Burn6h, 100*r.BudgetLeft, r.Calls, r.Bad)
+		}
+	case "cost":
+		var res struct {
+			Currency  string  `json:"currency"`
+			Total     float64 `json:"total"`
+			Cap       float64 `json:"monthly_cap"`
+			Projected float64 `json:"projected_month_end"`
+			OverCap   bool    `json:"projected_over_cap"`
+			Workflows []struct {
+				Workflow string  `json:"workflow"`
+				Cost     float64 `json:"cost"`
+				Calls    uint64  `json:"calls"`
+			} `json:"workflows"`
+			Anomalies []struct {
+				Tool  string  `json:"tool"`
+				Ratio float64 `json:"ratio"`
+			} `json:"anomalies"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		fmt.Fprintf(tw, "month to date\t%.2f %s\t\nprojected month end\t%.2f %s\t\n", res.Total, res.Currency, res.Projected, res.Currency)
+		if res.Cap > 0 {
+			fmt.Fprintf(tw, "monthly cap\t%.2f %s (projected over cap: %v)\t\n", res.Cap, res.Currency, res.OverCap)
+		}
+		fmt.Fprintf(tw, "\t\t\nWORKFLOW\tcost\tcalls\t\n")
+		for _, w := range res.Workflows {
+			fmt.Fprintf(tw, "%s\t%.4f\t%d\t\n", w.Workflow, w.Cost, w.Calls)
+		}
+		for _, a := range res.Anomalies {
+			fmt.Fprintf(tw, "ANOMALY %s\t%.1f× its baseline cost per call\t\t\n", a.Tool, a.Ratio)
+		}
+	case "plans":
+		var res struct {
+			Weeks []struct {
+				Week      time.Time `json:"week"`
+				Plans     uint64    `json:"plans"`
+				Policy    uint64    `json:"policy_blocked"`
+				System    uint64    `json:"system_errors"`
+				Rate      float64   `json:"failed_rate"`
+				MTTD      float64   `json:"mean_time_to_detect_ms"`
+				MTTR      float64   `json:"mean_time_to_recover_ms"`
+				Recovered uint64    `json:"recovered"`
+			} `json:"weeks"`
+			Causes []struct {
+				Status string `json:"status"`
+				Code   string `json:"error_code"`
+				Calls  uint64 `json:"calls"`
+			} `json:"top_causes_this_month"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		fmt.Fprintf(tw, "WEEK\tplans\tpolicy blocks\tsystem errors\tfailed\tMTTD ms\tMTTR ms\t\n")
+		for _, w := range res.Weeks {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t%.0f\t%.0f\t\n", w.Week.Format("2006-01-02"), w.Plans, w.Policy, w.System, 100*w.Rate, w.MTTD, w.MTTR)
+		}
+		fmt.Fprintf(tw, "\t\t\t\t\t\t\t\nTOP CAUSE (MONTH)\terror code\tcalls\t\t\t\t\t\n")
+		for _, c := range res.Causes {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t\t\t\t\t\n", c.Status, c.Code, c.Calls)
+		}
+	case "onboarding":
+		var res struct {
+			Tools []struct {
+				Tool      string    `json:"tool"`
+				FirstSeen time.Time `json:"first_seen"`
+				LeadHours *float64  `json:"lead_time_hours"`
+				Calls     uint64    `json:"calls"`
+			} `json:"tools"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		fmt.Fprintf(tw, "TOOL\tfirst seen\tlead time h\tcalls\t\n")
+		for _, r := range res.Tools {
+			lead := "no success yet"
+			if r.LeadHours != nil {
+				lead = fmt.Sprintf("%.2f", *r.LeadHours)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t\n", r.Tool, r.FirstSeen.Format(time.RFC3339), lead, r.Calls)
+		}
+	}
+	return nil
 }
 
 // apiGet performs an authenticated GET and returns the body of a 200.
