@@ -1,27 +1,29 @@
 // Package verify is what an auditor runs: it checks a proof bundle offline
-// and audits a live log from its public tiles, with nothing but the log's
-// verifier key. It shares no state with the server.
+// (VerifyBundle) and audits a live log from its public tlog-tiles
+// resources (Audit), with nothing but the log's verifier key. It shares no
+// code or state with the writer beyond the specs (C2SP signed-note,
+// tlog-checkpoint and tlog-tiles, RFC 6962, RFC 8785), so a bug on the
+// writing side is not silently mirrored here.
 package verify
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 
+	"github.com/gowebpki/jcs"
 	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
-
-	"github.com/proofline/proofline/schemas"
 )
 
 // Bundle is a self-contained proof that a call record is in the log.
 type Bundle struct {
-	// Record is the call record as a JSON object; its leaf is its RFC 8785
-	// canonical form, so formatting changes do not matter and any change
-	// of value does.
+	// Record is the call record as a JSON object. Its leaf is its RFC 8785
+	// canonical form, so re-formatting does not matter and any change of
+	// value does.
 	Record json.RawMessage `json:"record"`
 	// LeafIndex is the record's position in the log.
 	LeafIndex uint64 `json:"leaf_index"`
@@ -29,39 +31,6 @@ type Bundle struct {
 	InclusionProof [][]byte `json:"inclusion_proof"`
 	// Checkpoint is the signed note (C2SP tlog-checkpoint) proven against.
 	Checkpoint string `json:"checkpoint"`
-}
-
-// Kind names what did not match.
-type Kind string
-
-// Kinds of mismatch.
-const (
-	KindSignature  Kind = "signature"  // checkpoint not signed by the key
-	KindCheckpoint Kind = "checkpoint" // checkpoint body malformed or for another log
-	KindLeaf       Kind = "leaf"       // the record cannot be a leaf
-	KindProof      Kind = "proof"      // inclusion proof does not lead to the root
-	KindFork       Kind = "fork"       // the log is not an extension of what was seen before
-	KindTile       Kind = "tile"       // a served tile differs from the entries
-	KindRoot       Kind = "root"       // the entries do not hash to the signed root
-)
-
-// MismatchError says which check failed and how. Anything else returned
-// by this package is an I/O or usage problem, not evidence of tampering.
-type MismatchError struct {
-	Kind   Kind
-	Detail string
-}
-
-func (e *MismatchError) Error() string { return fmt.Sprintf("%s mismatch: %s", e.Kind, e.Detail) }
-
-func mismatch(k Kind, format string, args ...any) error {
-	return &MismatchError{Kind: k, Detail: fmt.Sprintf(format, args...)}
-}
-
-// IsMismatch reports whether err is a verification failure.
-func IsMismatch(err error) bool {
-	var m *MismatchError
-	return errors.As(err, &m)
 }
 
 // Result describes a verified bundle.
@@ -74,6 +43,7 @@ type Result struct {
 }
 
 // OpenCheckpoint verifies a checkpoint's signature with v and parses it.
+// The origin must be v's name: a key only vouches for its own log.
 func OpenCheckpoint(raw []byte, v note.Verifier) (*log.Checkpoint, error) {
 	n, err := note.Open(raw, note.VerifierList(v))
 	if err != nil {
@@ -84,33 +54,55 @@ func OpenCheckpoint(raw []byte, v note.Verifier) (*log.Checkpoint, error) {
 		return nil, mismatch(KindCheckpoint, "malformed checkpoint: %v", err)
 	}
 	if cp.Origin != v.Name() {
-		return nil, mismatch(KindCheckpoint, "checkpoint origin %q, key is for %q", cp.Origin, v.Name())
+		return nil, mismatch(KindCheckpoint, "checkpoint origin %q, the key is for %q", cp.Origin, v.Name())
+	}
+	if len(cp.Hash) != sha256.Size {
+		return nil, mismatch(KindCheckpoint, "checkpoint root is %d bytes, want %d", len(cp.Hash), sha256.Size)
 	}
 	return &cp, nil
 }
 
-// VerifyBundle checks the checkpoint signature, the record's leaf hash and
-// the inclusion proof, in that order, and says which failed.
+// VerifyBundle checks, in order, the checkpoint's signature, that the
+// record can be a leaf, and the inclusion proof; a *MismatchError says
+// which failed.
 func VerifyBundle(b *Bundle, v note.Verifier) (*Result, error) {
+	if b == nil {
+		return nil, errors.New("no bundle")
+	}
 	cp, err := OpenCheckpoint([]byte(b.Checkpoint), v)
 	if err != nil {
 		return nil, err
 	}
-	trimmed := bytes.TrimSpace(b.Record)
-	if len(trimmed) == 0 || trimmed[0] != '{' {
-		return nil, mismatch(KindLeaf, "the bundle's record is not a JSON object")
-	}
-	canon, err := schemas.Canonicalize(trimmed)
+	leafHash, err := recordLeafHash(b.Record)
 	if err != nil {
-		return nil, mismatch(KindLeaf, "the bundle's record is not valid JSON: %v", err)
+		return nil, err
 	}
-	leafHash := schemas.LeafHash(canon)
 	if b.LeafIndex >= cp.Size {
 		return nil, mismatch(KindProof, "leaf index %d is outside the checkpoint's tree of size %d", b.LeafIndex, cp.Size)
 	}
+	// A wrong record and a wrong proof look the same from here: the path
+	// from this leaf hash does not reach the root. The detail gives both
+	// ends so the user can see what did not match.
 	if err := proof.VerifyInclusion(rfc6962.DefaultHasher, b.LeafIndex, cp.Size, leafHash, b.InclusionProof, cp.Hash); err != nil {
-		return nil, mismatch(KindProof, "leaf hash %x at index %d does not lead to the signed root %x of tree size %d (record altered, or proof wrong): %v",
+		return nil, mismatch(KindProof, "leaf hash %x does not match the proof for index %d against root %x (tree size %d): %v",
 			leafHash, b.LeafIndex, cp.Hash, cp.Size, err)
 	}
 	return &Result{Origin: cp.Origin, TreeSize: cp.Size, Root: cp.Hash, LeafIndex: b.LeafIndex, LeafHash: leafHash}, nil
+}
+
+// recordLeafHash is the leaf hash of a call record: the RFC 6962 leaf hash
+// of its RFC 8785 canonical JSON, the bytes the log stores.
+func recordLeafHash(record []byte) ([]byte, error) {
+	trimmed := bytes.TrimSpace(record)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil, mismatch(KindLeaf, "the record is not a JSON object")
+	}
+	canon, err := jcs.Transform(trimmed)
+	if err == nil && !json.Valid(trimmed) {
+		err = errors.New("rejected by encoding/json")
+	}
+	if err != nil {
+		return nil, mismatch(KindLeaf, "the record is not valid JSON: %v", err)
+	}
+	return rfc6962.DefaultHasher.HashLeaf(canon), nil
 }

@@ -1,235 +1,127 @@
 package verify_test
 
 import (
-	"context"
-	"crypto/rand"
+	"bytes"
+	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
-	"time"
 
-	"github.com/transparency-dev/tessera/api/layout"
-	"github.com/transparency-dev/tessera/client"
+	"github.com/transparency-dev/formats/log"
+	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
 
-	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/ledger/verify"
 )
 
-type testLog struct {
-	dir string
-	log *ledger.Log
-	v   note.Verifier
-	n   int
-}
-
-func newTestLog(t *testing.T) *testLog {
-	t.Helper()
-	skey, vkey, err := note.GenerateKey(rand.Reader, "verify.test/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := note.NewSigner(skey)
-	v, _ := note.NewVerifier(vkey)
-	dir := t.TempDir()
-	l, err := ledger.Open(context.Background(), ledger.Config{Dir: dir, Signer: s, Verifier: v, BatchMaxAge: 5 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(context.Background()) })
-	return &testLog{dir: dir, log: l, v: v}
-}
-
-// add appends n records and waits until a checkpoint covers them.
-func (tl *testLog) add(t *testing.T, n int) {
-	t.Helper()
-	var es []ledger.Entry
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("r-%d", tl.n)
-		tl.n++
-		es = append(es, ledger.Entry{ID: id, Data: []byte(fmt.Sprintf(`{"actor":{"id":"a"},"record_id":%q}`, id))})
-	}
-	if _, err := tl.log.Append(context.Background(), es); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cp, _, err := tl.log.Checkpoint(context.Background()); err == nil && cp.Size == uint64(tl.n) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("checkpoint did not reach %d", tl.n)
-}
-
-func (tl *testLog) fetcher(t *testing.T) verify.Fetcher {
-	srv := httptest.NewServer(tl.log.TilesHandler())
-	t.Cleanup(srv.Close)
-	u, _ := url.Parse(srv.URL + "/")
-	f, err := client.NewHTTPFetcher(u, srv.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
-func kindOf(err error) verify.Kind {
-	var m *verify.MismatchError
-	if errors.As(err, &m) {
-		return m.Kind
-	}
-	return ""
-}
-
 func TestVerifyBundle(t *testing.T) {
 	tl := newTestLog(t)
-	tl.add(t, 300)
-	b, err := tl.log.Bundle(context.Background(), "r-257")
+	cpRaw := tl.add(t, 700)
+	cp := tl.checkpoint(t, cpRaw)
+
+	// Leaves at the edges of tiles, and in the last, partial tile.
+	for _, i := range []uint64{0, 17, 255, 256, 511, 699} {
+		b := tl.bundle(t, cpRaw, i)
+		res, err := verify.VerifyBundle(b, tl.v)
+		if err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+		want := verify.Result{Origin: testOrigin, TreeSize: 700, Root: cp.Hash, LeafIndex: i, LeafHash: rfc6962.DefaultHasher.HashLeaf(record(int(i)))}
+		if res.Origin != want.Origin || res.TreeSize != want.TreeSize || !bytes.Equal(res.Root, want.Root) ||
+			res.LeafIndex != want.LeafIndex || !bytes.Equal(res.LeafHash, want.LeafHash) {
+			t.Fatalf("leaf %d: %+v, want %+v", i, res, want)
+		}
+	}
+
+	// A bundle survives a JSON round trip and a pretty-printed record: the
+	// leaf is the record's canonical form.
+	raw, err := json.MarshalIndent(tl.bundle(t, cpRaw, 17), "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := verify.VerifyBundle(b, tl.v); err != nil {
-		t.Fatalf("good bundle: %v", err)
-	}
-	// A bundle survives pretty-printing: the leaf is the canonical form.
 	var pretty verify.Bundle
-	raw, _ := json.MarshalIndent(b, "", "    ")
 	if err := json.Unmarshal(raw, &pretty); err != nil {
 		t.Fatal(err)
 	}
-	pretty.Record, _ = json.MarshalIndent(json.RawMessage(b.Record), "", "  ")
+	pretty.Record = json.RawMessage("{\n  \"record_id\" : \"r-17\"\n}\n")
 	if _, err := verify.VerifyBundle(&pretty, tl.v); err != nil {
-		t.Fatalf("pretty-printed bundle: %v", err)
+		t.Fatalf("round-tripped, pretty-printed bundle: %v", err)
 	}
 
-	_, otherV, _ := note.GenerateKey(rand.Reader, "verify.test/log")
-	other, _ := note.NewVerifier(otherV)
-	_, foreignV, _ := note.GenerateKey(rand.Reader, "someone.else/log")
-	foreign, _ := note.NewVerifier(foreignV)
+	otherKey, otherV := newKey(t, testOrigin)
+	foreignKey, foreignV := newKey(t, "someone.else/log")
+	// resign signs a checkpoint body as the given key would.
+	resign := func(s note.Signer, body string) string {
+		n, err := note.Sign(&note.Note{Text: body}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(n)
+	}
+	body := string(cp.Marshal())
+
 	cases := []struct {
 		name   string
 		mutate func(b *verify.Bundle)
 		v      note.Verifier
 		want   verify.Kind
 	}{
-		{"record altered", func(b *verify.Bundle) { b.Record = []byte(`{"actor":{"id":"b"},"record_id":"r-257"}`) }, tl.v, verify.KindProof},
-		{"record not json", func(b *verify.Bundle) { b.Record = []byte(`{"actor"`) }, tl.v, verify.KindLeaf},
-		{"wrong index", func(b *verify.Bundle) { b.LeafIndex = 256 }, tl.v, verify.KindProof},
-		{"index past size", func(b *verify.Bundle) { b.LeafIndex = 300 }, tl.v, verify.KindProof},
-		{"proof altered", func(b *verify.Bundle) { b.InclusionProof[0][0] ^= 1 }, tl.v, verify.KindProof},
-		{"checkpoint altered", func(b *verify.Bundle) {
-			b.Checkpoint = b.Checkpoint[:len("verify.test/log\n")] + "9" + b.Checkpoint[len("verify.test/log\n")+1:]
+		{"record value altered", func(b *verify.Bundle) { b.Record = []byte(`{"record_id":"r-18"}`) }, tl.v, verify.KindProof},
+		{"record key altered", func(b *verify.Bundle) { b.Record = []byte(`{"record_iD":"r-17"}`) }, tl.v, verify.KindProof},
+		{"record one byte not json", func(b *verify.Bundle) { b.Record = []byte(`{"record_id":"r-17"]`) }, tl.v, verify.KindLeaf},
+		{"record not an object", func(b *verify.Bundle) { b.Record = []byte(`["r-17"]`) }, tl.v, verify.KindLeaf},
+		{"record missing", func(b *verify.Bundle) { b.Record = nil }, tl.v, verify.KindLeaf},
+		{"wrong index", func(b *verify.Bundle) { b.LeafIndex = 18 }, tl.v, verify.KindProof},
+		{"index past size", func(b *verify.Bundle) { b.LeafIndex = 700 }, tl.v, verify.KindProof},
+		{"proof altered", func(b *verify.Bundle) { b.InclusionProof[3][0] ^= 1 }, tl.v, verify.KindProof},
+		{"proof truncated", func(b *verify.Bundle) { b.InclusionProof = b.InclusionProof[1:] }, tl.v, verify.KindProof},
+		{"checkpoint size altered", func(b *verify.Bundle) {
+			b.Checkpoint = strings.Replace(b.Checkpoint, "\n700\n", "\n701\n", 1)
 		}, tl.v, verify.KindSignature},
-		{"other key", func(b *verify.Bundle) {}, other, verify.KindSignature},
-		{"other log's key", func(b *verify.Bundle) {}, foreign, verify.KindSignature},
+		{"checkpoint signature altered", func(b *verify.Bundle) {
+			b.Checkpoint = b.Checkpoint[:len(b.Checkpoint)-3] + "A" + b.Checkpoint[len(b.Checkpoint)-2:]
+		}, tl.v, verify.KindSignature},
+		{"checkpoint signed by another key", func(b *verify.Bundle) { b.Checkpoint = resign(otherKey, body) }, tl.v, verify.KindSignature},
+		{"verified with another key", func(b *verify.Bundle) {}, otherV, verify.KindSignature},
+		{"verified with another log's key", func(b *verify.Bundle) {}, foreignV, verify.KindSignature},
+		{"another log's checkpoint", func(b *verify.Bundle) {
+			b.Checkpoint = resign(foreignKey, string(log.Checkpoint{Origin: "someone.else/log", Size: cp.Size, Hash: cp.Hash}.Marshal()))
+		}, tl.v, verify.KindSignature},
+		{"signed checkpoint naming another origin", func(b *verify.Bundle) {
+			b.Checkpoint = resign(tl.signer, string(log.Checkpoint{Origin: "someone.else/log", Size: cp.Size, Hash: cp.Hash}.Marshal()))
+		}, tl.v, verify.KindCheckpoint},
+		{"signed checkpoint without root", func(b *verify.Bundle) { b.Checkpoint = resign(tl.signer, testOrigin+"\n700\n\n") }, tl.v, verify.KindCheckpoint},
+		{"signed checkpoint with bad size", func(b *verify.Bundle) { b.Checkpoint = resign(tl.signer, testOrigin+"\nmany\nAAAA\n") }, tl.v, verify.KindCheckpoint},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			b, err := tl.log.Bundle(context.Background(), "r-257")
-			if err != nil {
-				t.Fatal(err)
-			}
+			b := tl.bundle(t, cpRaw, 17)
 			c.mutate(b)
-			_, err = verify.VerifyBundle(b, c.v)
+			_, err := verify.VerifyBundle(b, c.v)
 			if kindOf(err) != c.want {
-				t.Fatalf("err %v, want a %s mismatch", err, c.want)
+				t.Fatalf("got %v, want a %s mismatch", err, c.want)
 			}
 		})
 	}
 }
 
-func TestAudit(t *testing.T) {
-	ctx := context.Background()
+// TestVerifyBundleDetail checks that a failed proof shows both ends of
+// what did not match.
+func TestVerifyBundleDetail(t *testing.T) {
 	tl := newTestLog(t)
-	f := tl.fetcher(t)
-	tl.add(t, 700)
-	res, st, err := verify.Audit(ctx, f, tl.v, nil)
-	if err != nil {
-		t.Fatalf("first audit: %v", err)
+	cpRaw := tl.add(t, 3)
+	b := tl.bundle(t, cpRaw, 1)
+	b.Record = []byte(`{"record_id":"r-2"}`)
+	_, err := verify.VerifyBundle(b, tl.v)
+	m, ok := err.(*verify.MismatchError)
+	if !ok {
+		t.Fatalf("got %v, want a mismatch", err)
 	}
-	if res.TreeSize != 700 || res.Tiles < 4 {
-		t.Fatalf("audit %+v: want 700 entries and every tile (3 at level 0, 1 at level 1)", res)
-	}
-	tl.add(t, 70_000-700)
-	res, st2, err := verify.Audit(ctx, f, tl.v, st)
-	if err != nil {
-		t.Fatalf("second audit (consistent growth): %v", err)
-	}
-	if res.Previous != 700 || st2.Size != 70_000 {
-		t.Fatalf("second audit %+v, state %+v", res, st2)
-	}
-
-	forked := *st2
-	forked.Root = append([]byte(nil), st2.Root...)
-	forked.Root[0] ^= 1
-	bigger := *st2
-	bigger.Size = 80_000
-	olderFork := *st
-	olderFork.Root = append([]byte(nil), st.Root...)
-	olderFork.Root[5] ^= 1
-	for name, prev := range map[string]*verify.State{"same size other root": &forked, "shrunk": &bigger, "prefix differs": &olderFork} {
-		if _, _, err := verify.Audit(ctx, f, tl.v, prev); kindOf(err) != verify.KindFork {
-			t.Errorf("%s: %v, want a fork", name, err)
+	leaf := rfc6962.DefaultHasher.HashLeaf(record(2))
+	root := tl.checkpoint(t, cpRaw).Hash
+	for _, want := range []string{"leaf hash " + hex.EncodeToString(leaf), "index 1", "root " + hex.EncodeToString(root)} {
+		if !strings.Contains(m.Detail, want) {
+			t.Errorf("detail %q lacks %q", m.Detail, want)
 		}
-	}
-
-	// Tamper with files on disk, one at a time, restoring each.
-	size := uint64(70_000)
-	tamper := []struct {
-		path string
-		want verify.Kind
-	}{
-		{layout.TilePath(0, 3, 0), verify.KindTile},
-		{layout.TilePath(1, 1, layout.PartialTileSize(1, 1, size)), verify.KindTile},
-		{layout.TilePath(2, 0, layout.PartialTileSize(2, 0, size)), verify.KindTile},
-		{layout.EntriesPath(100, 0), verify.KindRoot},
-		{layout.CheckpointPath, verify.KindSignature},
-	}
-	for _, c := range tamper {
-		t.Run(c.path, func(t *testing.T) {
-			p := filepath.Join(tl.log.TilesDir(), c.path)
-			orig, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.WriteFile(p, orig, 0o644) })
-			bad := append([]byte(nil), orig...)
-			bad[len(bad)-3] ^= 0x40
-			if err := os.WriteFile(p, bad, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			if _, _, err := verify.Audit(ctx, f, tl.v, st2); kindOf(err) != c.want {
-				t.Fatalf("altered %s: %v, want a %s mismatch", c.path, err, c.want)
-			}
-		})
-	}
-	if _, _, err := verify.Audit(ctx, f, tl.v, st2); err != nil {
-		t.Fatalf("after restoring every file: %v", err)
-	}
-}
-
-func TestStateFile(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "sub", "state.json")
-	s, err := verify.LoadState(p)
-	if err != nil || len(s) != 0 {
-		t.Fatalf("missing file: %v %v", s, err)
-	}
-	s.Put(&verify.State{Origin: "a/log", Size: 3, Root: []byte{1, 2}})
-	s.Put(&verify.State{Origin: "b/log", Size: 9, Root: []byte{3}})
-	if err := s.Save(p); err != nil {
-		t.Fatal(err)
-	}
-	got, err := verify.LoadState(p)
-	if err != nil || got.Get("a/log").Size != 3 || got.Get("b/log").Size != 9 || got.Get("c/log") != nil {
-		t.Fatalf("reloaded %+v %v", got, err)
-	}
-	os.WriteFile(p, []byte("{broken"), 0o600)
-	if _, err := verify.LoadState(p); err == nil {
-		t.Fatal("corrupt state file accepted")
 	}
 }
