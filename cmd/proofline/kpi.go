@@ -17,7 +17,7 @@ import (
 // the JSON answer with --json).
 func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--json]", errUsage)
+		return fmt.Errorf("%w: proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--exact] [--json]", errUsage)
 	}
 	kind := args[0]
 	switch kind {
@@ -31,10 +31,14 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	by := fs.String("by", "tool", "tool or group")
 	window := fs.String("window", "7d", "window: a Go duration (36h) or days (7d)")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
+	exact := fs.Bool("exact", false, "latency: exact quantiles from every span instead of the rollup (1% relative accuracy)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	q := url.Values{"by": {*by}, "window": {*window}}
+	if *exact {
+		q.Set("exact", "true")
+	}
 	raw, err := apiGet(ctx, *server, "/v1/kpi/"+kind+"?"+q.Encode(), *token)
 	if err != nil {
 		return err

@@ -47,9 +47,16 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	exact := false
+	if v := q.Get("exact"); v != "" {
+		if exact, err = strconv.ParseBool(v); err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "exact must be true or false")
+			return
+		}
+	}
 	to := time.Now().UTC()
 	from := to.Add(-window)
-	rows, err := d.Spans.Latency(r.Context(), by, from, to)
+	rows, err := d.Spans.Latency(r.Context(), spanstore.LatencyQuery{By: by, From: from, To: to, Exact: exact})
 	if err != nil {
 		d.Logger.ErrorContext(r.Context(), "latency kpi", "err", err)
 		httpx.WriteError(w, http.StatusInternalServerError, "latency query failed")
@@ -58,9 +65,15 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 	if rows == nil {
 		rows = []spanstore.LatencyRow{} // [] rather than null for clients
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{
-		"by": by, "from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano), "rows": rows,
-	})
+	res := map[string]any{
+		"by": by, "from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano),
+		"exact": exact, "rows": rows,
+	}
+	if !exact {
+		// Quantiles from the rollup: say how far off they may be.
+		res["relative_accuracy"] = spanstore.LatencyAccuracy
+	}
+	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
 // spans lists spans with cursor paging.

@@ -88,10 +88,15 @@ func splitStatements(text string) []string {
 // DDLVars are the placeholders of the migrations for a configuration.
 func DDLVars(cfg Config) (map[string]string, error) {
 	vars := map[string]string{
-		"retention_days":   strconv.Itoa(cfg.RetentionDays),
-		"on_cluster":       "",
-		"cluster":          "",
-		"replacing_engine": "ReplacingMergeTree",
+		"retention_days":        strconv.Itoa(cfg.RetentionDays),
+		"on_cluster":            "",
+		"cluster":               "",
+		"replacing_engine":      "ReplacingMergeTree",
+		"aggregating_engine_1m": "AggregatingMergeTree",
+		"aggregating_engine_1h": "AggregatingMergeTree",
+		"spans":                 "spans",
+		"latency_rollup_1m":     "spans_latency_1m",
+		"latency_rollup_1h":     "spans_latency_1h",
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
 		return nil, fmt.Errorf("retention of %d days: want 1 to 36500", cfg.RetentionDays)
@@ -103,6 +108,11 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["on_cluster"] = "ON CLUSTER " + cfg.Cluster
 		vars["cluster"] = cfg.Cluster
 		vars["replacing_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans', '{replica}')"
+		for _, b := range []string{"1m", "1h"} {
+			vars["aggregating_engine_"+b] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_latency_" + b + "', '{replica}')"
+			vars["latency_rollup_"+b] = "spans_latency_" + b + "_all"
+		}
+		vars["spans"] = "spans_all"
 	}
 	return vars, nil
 }

@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -43,10 +46,19 @@ type Store struct {
 	cfg Config
 	// table is what queries read and inserts write: spans, or on a
 	// cluster the Distributed spans_all over every shard.
-	table  string
-	conn   driver.Conn
-	engine *chdb.Engine
-	log    *slog.Logger
+	table string
+	// tables fills {{spans}} and {{latency_rollup_*}} in queries with the
+	// tables of this mode (local, or Distributed on a cluster).
+	tables *strings.Replacer
+	// mu guards maxLeaf: one past the highest leaf index this store knows
+	// to be in the table (from the table itself on first use, then from
+	// its own inserts). Spans at or above it cannot be stored yet.
+	mu           sync.Mutex
+	maxLeaf      uint64
+	maxLeafKnown bool
+	conn         driver.Conn
+	engine       *chdb.Engine
+	log          *slog.Logger
 }
 
 // Open connects to ClickHouse (or starts the embedded engine).
@@ -58,9 +70,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		cfg.Logger = slog.Default()
 	}
 	s := &Store{cfg: cfg, log: cfg.Logger, table: "spans"}
+	suffix := ""
 	if cfg.Cluster != "" {
-		s.table = "spans_all"
+		s.table, suffix = "spans_all", "_all"
 	}
+	s.tables = strings.NewReplacer("{{spans}}", s.table,
+		"{{latency_rollup_1m}}", "spans_latency_1m"+suffix, "{{latency_rollup_1h}}", "spans_latency_1h"+suffix)
 	var opts *clickhouse.Options
 	if cfg.DSN != "" {
 		o, err := clickhouse.ParseDSN(cfg.DSN)
@@ -113,11 +128,44 @@ type Span struct {
 	Record    *schemas.CallRecord
 	LogOrigin string
 	LeafIndex uint64
+	// MaybeStored says the span may have been inserted before, whatever
+	// its leaf index: the writer sets it for redelivered messages, which
+	// another writer process may have inserted before it died.
+	MaybeStored bool
 }
 
-// Insert writes spans in one batch. It returns only when ClickHouse has
-// the batch, so a consumer may acknowledge its messages afterwards.
+// Insert writes the spans the table does not hold yet, in one batch. It
+// returns only when ClickHouse has the batch, so a consumer may
+// acknowledge its messages afterwards.
+//
+// Skipping stored records is what keeps the latency rollup exact: its
+// materialized view counts every inserted row, before ReplacingMergeTree
+// collapses duplicates, and a record does come again — redelivered after
+// a crash between insert and ack, or published anew by a producer after
+// JetStream's duplicate window. (Two writers inserting the same record at
+// the same instant can still both insert it; the spans table collapses it,
+// the rollup would count it twice.)
 func (s *Store) Insert(ctx context.Context, spans []Span) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	have, err := s.storedAmong(ctx, spans)
+	if err != nil {
+		return err
+	}
+	if len(have) > 0 {
+		fresh := make([]Span, 0, len(spans))
+		for _, sp := range spans {
+			if !have[sp.Record.RecordID] {
+				fresh = append(fresh, sp)
+				// A record twice in one batch is inserted once.
+				have[sp.Record.RecordID] = true
+			}
+		}
+		spans = fresh
+	} else {
+		spans = dedupBatch(spans)
+	}
 	if len(spans) == 0 {
 		return nil
 	}
@@ -169,7 +217,137 @@ func (s *Store) Insert(ctx context.Context, spans []Span) error {
 	if err := b.Send(); err != nil {
 		return fmt.Errorf("insert %d spans: %w", len(spans), err)
 	}
+	s.mu.Lock()
+	for _, sp := range spans {
+		s.maxLeaf = max(s.maxLeaf, sp.LeafIndex+1)
+	}
+	s.mu.Unlock()
 	return nil
+}
+
+// storedAmong returns the ids of spans already in the table, looking up
+// only those that can be: a span whose leaf index is above every leaf
+// stored so far was never inserted, unless it is MaybeStored. New records
+// come with new, growing leaf indices, so in steady state nothing is looked
+// up; redelivered and republished records carry a leaf already passed or
+// are marked, and are.
+func (s *Store) storedAmong(ctx context.Context, spans []Span) (map[string]bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.maxLeafKnown {
+		// Once per process: the highest leaf stored by anyone before.
+		var n uint64
+		if err := s.queryRow(ctx, `SELECT count(), max(leaf_index) + 1 FROM {{spans}}`).Scan(&n, &s.maxLeaf); err != nil {
+			return nil, fmt.Errorf("find the highest stored leaf: %w", err)
+		}
+		if n == 0 {
+			s.maxLeaf = 0
+		}
+		s.maxLeafKnown = true
+	}
+	var maybe []Span
+	for _, sp := range spans {
+		if sp.LeafIndex < s.maxLeaf || sp.MaybeStored {
+			maybe = append(maybe, sp)
+		}
+	}
+	if len(maybe) == 0 {
+		return map[string]bool{}, nil
+	}
+	return s.stored(ctx, maybe)
+}
+
+// dedupBatch drops repeats of a record within one batch.
+func dedupBatch(spans []Span) []Span {
+	seen := make(map[string]bool, len(spans))
+	out := spans[:0:0]
+	for _, sp := range spans {
+		if !seen[sp.Record.RecordID] {
+			seen[sp.Record.RecordID] = true
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+// storedChunk bounds the keys of one lookup: they travel as a query
+// parameter, which a server's HTTP interface takes in the URL (1 MiB).
+const storedChunk = 2000
+
+// stored returns the ids of spans already in the table. It looks them up
+// by the full sort key, so the primary index narrows the read to the
+// granules that could hold them.
+func (s *Store) stored(ctx context.Context, spans []Span) (map[string]bool, error) {
+	have := map[string]bool{}
+	for start := 0; start < len(spans); start += storedChunk {
+		chunk := spans[start:min(start+storedChunk, len(spans))]
+		var keys strings.Builder
+		keys.WriteByte('[')
+		for i, sp := range chunk {
+			if i > 0 {
+				keys.WriteByte(',')
+			}
+			r := sp.Record
+			keys.WriteByte('(')
+			keys.WriteString(quoteLiteral(r.Tool.Group))
+			keys.WriteByte(',')
+			keys.WriteString(quoteLiteral(r.Tool.Name))
+			keys.WriteString(",'")
+			keys.WriteString(r.TSStart.UTC().Format(paramTime))
+			keys.WriteString("',")
+			keys.WriteString(quoteLiteral(r.RecordID))
+			keys.WriteByte(')')
+		}
+		keys.WriteByte(']')
+		qctx := clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{"keys": keys.String()}))
+		rows, err := s.query(qctx, `SELECT record_id FROM {{spans}}
+			WHERE (tool_group, tool_name, ts_start, record_id) IN {keys:Array(Tuple(String, String, DateTime64(9, 'UTC'), String))}`)
+		if err != nil {
+			return nil, fmt.Errorf("look up stored spans: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			have[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("look up stored spans: %w", err)
+		}
+	}
+	return have, nil
+}
+
+// quoteLiteral writes s as a ClickHouse quoted string literal, the text
+// form of a String inside an Array or Tuple query parameter. It is the
+// parameter's serialization, not SQL: the value is parsed as data by the
+// server and never becomes part of the statement.
+func quoteLiteral(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\r':
+			b.WriteString(`\r`)
+		case 0:
+			b.WriteString(`\0`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
 }
 
 // LatencyRow is the latency of one tool or tool group over a window.
@@ -181,29 +359,144 @@ type LatencyRow struct {
 	P99ms float64 `json:"p99_ms"`
 }
 
+// latencyBucketBase is the growth factor of the latency histogram's
+// buckets: a latency of x µs is in bucket round(ln x / ln 1.02). It is
+// fixed by the rollups' DDL (schemas/clickhouse/0003_latency_rollup.sql)
+// and must change with it; latencyBucketSQL is the same formula for spans.
+const latencyBucketBase = 1.02
+
+const latencyBucketSQL = `toUInt16(round(log(greatest(latency_us, 1)) / log(1.02)))`
+
+// LatencyAccuracy is the relative accuracy of the quantiles read from the
+// histogram: every latency in bucket b lies within a factor √1.02 of
+// 1.02^b, so a reported p95 is within 1% of the exact one.
+const LatencyAccuracy = 0.01
+
+// histogramQuantiles reads quantiles off a latency histogram (bucket →
+// calls) with the rank rule of quantileExact, the element at index ⌊q·n⌋
+// of the sorted latencies, so that a rolled-up answer differs from the
+// exact one only by the bucket width. It returns microseconds.
+func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
+	buckets := make([]uint16, 0, len(hist))
+	var n uint64
+	for b, c := range hist {
+		buckets = append(buckets, b)
+		n += c
+	}
+	slices.Sort(buckets)
+	out := make([]float64, len(qs))
+	if n == 0 {
+		return out
+	}
+	for i, q := range qs {
+		rank := min(uint64(q*float64(n)), n-1)
+		var seen uint64
+		for _, b := range buckets {
+			seen += hist[b]
+			if seen > rank {
+				out[i] = math.Pow(latencyBucketBase, float64(b))
+				break
+			}
+		}
+	}
+	return out
+}
+
+// LatencyQuery asks for latency quantiles of calls that started in
+// [From, To), per tool or per tool group.
+type LatencyQuery struct {
+	// By is "tool" or "group".
+	By       string
+	From, To time.Time
+	// Exact computes exact quantiles from every span (quantileExact over
+	// the spans table) instead of merging the per-minute rollup. Exact
+	// reads are proportional to the number of spans in the window; the
+	// rollup's to the number of tool-minutes.
+	Exact bool
+}
+
+// window is [from, to) cut where the rollups can answer for it:
+//
+//	[from, mfrom) ∪ [mto, to)   seconds at the edges, from spans
+//	[mfrom, hfrom) ∪ [hto, mto) whole minutes, from spans_latency_1m
+//	[hfrom, hto)                whole hours, from spans_latency_1h
+//
+// Empty parts are empty ranges, so every call in [from, to) is counted
+// exactly once.
+type window struct{ mfrom, mto, hfrom, hto time.Time }
+
+func splitWindow(from, to time.Time) window {
+	ceil := func(t time.Time, d time.Duration) time.Time {
+		if f := t.Truncate(d); f.Before(t) {
+			return f.Add(d)
+		}
+		return t
+	}
+	w := window{mfrom: ceil(from, time.Minute), mto: to.Truncate(time.Minute)}
+	if !w.mfrom.Before(w.mto) {
+		// No whole minute inside: all of it from spans.
+		return window{mfrom: to, mto: to, hfrom: to, hto: to}
+	}
+	w.hfrom, w.hto = ceil(w.mfrom, time.Hour), w.mto.Truncate(time.Hour)
+	if !w.hfrom.Before(w.hto) {
+		// No whole hour inside: the minutes from the minute rollup.
+		w.hfrom, w.hto = w.mto, w.mto
+	}
+	return w
+}
+
 // groupColumns maps the API's "by" to a column; user text never reaches
 // the SQL.
 var groupColumns = map[string]string{"tool": "tool_name", "group": "tool_group"}
 
-// Latency returns p50/p95/p99 latency per tool or tool group for calls
-// that started in [from, to). Quantiles are exact, per the SRE report.
-func (s *Store) Latency(ctx context.Context, by string, from, to time.Time) ([]LatencyRow, error) {
-	col, ok := groupColumns[by]
+// Latency returns p50/p95/p99 latency per tool or tool group.
+//
+// By default the window is read from the rollups where they cover it and
+// from the spans at its edges (splitWindow), as histograms of the same
+// buckets summed into one: counts are exact, quantiles within
+// LatencyAccuracy. With q.Exact every span of the window is read.
+func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, error) {
+	col, ok := groupColumns[q.By]
 	if !ok {
-		return nil, fmt.Errorf("by=%q: want tool or group", by)
+		return nil, fmt.Errorf("by=%q: want tool or group", q.By)
 	}
-	q := `SELECT ` + col + ` AS key, count() AS calls,
-		quantileExact(0.5)(latency_us) / 1000 AS p50,
-		quantileExact(0.95)(latency_us) / 1000 AS p95,
-		quantileExact(0.99)(latency_us) / 1000 AS p99
-	FROM {{spans}} FINAL
-	WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
-	GROUP BY key ORDER BY key`
-	ctx = clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{
-		"from": from.UTC().Format("2006-01-02 15:04:05.000000000"),
-		"to":   to.UTC().Format("2006-01-02 15:04:05.000000000"),
-	}))
-	rows, err := s.query(ctx, q)
+	from, to := q.From.UTC(), q.To.UTC()
+	var sql string
+	params := clickhouse.Parameters{}
+	if q.Exact {
+		sql = `SELECT ` + col + ` AS key, count() AS calls,
+			quantileExact(0.5)(latency_us) / 1000 AS p50,
+			quantileExact(0.95)(latency_us) / 1000 AS p95,
+			quantileExact(0.99)(latency_us) / 1000 AS p99
+		FROM {{spans}} FINAL
+		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
+		GROUP BY key ORDER BY key`
+		timeParams(params, map[string]time.Time{"from": from, "to": to})
+	} else {
+		w := splitWindow(from, to)
+		sql = `SELECT key, sum(n) AS calls, sumMap(h) AS hist
+		FROM (
+			SELECT ` + col + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
+			FROM {{latency_rollup_1h}}
+			WHERE hour >= {hfrom:DateTime64(9, 'UTC')} AND hour < {hto:DateTime64(9, 'UTC')}
+			GROUP BY key
+			UNION ALL
+			SELECT ` + col + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
+			FROM {{latency_rollup_1m}}
+			WHERE (minute >= {mfrom:DateTime64(9, 'UTC')} AND minute < {hfrom:DateTime64(9, 'UTC')})
+			   OR (minute >= {hto:DateTime64(9, 'UTC')} AND minute < {mto:DateTime64(9, 'UTC')})
+			GROUP BY key
+			UNION ALL
+			SELECT ` + col + ` AS key, count() AS n, sumMap(map(` + latencyBucketSQL + `, toUInt64(1))) AS h
+			FROM {{spans}} FINAL
+			WHERE (ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {mfrom:DateTime64(9, 'UTC')})
+			   OR (ts_start >= {mto:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')})
+			GROUP BY key
+		)
+		GROUP BY key HAVING calls > 0 ORDER BY key`
+		timeParams(params, map[string]time.Time{"from": from, "to": to, "mfrom": w.mfrom, "mto": w.mto, "hfrom": w.hfrom, "hto": w.hto})
+	}
+	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
 	if err != nil {
 		return nil, fmt.Errorf("latency query: %w", err)
 	}
@@ -211,8 +504,17 @@ func (s *Store) Latency(ctx context.Context, by string, from, to time.Time) ([]L
 	var out []LatencyRow
 	for rows.Next() {
 		var r LatencyRow
-		if err := rows.Scan(&r.Key, &r.Calls, &r.P50ms, &r.P95ms, &r.P99ms); err != nil {
-			return nil, err
+		if q.Exact {
+			if err := rows.Scan(&r.Key, &r.Calls, &r.P50ms, &r.P95ms, &r.P99ms); err != nil {
+				return nil, err
+			}
+		} else {
+			var hist map[uint16]uint64
+			if err := rows.Scan(&r.Key, &r.Calls, &hist); err != nil {
+				return nil, err
+			}
+			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
+			r.P50ms, r.P95ms, r.P99ms = qs[0]/1000, qs[1]/1000, qs[2]/1000
 		}
 		out = append(out, r)
 	}
@@ -222,9 +524,9 @@ func (s *Store) Latency(ctx context.Context, by string, from, to time.Time) ([]L
 // query and queryRow run a read with {{spans}} naming the table to read:
 // the local table, or on a cluster the Distributed one.
 func (s *Store) query(ctx context.Context, q string, args ...any) (driver.Rows, error) {
-	return s.conn.Query(ctx, strings.ReplaceAll(q, "{{spans}}", s.table), args...)
+	return s.conn.Query(ctx, s.tables.Replace(q), args...)
 }
 
 func (s *Store) queryRow(ctx context.Context, q string, args ...any) driver.Row {
-	return s.conn.QueryRow(ctx, strings.ReplaceAll(q, "{{spans}}", s.table), args...)
+	return s.conn.QueryRow(ctx, s.tables.Replace(q), args...)
 }

@@ -33,8 +33,10 @@ func testStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
-	if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE spans"); err != nil {
-		t.Fatal(err)
+	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h"} {
+		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return s
 }
@@ -82,7 +84,7 @@ func TestLatencyKPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	from, to := base.Add(-time.Minute), base.Add(time.Hour)
-	got, err := s.Latency(ctx, "tool", from, to)
+	got, err := s.Latency(ctx, LatencyQuery{By: "tool", From: from, To: to, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestLatencyKPI(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("latency by tool\n got %+v\nwant %+v", got, want)
 	}
-	got, err = s.Latency(ctx, "group", from, to)
+	got, err = s.Latency(ctx, LatencyQuery{By: "group", From: from, To: to, Exact: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,7 @@ func TestLatencyKPI(t *testing.T) {
 	if len(got) != 1 || got[0].Calls != 110 || got[0].P50ms != 56 || got[0].P95ms != 200 {
 		t.Fatalf("latency by group: %+v", got)
 	}
-	if _, err := s.Latency(ctx, "tool_name; DROP TABLE spans", from, to); err == nil {
+	if _, err := s.Latency(ctx, LatencyQuery{By: "tool_name; DROP TABLE spans", From: from, To: to}); err == nil {
 		t.Fatal("an unknown grouping was accepted")
 	}
 	// Every row carries its evidence pointer.
@@ -158,8 +160,22 @@ func TestClusterDDLParses(t *testing.T) {
 	for _, m := range ms {
 		for _, st := range m.statements {
 			sawDistributed = sawDistributed || strings.Contains(st, "ENGINE = Distributed(proofline, currentDatabase(), spans, cityHash64(record_id))")
-			if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "Replicated") && !strings.Contains(st, "Distributed") {
-				t.Fatalf("cluster DDL is not replicated:\n%s", st)
+			switch {
+			case strings.HasPrefix(st, "CREATE TABLE"):
+				if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "Replicated") && !strings.Contains(st, "Distributed") {
+					t.Fatalf("cluster table is not replicated:\n%s", st)
+				}
+			case strings.HasPrefix(st, "CREATE MATERIALIZED VIEW"), strings.HasPrefix(st, "TRUNCATE"):
+				if !strings.Contains(st, "ON CLUSTER proofline") {
+					t.Fatalf("cluster DDL is not ON CLUSTER:\n%s", st)
+				}
+			case strings.HasPrefix(st, "INSERT INTO"):
+				// The backfill reads and writes the whole cluster.
+				if !strings.Contains(st, "INSERT INTO spans_latency_1m_all") && !strings.Contains(st, "INSERT INTO spans_latency_1h_all") || !strings.Contains(st, "FROM spans_all FINAL") {
+					t.Fatalf("cluster backfill does not go through the Distributed tables:\n%s", st)
+				}
+			default:
+				t.Fatalf("unexpected statement in the migrations:\n%s", st)
 			}
 			if err := s.conn.Exec(ctx, "EXPLAIN AST "+st); err != nil {
 				t.Fatalf("cluster DDL does not parse: %v\n%s", err, st)
@@ -172,8 +188,16 @@ func TestClusterDDLParses(t *testing.T) {
 	// Without a cluster the cluster-only migration is not applied.
 	local, _ := DDLVars(Config{RetentionDays: 30})
 	lms, err := migrations(local)
-	if err != nil || len(lms) != 1 {
-		t.Fatalf("single-node migrations: %d (%v), want only 0001", len(lms), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range lms {
+		if m.version == 2 || m.version == 4 {
+			t.Fatalf("single-node migrations include the cluster-only %04d_%s", m.version, m.name)
+		}
+	}
+	if len(lms) != len(ms)-2 {
+		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the two Distributed tables apart", len(lms), len(ms))
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")

@@ -139,7 +139,11 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.M
 			_ = kept[i].NakWithDelay(w.cfg.NotYetDelay)
 			continue
 		}
-		spans = append(spans, Span{Record: r, LogOrigin: w.ev.Origin(), LeafIndex: leaf})
+		sp := Span{Record: r, LogOrigin: w.ev.Origin(), LeafIndex: leaf}
+		if md, err := kept[i].Metadata(); err != nil || md.NumDelivered > 1 {
+			sp.MaybeStored = true
+		}
+		spans = append(spans, sp)
 		ready = append(ready, kept[i])
 	}
 	if err := w.store.Insert(ctx, spans); err != nil {

@@ -1,0 +1,243 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// withinAccuracy reports whether got is within LatencyAccuracy of the
+// exact quantile q of vals, by quantileExact's rule: the value at index
+// ⌊q·n⌋ of the sorted values.
+func withinAccuracy(vals []float64, q, got float64) bool {
+	s := slices.Clone(vals)
+	slices.Sort(s)
+	exact := s[min(len(s)-1, int(math.Floor(q*float64(len(s)))))]
+	return math.Abs(got-exact) <= LatencyAccuracy*exact
+}
+
+// TestLatencyRollup checks the default latency answer — whole minutes from
+// the rollups, edge seconds from spans — against the fixture: calls exact
+// for any window, quantiles within LatencyAccuracy of the exact ones.
+func TestLatencyRollup(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	// 300 calls of "search", one every 30 s over two and a half hours,
+	// latency 1..300 ms; 40 calls of "write" at 1 s steps, latency
+	// 500 ms + i.
+	base := time.Now().UTC().Add(-4 * time.Hour).Truncate(time.Hour)
+	var spans []Span
+	at := map[string][]time.Time{}
+	lat := map[string][]float64{}
+	add := func(id, tool string, ts time.Time, l time.Duration) {
+		spans = append(spans, span(id, tool, "tickets", ts, l, uint64(len(spans))))
+		at[tool] = append(at[tool], ts)
+		lat[tool] = append(lat[tool], float64(l)/float64(time.Millisecond))
+	}
+	for i := 0; i < 300; i++ {
+		add(fmt.Sprintf("s-%03d", i), "search", base.Add(time.Duration(30*i)*time.Second), time.Duration(i+1)*time.Millisecond)
+	}
+	for i := 0; i < 40; i++ {
+		add(fmt.Sprintf("w-%03d", i), "write", base.Add(time.Duration(i)*time.Second+500*time.Millisecond), 500*time.Millisecond+time.Duration(i)*time.Millisecond)
+	}
+	// Inserted in two batches, so the rollup holds several states per
+	// minute that the query must merge.
+	for _, part := range [][]Span{spans[:170], spans[170:]} {
+		if err := s.Insert(ctx, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for _, w := range []struct {
+		name     string
+		from, to time.Time
+	}{
+		{"whole minutes", base, base.Add(10 * time.Minute)},
+		{"cut mid-minute at both ends", base.Add(37 * time.Second), base.Add(7*time.Minute + 13*time.Second)},
+		{"inside one minute", base.Add(61 * time.Second), base.Add(119 * time.Second)},
+		{"seconds, minutes and an hour", base.Add(13 * time.Second), base.Add(2*time.Hour + 23*time.Minute + 5*time.Second)},
+		{"everything", base.Add(-time.Hour), base.Add(4 * time.Hour)},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			got, err := s.Latency(ctx, LatencyQuery{By: "tool", From: w.from, To: w.to})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := map[string]LatencyRow{}
+			for _, r := range got {
+				rows[r.Key] = r
+			}
+			for _, tool := range []string{"search", "write"} {
+				var in []float64
+				for i, ts := range at[tool] {
+					if !ts.Before(w.from) && ts.Before(w.to) {
+						in = append(in, lat[tool][i])
+					}
+				}
+				r, ok := rows[tool]
+				if len(in) == 0 {
+					if ok {
+						t.Errorf("%s: %d calls reported, none in the window", tool, r.Calls)
+					}
+					continue
+				}
+				if r.Calls != uint64(len(in)) {
+					t.Errorf("%s: %d calls, want %d", tool, r.Calls, len(in))
+				}
+				for _, c := range []struct {
+					q   float64
+					got float64
+				}{{0.5, r.P50ms}, {0.95, r.P95ms}, {0.99, r.P99ms}} {
+					if !withinAccuracy(in, c.q, c.got) {
+						t.Errorf("%s: p%.0f = %.3f ms, not within %.0f%% of the fixture's", tool, 100*c.q, c.got, 100*LatencyAccuracy)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestInsertSkipsStoredRecords is what keeps the rollup exact: a record
+// inserted again — a redelivered batch, a producer's late retry, a
+// repeat inside one batch — is neither a second row nor a second call.
+func TestInsertSkipsStoredRecords(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
+	var spans []Span
+	for i := 0; i < 30; i++ {
+		spans = append(spans, span(fmt.Sprintf("r-%02d", i), "search", "g", base.Add(time.Duration(i)*time.Second), 10*time.Millisecond, uint64(i)))
+	}
+	// Tool names are free text: quotes, backslashes and newlines must
+	// survive the stored-record lookup's parameter.
+	odd := span("odd-1", "it's a \\ tool\nwith\ttabs", "g'\\", base, time.Millisecond, 100)
+	spans = append(spans, odd)
+	if err := s.Insert(ctx, spans[:20]); err != nil {
+		t.Fatal(err)
+	}
+	// Redelivery: overlapping batches, a repeat within a batch, the odd one twice.
+	retry := append(append([]Span{}, spans[10:]...), spans[12], odd)
+	if err := s.Insert(ctx, retry); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	// Redelivered to a writer whose watermark is below them: the flag
+	// alone must make Insert look them up.
+	s.mu.Lock()
+	s.maxLeaf = 0
+	s.mu.Unlock()
+	var redelivered []Span
+	for _, sp := range spans[25:] {
+		sp.MaybeStored = true
+		redelivered = append(redelivered, sp)
+	}
+	if err := s.Insert(ctx, redelivered); err != nil {
+		t.Fatal(err)
+	}
+	var rows, calls1m, calls1h uint64
+	if err := s.conn.QueryRow(ctx, `SELECT count() FROM spans`).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.QueryRow(ctx, `SELECT sum(calls) FROM spans_latency_1m`).Scan(&calls1m); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.QueryRow(ctx, `SELECT sum(calls) FROM spans_latency_1h`).Scan(&calls1h); err != nil {
+		t.Fatal(err)
+	}
+	if rows != 31 || calls1m != 31 || calls1h != 31 {
+		t.Fatalf("after retries: %d rows (without FINAL), %d and %d calls in the rollups; want 31", rows, calls1m, calls1h)
+	}
+	var tool string
+	if err := s.conn.QueryRow(ctx, `SELECT tool_name FROM spans WHERE record_id = 'odd-1'`).Scan(&tool); err != nil || tool != odd.Record.Tool.Name {
+		t.Fatalf("odd tool name stored as %q (%v)", tool, err)
+	}
+}
+
+// TestRollupBackfill covers spans stored before the rollup existed: the
+// backfill migration rebuilds the rollup from them, and running it again
+// (as after a crash part-way) does not count anything twice.
+func TestRollupBackfill(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	base := time.Now().UTC().Add(-time.Hour).Truncate(time.Minute)
+	var spans []Span
+	for i := 0; i < 25; i++ {
+		spans = append(spans, span(fmt.Sprintf("b-%02d", i), "search", "g", base.Add(time.Duration(i)*7*time.Second), time.Duration(i+1)*time.Millisecond, uint64(i)))
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	for run := 0; run < 2; run++ {
+		// As if the store predated the rollup: empty it and forget the
+		// backfill migration.
+		for _, table := range []string{"spans_latency_1m", "spans_latency_1h"} {
+			if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 5`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Re-running the migration itself must not double either.
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 5`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"spans_latency_1m", "spans_latency_1h"} {
+		var calls uint64
+		if err := s.conn.QueryRow(ctx, "SELECT sum(calls) FROM "+table).Scan(&calls); err != nil {
+			t.Fatal(err)
+		}
+		if calls != 25 {
+			t.Fatalf("%s after backfill: %d calls, want 25", table, calls)
+		}
+	}
+	got, err := s.Latency(ctx, LatencyQuery{By: "tool", From: base, To: base.Add(time.Hour)})
+	if err != nil || len(got) != 1 || got[0].Calls != 25 {
+		t.Fatalf("latency after backfill: %+v (%v)", got, err)
+	}
+}
+
+// TestHistogramQuantiles checks the histogram reading against exact
+// quantiles on distributions shaped like tool latency, bucketing each
+// value with the same formula the rollups' DDL uses.
+func TestHistogramQuantiles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for name, gen := range map[string]func() float64{
+		"uniform 1µs–10s":    func() float64 { return 1 + rng.Float64()*1e7 },
+		"lognormal ~20ms":    func() float64 { return math.Exp(math.Log(20000) + rng.NormFloat64()) },
+		"bimodal cache/miss": func() float64 { return []float64{800, 250000}[rng.IntN(2)] * (1 + 0.1*rng.Float64()) },
+		"single value":       func() float64 { return 4242 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			hist := map[uint16]uint64{}
+			var vals []float64
+			for range 5000 {
+				v := math.Round(gen())
+				vals = append(vals, v)
+				hist[uint16(math.Round(math.Log(max(v, 1))/math.Log(latencyBucketBase)))]++
+			}
+			qs := []float64{0.5, 0.95, 0.99}
+			for i, got := range histogramQuantiles(hist, qs...) {
+				if !withinAccuracy(vals, qs[i], got) {
+					t.Errorf("p%.0f = %.1f µs, not within %.0f%% of the exact value", 100*qs[i], got, 100*LatencyAccuracy)
+				}
+			}
+		})
+	}
+	if got := histogramQuantiles(nil, 0.5); got[0] != 0 {
+		t.Errorf("empty histogram: %v", got)
+	}
+}
