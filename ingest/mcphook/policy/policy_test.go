@@ -1,0 +1,182 @@
+package policy
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const example = `
+version: 1
+mode: enforce
+default: allow
+rules:
+  - name: no-deletes-for-agents
+    when: actor.type == "agent" && tool.name == "delete_ticket"
+    decision: deny
+    reason: agents may not delete tickets
+  - name: payments-need-scope
+    when: tool.name == "transfer_funds" && !("payments:write" in scopes)
+    decision: deny
+    reason: transfer_funds needs the payments:write scope
+  - name: mask-email
+    when: tool.name == "send_email"
+    decision: redact
+    redact:
+      paths: [to, "recipients.*.address"]
+      in: tool
+  - name: mask-pii-in-record
+    when: data_class == "pii"
+    decision: redact
+    redact: {paths: [ssn], in: record}
+  - name: big-refunds
+    when: tool.name == "refund" && has(args.amount) && args.amount > 100.0
+    decision: deny
+    reason: refunds over 100 need a human
+tests:
+  - name: agent cannot delete
+    input: {actor: {id: a-1, type: agent}, tool: {name: delete_ticket}}
+    expect: deny
+    rule: no-deletes-for-agents
+  - name: user can delete
+    input: {actor: {id: u-1, type: user}, tool: {name: delete_ticket}}
+    expect: allow
+  - name: small refund
+    input: {actor: {id: a-1, type: agent}, tool: {name: refund}, args: {amount: 20.0}}
+    expect: allow
+`
+
+func mustParse(t *testing.T, src string) *Policy {
+	t.Helper()
+	p, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestEvaluate(t *testing.T) {
+	p := mustParse(t, example)
+	agent := Actor{ID: "agent-7", Type: "agent"}
+	for _, c := range []struct {
+		name   string
+		in     Input
+		effect string
+		rule   string
+	}{
+		{"denied tool", Input{Actor: agent, Tool: Tool{Name: "delete_ticket"}}, Deny, "no-deletes-for-agents"},
+		{"same tool, a user", Input{Actor: Actor{ID: "u", Type: "user"}, Tool: Tool{Name: "delete_ticket"}}, Allow, ""},
+		{"missing scope", Input{Actor: agent, Tool: Tool{Name: "transfer_funds"}, Scopes: []string{"tickets:read"}}, Deny, "payments-need-scope"},
+		{"with scope", Input{Actor: agent, Tool: Tool{Name: "transfer_funds"}, Scopes: []string{"payments:write"}}, Allow, ""},
+		{"redaction", Input{Actor: agent, Tool: Tool{Name: "send_email"}}, Redact, "mask-email"},
+		{"data class", Input{Actor: agent, Tool: Tool{Name: "lookup"}, DataClass: "pii"}, Redact, "mask-pii-in-record"},
+		{"argument over limit", Input{Actor: agent, Tool: Tool{Name: "refund"}, Args: map[string]any{"amount": 250.0}}, Deny, "big-refunds"},
+		{"argument under limit", Input{Actor: agent, Tool: Tool{Name: "refund"}, Args: map[string]any{"amount": 25.0}}, Allow, ""},
+		{"argument missing", Input{Actor: agent, Tool: Tool{Name: "refund"}}, Allow, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, err := p.Evaluate(c.in)
+			if err != nil {
+				t.Fatalf("evaluate: %v", err)
+			}
+			if d.Effect != c.effect || d.Rule != c.rule || !d.Enforced {
+				t.Fatalf("got %+v, want %s by %q (enforced)", d, c.effect, c.rule)
+			}
+		})
+	}
+	d, _ := p.Evaluate(Input{Actor: agent, Tool: Tool{Name: "send_email"}})
+	if !reflect.DeepEqual(d.Redact, []string{"to", "recipients.*.address"}) || d.RedactIn != InTool {
+		t.Fatalf("redaction %v in %s", d.Redact, d.RedactIn)
+	}
+}
+
+// TestRuleErrorDoesNotMatch: a rule that cannot be evaluated on a call
+// (here: a string where it compares a number) is reported, and the rules
+// after it still decide.
+func TestRuleErrorDoesNotMatch(t *testing.T) {
+	p := mustParse(t, example)
+	d, err := p.Evaluate(Input{Actor: Actor{ID: "a", Type: "agent"}, Tool: Tool{Name: "refund"}, Args: map[string]any{"amount": "lots"}})
+	if err == nil || !strings.Contains(err.Error(), "big-refunds") {
+		t.Fatalf("error %v, want one naming the rule", err)
+	}
+	if d.Effect != Allow {
+		t.Fatalf("decision %+v, want the default", d)
+	}
+}
+
+func TestStagingDoesNotEnforce(t *testing.T) {
+	p := mustParse(t, strings.Replace(example, "mode: enforce", "mode: staging", 1))
+	d, err := p.Evaluate(Input{Actor: Actor{ID: "a", Type: "agent"}, Tool: Tool{Name: "delete_ticket"}})
+	if err != nil || d.Effect != Deny || d.Enforced {
+		t.Fatalf("staging: %+v (%v), want deny, not enforced", d, err)
+	}
+}
+
+func TestRunTests(t *testing.T) {
+	p := mustParse(t, example)
+	res := p.RunTests()
+	if len(res) != 3 {
+		t.Fatalf("%d results", len(res))
+	}
+	for _, r := range res {
+		if !r.Passed {
+			t.Errorf("%s failed: got %+v", r.Name, r.Got)
+		}
+	}
+	bad := mustParse(t, example+`  - name: wrong expectation
+    input: {actor: {id: a-1, type: agent}, tool: {name: delete_ticket}}
+    expect: allow
+`)
+	res = bad.RunTests()
+	if res[3].Passed || res[3].Got.Effect != Deny {
+		t.Fatalf("a wrong expectation passed: %+v", res[3])
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, c := range []struct {
+		name, src, want string
+	}{
+		{"syntax", "rules:\n  - name: x\n    when: 'tool.name =='\n    decision: deny\n", "when"},
+		{"not bool", "rules:\n  - name: x\n    when: tool.name\n    decision: deny\n", "bool"},
+		{"unknown variable", "rules:\n  - name: x\n    when: user.id == \"a\"\n    decision: deny\n", "undeclared"},
+		{"bad decision", "rules:\n  - name: x\n    when: 'true'\n    decision: maybe\n", "decision"},
+		{"redact without paths", "rules:\n  - name: x\n    when: 'true'\n    decision: redact\n", "redact.paths"},
+		{"redact where", "rules:\n  - name: x\n    when: 'true'\n    decision: redact\n    redact: {paths: [a], in: logs}\n", "redact.in"},
+		{"unnamed", "rules:\n  - when: 'true'\n    decision: deny\n", "name is required"},
+		{"duplicate name", "rules:\n  - {name: x, when: 'true', decision: deny}\n  - {name: x, when: 'true', decision: allow}\n", "twice"},
+		{"mode", "mode: audit\n", "mode"},
+		{"default", "default: redact\n", "default"},
+		{"unknown field", "rulez: []\n", "rulez"},
+		{"test expectation", "tests:\n  - {name: t, expect: perhaps}\n", "expect"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.src))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want one mentioning %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestRedactArgs(t *testing.T) {
+	args := map[string]any{
+		"to":         "alice@example.com",
+		"subject":    "hi",
+		"recipients": []any{map[string]any{"address": "bob@example.com", "name": "Bob"}},
+		"nested":     map[string]any{"ssn": "123-45-6789", "keep": 1.0},
+	}
+	got := RedactArgs(args, []string{"to", "recipients.*.address", "nested.ssn", "absent.path"})
+	want := map[string]any{
+		"to":         Masked,
+		"subject":    "hi",
+		"recipients": []any{map[string]any{"address": Masked, "name": "Bob"}},
+		"nested":     map[string]any{"ssn": Masked, "keep": 1.0},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %v\nwant %v", got, want)
+	}
+	if args["to"] != "alice@example.com" || args["nested"].(map[string]any)["ssn"] != "123-45-6789" {
+		t.Fatal("RedactArgs changed its input")
+	}
+}

@@ -1,0 +1,458 @@
+// Package outbox hands call records from a producer that must never wait
+// (the MCP hook, inside a tool call) to JetStream. Records go through a
+// bounded in-memory queue; while JetStream cannot be reached they are
+// appended to a spool file, bounded in size, and drained in order once it
+// can. Every record keeps its record id as the JetStream message id, and
+// the log deduplicates by record id forever, so a record published twice —
+// drained again after a crash mid-drain, say — is still one leaf.
+//
+// This is the transactional-outbox pattern without the database: the
+// spool is the outbox, the drain is the relay.
+package outbox
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/proofline/proofline/ingest"
+)
+
+// Publisher stores messages in JetStream and returns when they are
+// acknowledged; *ingest.Publisher is one.
+type Publisher interface {
+	Publish(ctx context.Context, msgs []ingest.Message) ([]ingest.PubResult, error)
+}
+
+// ErrFull means the queue and the spool are both full: the record was
+// dropped. Callers that must not lose records check Full before the call
+// they record (fail closed).
+var ErrFull = errors.New("outbox full: queue and spool at capacity")
+
+// ErrClosed is returned by Enqueue after Close.
+var ErrClosed = errors.New("outbox closed")
+
+// Config shapes an Outbox.
+type Config struct {
+	Publisher Publisher
+	// SpoolPath is the spool file; its directory is created.
+	SpoolPath string
+	// SpoolMaxBytes bounds the spool (default 64 MiB).
+	SpoolMaxBytes int64
+	// QueueSize bounds the in-memory queue (default 4096 records).
+	QueueSize int
+	// BatchSize is how many records one publish carries (default 256).
+	BatchSize int
+	// PublishTimeout bounds one publish (default 2 s): past it, JetStream
+	// is taken to be unreachable and the batch is spooled.
+	PublishTimeout time.Duration
+	// RetryInterval is how often a non-empty spool is drained (default 1 s).
+	RetryInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Stats are the outbox's counters, for metrics and health checks.
+type Stats struct {
+	// Enqueued counts records accepted by Enqueue.
+	Enqueued uint64 `json:"enqueued"`
+	// Published counts records JetStream acknowledged.
+	Published uint64 `json:"published"`
+	// Spooled counts records written to the spool.
+	Spooled uint64 `json:"spooled"`
+	// Dropped counts records refused with ErrFull.
+	Dropped uint64 `json:"dropped"`
+	// SpoolBytes is the spool's current size, pending records included.
+	SpoolBytes int64 `json:"spool_bytes"`
+	// Queued is the number of records waiting in memory.
+	Queued int `json:"queued"`
+}
+
+// Outbox is a running outbox; safe for concurrent use.
+type Outbox struct {
+	cfg   Config
+	log   *slog.Logger
+	queue chan ingest.Message
+
+	// mu guards the spool: the file, its size and how much of it is
+	// already published (drained).
+	mu      sync.Mutex
+	spool   *os.File
+	size    int64
+	drained int64
+
+	closeMu  sync.RWMutex
+	isClosed bool
+
+	enqueued, published, spooled, dropped atomic.Uint64
+	spooling                              atomic.Bool // for logging transitions only
+	full                                  atomic.Bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Open opens (or creates) the spool and starts the relay. Records spooled
+// by an earlier run are drained first.
+func Open(cfg Config) (*Outbox, error) {
+	if cfg.Publisher == nil {
+		return nil, errors.New("outbox: a Publisher is required")
+	}
+	if cfg.SpoolPath == "" {
+		return nil, errors.New("outbox: SpoolPath is required")
+	}
+	if cfg.SpoolMaxBytes <= 0 {
+		cfg.SpoolMaxBytes = 64 << 20
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 256
+	}
+	if cfg.PublishTimeout <= 0 {
+		cfg.PublishTimeout = 2 * time.Second
+	}
+	if cfg.RetryInterval <= 0 {
+		cfg.RetryInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.SpoolPath), 0o700); err != nil {
+		return nil, fmt.Errorf("outbox spool dir: %w", err)
+	}
+	f, err := os.OpenFile(cfg.SpoolPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("outbox spool: %w", err)
+	}
+	size, err := completeLines(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	o := &Outbox{
+		cfg: cfg, log: cfg.Logger, queue: make(chan ingest.Message, cfg.QueueSize),
+		spool: f, size: size, stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if size > 0 {
+		o.log.Info("outbox: records spooled by an earlier run will be drained", "spool", cfg.SpoolPath, "bytes", size)
+	}
+	go o.run()
+	return o, nil
+}
+
+// completeLines cuts a torn last line (a crash mid-append) off the spool
+// and returns the size that remains.
+func completeLines(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("outbox spool: %w", err)
+	}
+	size := st.Size()
+	if size == 0 {
+		return 0, nil
+	}
+	// Scan back for the last newline; records are at most a few hundred
+	// KiB, so a bounded read from the end suffices.
+	const window = 1 << 20
+	start := max(0, size-window)
+	buf := make([]byte, size-start)
+	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("outbox spool: %w", err)
+	}
+	keep := start + int64(bytes.LastIndexByte(buf, '\n')+1)
+	if keep != size {
+		if err := f.Truncate(keep); err != nil {
+			return 0, fmt.Errorf("outbox spool: %w", err)
+		}
+	}
+	return keep, nil
+}
+
+// Enqueue hands a record over without waiting for JetStream or the disk
+// beyond one buffered write: to the queue if there is room, else to the
+// spool. It fails with ErrFull only when both are full.
+func (o *Outbox) Enqueue(m ingest.Message) error {
+	// The read lock keeps Close from sweeping the queue between the check
+	// and the send, which would strand this record in the queue.
+	o.closeMu.RLock()
+	defer o.closeMu.RUnlock()
+	if o.isClosed {
+		return ErrClosed
+	}
+	select {
+	case o.queue <- m:
+		o.enqueued.Add(1)
+		return nil
+	default:
+	}
+	if err := o.appendSpool([]ingest.Message{m}); err != nil {
+		if errors.Is(err, ErrFull) {
+			o.dropped.Add(1)
+		}
+		return err
+	}
+	o.enqueued.Add(1)
+	return nil
+}
+
+// Full reports whether the spool has refused records for lack of room
+// and not drained since. A fail-closed producer refuses its calls while
+// this holds.
+func (o *Outbox) Full() bool { return o.full.Load() }
+
+// Stats returns the counters.
+func (o *Outbox) Stats() Stats {
+	o.mu.Lock()
+	pending := o.size - o.drained
+	o.mu.Unlock()
+	return Stats{
+		Enqueued: o.enqueued.Load(), Published: o.published.Load(), Spooled: o.spooled.Load(),
+		Dropped: o.dropped.Load(), SpoolBytes: pending, Queued: len(o.queue),
+	}
+}
+
+// Close stops taking records, publishes or spools what is queued (until
+// ctx ends) and closes the spool. What is spooled is drained by the next
+// Open.
+func (o *Outbox) Close(ctx context.Context) error {
+	o.closeMu.Lock()
+	if o.isClosed {
+		o.closeMu.Unlock()
+		return nil
+	}
+	o.isClosed = true
+	o.closeMu.Unlock()
+	close(o.stop)
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+	}
+	// Whatever the relay did not get to goes to the spool: nothing
+	// enqueued is dropped by a shutdown.
+	var rest []ingest.Message
+	for {
+		select {
+		case m := <-o.queue:
+			rest = append(rest, m)
+			continue
+		default:
+		}
+		break
+	}
+	var errs []error
+	if len(rest) > 0 {
+		errs = append(errs, o.writeSpool(rest, true))
+	}
+	o.mu.Lock()
+	errs = append(errs, o.spool.Sync(), o.spool.Close())
+	o.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// run is the relay: it publishes queued records, spooling them while
+// JetStream is unreachable, and drains the spool.
+func (o *Outbox) run() {
+	defer close(o.done)
+	tick := time.NewTicker(o.cfg.RetryInterval)
+	defer tick.Stop()
+	o.drain()
+	for {
+		select {
+		case <-o.stop:
+			// Publish what is queued if JetStream is there; Close spools
+			// the rest.
+			o.flushQueue()
+			return
+		case m := <-o.queue:
+			batch := o.collect(m)
+			o.send(batch)
+		case <-tick.C:
+			o.drain()
+		}
+	}
+}
+
+func (o *Outbox) collect(first ingest.Message) []ingest.Message {
+	batch := []ingest.Message{first}
+	for len(batch) < o.cfg.BatchSize {
+		select {
+		case m := <-o.queue:
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (o *Outbox) flushQueue() {
+	for {
+		select {
+		case m := <-o.queue:
+			batch := o.collect(m)
+			if o.pending() > 0 || o.publish(batch) != nil {
+				// Put it back for Close to spool, in order.
+				_ = o.writeSpool(batch, false)
+			}
+		default:
+			return
+		}
+	}
+}
+
+// send publishes a batch, or spools it. While the spool holds records the
+// batch goes behind them, so records reach JetStream in the order they
+// were made.
+func (o *Outbox) send(batch []ingest.Message) {
+	if o.pending() == 0 {
+		if err := o.publish(batch); err == nil {
+			return
+		} else if !o.spooling.Swap(true) {
+			o.log.Warn("outbox: JetStream unreachable; spooling records to disk", "err", err, "spool", o.cfg.SpoolPath)
+		}
+	}
+	if err := o.writeSpool(batch, false); err != nil {
+		o.dropped.Add(uint64(len(batch)))
+		o.log.Error("outbox: records dropped", "records", len(batch), "err", err)
+	}
+}
+
+func (o *Outbox) publish(batch []ingest.Message) error {
+	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.PublishTimeout)
+	defer cancel()
+	if _, err := o.cfg.Publisher.Publish(ctx, batch); err != nil {
+		return err
+	}
+	o.published.Add(uint64(len(batch)))
+	return nil
+}
+
+func (o *Outbox) pending() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.size - o.drained
+}
+
+// appendSpool writes records behind the spool's end, refusing them all
+// when they do not fit.
+func (o *Outbox) appendSpool(batch []ingest.Message) error {
+	return o.writeSpool(batch, false)
+}
+
+func (o *Outbox) writeSpool(batch []ingest.Message, sync bool) error {
+	var buf bytes.Buffer
+	for _, m := range batch {
+		if strings.ContainsAny(m.RecordID, " \n") || bytes.IndexByte(m.Data, '\n') >= 0 {
+			// Canonical JSON never holds a raw newline; this is a bug
+			// upstream, and the line format could not hold it.
+			return fmt.Errorf("outbox: record %q cannot be spooled (newline in id or data)", m.RecordID)
+		}
+		buf.WriteString(m.RecordID)
+		buf.WriteByte(' ')
+		buf.Write(m.Data)
+		buf.WriteByte('\n')
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.size+int64(buf.Len()) > o.cfg.SpoolMaxBytes {
+		if !o.full.Swap(true) {
+			o.log.Error("outbox: spool full; records are dropped until it drains", "spool_bytes", o.size, "max", o.cfg.SpoolMaxBytes)
+		}
+		return ErrFull
+	}
+	if _, err := o.spool.WriteAt(buf.Bytes(), o.size); err != nil {
+		return fmt.Errorf("outbox spool: %w", err)
+	}
+	o.size += int64(buf.Len())
+	o.spooled.Add(uint64(len(batch)))
+	if sync {
+		return o.spool.Sync()
+	}
+	return nil
+}
+
+// drain publishes the spool from where the last drain stopped, batch by
+// batch, and empties the file once all of it is published. A failed
+// publish leaves the rest for the next tick.
+func (o *Outbox) drain() {
+	for {
+		o.mu.Lock()
+		from, to := o.drained, o.size
+		if from == to {
+			if to > 0 {
+				// All published: start the file over. Sync first so the
+				// emptied spool never reappears with stale records.
+				if err := o.spool.Truncate(0); err == nil {
+					o.size, o.drained = 0, 0
+					o.full.Store(false)
+				}
+				if o.spooling.Swap(false) {
+					o.log.Info("outbox: spool drained; publishing directly again")
+				}
+			}
+			o.mu.Unlock()
+			return
+		}
+		// Before publishing a spooled record, make sure it is on disk: if
+		// the process dies mid-drain the record is still there to retry.
+		if err := o.spool.Sync(); err != nil {
+			o.mu.Unlock()
+			o.log.Error("outbox: spool sync", "err", err)
+			return
+		}
+		o.mu.Unlock()
+
+		batch, n, err := o.readBatch(from, to)
+		if err != nil {
+			o.log.Error("outbox: reading spool", "err", err)
+			return
+		}
+		if len(batch) > 0 {
+			if err := o.publish(batch); err != nil {
+				if !o.spooling.Swap(true) {
+					o.log.Warn("outbox: JetStream unreachable; spooling records to disk", "err", err)
+				}
+				return
+			}
+		}
+		o.mu.Lock()
+		o.drained = from + n
+		o.mu.Unlock()
+	}
+}
+
+// readBatch reads up to BatchSize spooled records starting at offset
+// from, and returns them with the bytes they took.
+func (o *Outbox) readBatch(from, to int64) ([]ingest.Message, int64, error) {
+	r := bufio.NewReader(io.NewSectionReader(o.spool, from, to-from))
+	var batch []ingest.Message
+	var n int64
+	for len(batch) < o.cfg.BatchSize {
+		line, err := r.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		n += int64(len(line))
+		id, data, ok := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte(" "))
+		if !ok || len(id) == 0 {
+			o.log.Error("outbox: skipping a malformed spool line", "offset", from+n-int64(len(line)))
+			continue
+		}
+		batch = append(batch, ingest.Message{RecordID: string(id), Data: bytes.Clone(data)})
+	}
+	return batch, n, nil
+}
