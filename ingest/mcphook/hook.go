@@ -1,0 +1,578 @@
+// Package mcphook is proofline's middleware for MCP servers and clients
+// built on the official Go MCP SDK (github.com/modelcontextprotocol/go-sdk).
+// Around every tools/call — and tools/list, resources/read, prompts/get —
+// it applies the control plane's decisions before the tool runs (CEL
+// policy, rate limits, concurrency caps, timeouts, idempotency keys for
+// write tools), records one call record per call into an outbox that
+// publishes to JetStream without ever blocking the call, and emits an
+// OpenTelemetry span following the MCP and GenAI semantic conventions,
+// with W3C trace context carried in the request's _meta.
+//
+// Adding it to a server:
+//
+//	hook, _ := mcphook.New(mcphook.Config{Outbox: ob, Policy: pol, Server: mcphook.ServerInfo{Name: "tickets"}})
+//	server.AddReceivingMiddleware(hook.ServerMiddleware())
+package mcphook
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/gowebpki/jcs"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/mcphook/policy"
+	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/schemas"
+)
+
+// MCP error codes of refused calls: JSON-RPC application codes, clear of
+// the ones the SDK itself uses (-32001 to -32005, -32002, -32020s, -32042),
+// since the SDK's clients interpret those.
+const (
+	CodePolicyDenied         = -32080
+	CodeRateLimited          = -32081
+	CodeOverloaded           = -32082
+	CodeTimeout              = -32083
+	CodeIdempotencyRequired  = -32084
+	CodeRecordingUnavailable = -32085
+)
+
+// Keys of _meta proofline reads.
+const (
+	MetaTraceparent    = "traceparent"
+	MetaTracestate     = "tracestate"
+	MetaIdempotencyKey = "idempotency_key"
+	MetaWorkflowID     = "proofline/workflow_id"
+	MetaPlanID         = "proofline/plan_id"
+)
+
+// Identity is who makes a call.
+type Identity struct {
+	ID         string
+	Type       string // agent, user or service
+	OnBehalfOf string
+	Scopes     []string
+}
+
+// ServerInfo names the MCP server in records (tool.server, tool.version).
+type ServerInfo struct {
+	Name    string
+	Version string
+}
+
+// ToolConfig is per-tool configuration.
+type ToolConfig struct {
+	// Group is the record's tool.group (SLOs and KPIs are per group).
+	Group string
+	// DataClass is the record's data_class, and what policies see.
+	DataClass string
+	// Write marks a tool with side effects: calls must carry an
+	// idempotency key in _meta, and a repeated key returns the first
+	// result without running the tool again.
+	Write bool
+	// Timeout bounds one call (0: Limits.DefaultTimeout).
+	Timeout time.Duration
+	// MaxConcurrent caps calls running at once (0: Limits.DefaultMaxConcurrent).
+	MaxConcurrent int
+	// Rate and Burst limit calls per second to this tool, all callers
+	// together (0: Limits.ToolRate).
+	Rate  float64
+	Burst int
+}
+
+// Config configures a Hook.
+type Config struct {
+	// Outbox receives the records. Required.
+	Outbox *outbox.Outbox
+	// Principal is the records' ingested_by: which hook made them.
+	Principal string
+	// Policy decides calls; nil allows everything.
+	Policy *policy.Policy
+	Server ServerInfo
+	// Transport is the record's mcp.transport (stdio or http).
+	Transport string
+	Region    string
+	Tools     map[string]ToolConfig
+	Limits    Limits
+	// FailClosed refuses calls while the outbox cannot take records (its
+	// spool is full): no call without a record. Otherwise calls go on and
+	// their records are dropped, counted in the outbox's stats.
+	FailClosed bool
+	// Identify says who makes a call; nil uses DefaultIdentify.
+	Identify func(ctx context.Context, req mcp.Request) Identity
+	// TracerProvider makes the spans; nil uses the global one.
+	TracerProvider trace.TracerProvider
+	// IdempotencyTTL and IdempotencyEntries bound the remembered results
+	// of write tools (defaults 24 h and 100,000).
+	IdempotencyTTL     time.Duration
+	IdempotencyEntries int
+	Logger             *slog.Logger
+}
+
+// Hook is the middleware; safe for concurrent use.
+type Hook struct {
+	cfg    Config
+	tracer trace.Tracer
+	prop   propagation.TextMapPropagator
+	lim    *limiter
+	idem   *idempotency
+	log    *slog.Logger
+	now    func() time.Time
+}
+
+// New makes a Hook.
+func New(cfg Config) (*Hook, error) {
+	if cfg.Outbox == nil {
+		return nil, errors.New("mcphook: Config.Outbox is required")
+	}
+	if cfg.Principal == "" {
+		cfg.Principal = "mcphook"
+	}
+	if cfg.Identify == nil {
+		cfg.Identify = DefaultIdentify
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return &Hook{
+		cfg:    cfg,
+		tracer: tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
+		prop:   propagation.TraceContext{},
+		lim:    newLimiter(cfg.Limits, cfg.Tools),
+		idem:   newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
+		log:    cfg.Logger,
+		now:    time.Now,
+	}, nil
+}
+
+// DefaultIdentify takes the caller from the request's bearer token (as
+// verified by the SDK's auth middleware: UserID, Scopes; Extra
+// "actor_type" and "on_behalf_of"), else from the client's name in the
+// session's initialize request. A production server should authenticate:
+// a client's self-declared name is not an identity.
+func DefaultIdentify(_ context.Context, req mcp.Request) Identity {
+	if ex := req.GetExtra(); ex != nil && ex.TokenInfo != nil && ex.TokenInfo.UserID != "" {
+		id := Identity{ID: ex.TokenInfo.UserID, Type: schemas.ActorAgent, Scopes: ex.TokenInfo.Scopes}
+		if t, ok := ex.TokenInfo.Extra["actor_type"].(string); ok && t != "" {
+			id.Type = t
+		}
+		if o, ok := ex.TokenInfo.Extra["on_behalf_of"].(string); ok {
+			id.OnBehalfOf = o
+		}
+		return id
+	}
+	if ss, ok := req.GetSession().(*mcp.ServerSession); ok {
+		if ip := ss.InitializeParams(); ip != nil && ip.ClientInfo != nil && ip.ClientInfo.Name != "" {
+			return Identity{ID: "client:" + ip.ClientInfo.Name, Type: schemas.ActorAgent}
+		}
+	}
+	return Identity{ID: "anonymous", Type: schemas.ActorAgent}
+}
+
+// ServerMiddleware is the receiving middleware for an mcp.Server.
+func (h *Hook) ServerMiddleware() mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "tools/call", "tools/list", "resources/read", "prompts/get":
+				return h.serve(ctx, method, req, next)
+			default:
+				return next(ctx, method, req)
+			}
+		}
+	}
+}
+
+// call is what the hook knows about one call while it runs.
+type call struct {
+	start    time.Time
+	method   string
+	target   string // tool name, resource URI or prompt name
+	tool     ToolConfig
+	identity Identity
+	session  string
+	meta     mcp.Meta
+	args     map[string]any
+	rawArgs  json.RawMessage
+	decision policy.Decision
+	span     trace.Span
+	attrs    map[string]string
+}
+
+func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	c := &call{start: h.now(), method: method, identity: h.cfg.Identify(ctx, req), attrs: map[string]string{"proofline.hook": "server"}}
+	if s := req.GetSession(); s != nil {
+		c.session = s.ID()
+	}
+	var raw *mcp.CallToolParamsRaw
+	switch p := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		raw, c.target, c.meta, c.rawArgs = p, p.Name, p.Meta, p.Arguments
+	case *mcp.ReadResourceParams:
+		c.target, c.meta = p.URI, p.Meta
+	case *mcp.GetPromptParams:
+		c.target, c.meta = p.Name, p.Meta
+	case *mcp.ListToolsParams:
+		c.target, c.meta = "tools/list", p.Meta
+	}
+	c.tool = h.cfg.Tools[c.target]
+
+	// Continue the caller's trace from _meta, so agent → MCP → downstream
+	// API is one trace.
+	ctx = h.prop.Extract(ctx, metaCarrier(c.meta))
+	spanName := method
+	if method != "tools/list" && c.target != "" {
+		spanName = method + " " + c.target
+	}
+	ctx, c.span = h.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
+	defer c.span.End()
+
+	if method != "tools/call" {
+		res, err := next(ctx, method, req)
+		h.finish(ctx, c, res, err, "")
+		return res, err
+	}
+
+	if len(c.rawArgs) > 0 {
+		if err := json.Unmarshal(c.rawArgs, &c.args); err != nil {
+			// Not an object: the SDK rejects it; record what was sent.
+			c.args = nil
+		}
+	}
+	c.decision = policy.Decision{Effect: policy.Allow, Enforced: true}
+	if h.cfg.Policy != nil {
+		d, err := h.cfg.Policy.Evaluate(policy.Input{
+			Actor:  policy.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
+			Tool:   policy.Tool{Name: c.target, Server: h.cfg.Server.Name, Group: c.tool.Group, Version: h.cfg.Server.Version, Write: c.tool.Write},
+			Method: method, Scopes: c.identity.Scopes, Args: c.args, DataClass: c.tool.DataClass,
+			SessionTools: h.idem.sessionTools(c.session),
+		})
+		if err != nil {
+			h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", c.target, "err", err)
+		}
+		c.decision = d
+		if !d.Enforced {
+			c.attrs["policy.mode"] = policy.Staging
+		}
+	}
+	if c.decision.Enforced && c.decision.Effect == policy.Deny {
+		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
+	}
+	if ok, retry, which := h.lim.allow(c.identity.ID, c.target); !ok {
+		c.decision = policy.Decision{Effect: policy.Deny, Rule: "rate-limit:" + which, Reason: fmt.Sprintf("over the %s rate limit; retry after %s", which, retry.Round(time.Millisecond)), Enforced: true}
+		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodeRateLimited, c.decision.Reason)
+	}
+	if h.cfg.FailClosed && h.cfg.Outbox.Full() {
+		return h.refuse(ctx, c, schemas.StatusSystemError, CodeRecordingUnavailable, "call records cannot be stored right now; refusing calls (fail closed)")
+	}
+	var idemKey string
+	if c.tool.Write {
+		idemKey, _ = c.meta[MetaIdempotencyKey].(string)
+		if idemKey == "" {
+			c.decision = policy.Decision{Effect: policy.Deny, Rule: "idempotency-key-required", Reason: c.target + " is a write tool: _meta." + MetaIdempotencyKey + " is required", Enforced: true}
+			return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodeIdempotencyRequired, c.decision.Reason)
+		}
+	}
+
+	// Redaction before the tool sees the arguments (or in the record only).
+	recordArgs := c.rawArgs
+	if c.decision.Effect == policy.Redact && c.decision.Enforced && c.args != nil {
+		masked, err := json.Marshal(policy.RedactArgs(c.args, c.decision.Redact))
+		if err != nil {
+			return h.refuse(ctx, c, schemas.StatusSystemError, jsonrpc.CodeInternalError, "redaction failed")
+		}
+		recordArgs = masked
+		if c.decision.RedactIn == policy.InTool {
+			p := *raw
+			p.Arguments = masked
+			ss, _ := req.GetSession().(*mcp.ServerSession)
+			req = &mcp.ServerRequest[*mcp.CallToolParamsRaw]{Session: ss, Params: &p, Extra: req.GetExtra()}
+		}
+	}
+	c.rawArgs = recordArgs
+
+	run := func(ctx context.Context) (mcp.Result, error) {
+		release, err := h.lim.acquire(ctx, c.target)
+		if err != nil {
+			return nil, &refusal{status: schemas.StatusSystemError, code: CodeOverloaded, msg: err.Error()}
+		}
+		defer release()
+		return h.runWithTimeout(ctx, c, method, req, next)
+	}
+	var res mcp.Result
+	var err error
+	if idemKey != "" {
+		var replay bool
+		res, replay, err = h.idem.do(ctx, c.identity.ID+"\x00"+c.target+"\x00"+idemKey, run)
+		if replay {
+			c.attrs["proofline.idempotent_replay"] = "true"
+		}
+	} else {
+		res, err = run(ctx)
+	}
+	var rf *refusal
+	if errors.As(err, &rf) {
+		return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
+	}
+	h.idem.noteTool(c.session, c.target)
+	h.finish(ctx, c, res, err, "")
+	return res, err
+}
+
+// refusal is a call the hook stopped after deciding to run it (overload,
+// timeout).
+type refusal struct {
+	status string
+	code   int64
+	msg    string
+}
+
+func (r *refusal) Error() string { return r.msg }
+
+// runWithTimeout runs the tool, giving up after its timeout. A handler
+// that ignores its context keeps running in the background; the caller
+// gets its error now, which is what a timeout is for.
+func (h *Hook) runWithTimeout(ctx context.Context, c *call, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	timeout := c.tool.Timeout
+	if timeout <= 0 {
+		timeout = h.cfg.Limits.DefaultTimeout
+	}
+	if timeout <= 0 {
+		return next(ctx, method, req)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	type out struct {
+		res mcp.Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		res, err := next(ctx, method, req)
+		done <- out{res, err}
+	}()
+	select {
+	case o := <-done:
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && o.err != nil {
+			return nil, &refusal{status: schemas.StatusTimeout, code: CodeTimeout, msg: fmt.Sprintf("%s timed out after %s", c.target, timeout)}
+		}
+		return o.res, o.err
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, &refusal{status: schemas.StatusTimeout, code: CodeTimeout, msg: fmt.Sprintf("%s timed out after %s", c.target, timeout)}
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// refuse answers a call the hook did not let run (or gave up on) with an
+// MCP error, and records it.
+func (h *Hook) refuse(ctx context.Context, c *call, status string, code int64, msg string) (mcp.Result, error) {
+	err := &jsonrpc.Error{Code: code, Message: msg}
+	h.finish(ctx, c, nil, err, status)
+	return nil, err
+}
+
+// finish records the call and ends its span.
+func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr error, status string) {
+	end := h.now()
+	r := &schemas.CallRecord{
+		TSStart:     schemas.Timestamp{Time: c.start},
+		TSEnd:       schemas.Timestamp{Time: end},
+		Actor:       schemas.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
+		Tool:        schemas.Tool{Name: c.target, Server: h.cfg.Server.Name, Version: h.cfg.Server.Version, Group: c.tool.Group},
+		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
+		ScopeGrants: c.identity.Scopes,
+		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
+		DataClass:   c.tool.DataClass,
+		Region:      h.cfg.Region,
+		Attributes:  c.attrs,
+		IngestedBy:  h.cfg.Principal,
+	}
+	if r.Policy.Decision == "" {
+		r.Policy.Decision = schemas.DecisionAllow
+	}
+	if r.Tool.Name == "" {
+		r.Tool.Name = c.method
+	}
+	r.WorkflowID, _ = c.meta[MetaWorkflowID].(string)
+	r.PlanID, _ = c.meta[MetaPlanID].(string)
+	if sc := c.span.SpanContext(); sc.IsValid() {
+		r.Trace = &schemas.Trace{TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String()}
+		if ps, ok := c.span.(interface{ Parent() trace.SpanContext }); ok && ps.Parent().IsValid() {
+			r.Trace.ParentSpanID = ps.Parent().SpanID().String()
+		}
+	}
+	if len(c.rawArgs) > 0 {
+		r.ArgsSHA256 = digest(c.rawArgs)
+	}
+	switch {
+	case status != "":
+		r.Outcome.Status = status
+	case callErr != nil:
+		r.Outcome.Status = schemas.StatusSystemError
+	default:
+		r.Outcome.Status = schemas.StatusOK
+		if tr, ok := res.(*mcp.CallToolResult); ok && tr.IsError {
+			r.Outcome.Status = schemas.StatusToolError
+		}
+	}
+	if callErr != nil {
+		var we *jsonrpc.Error
+		if errors.As(callErr, &we) {
+			r.Outcome.ErrorCode = fmt.Sprint(we.Code)
+		}
+		r.Outcome.ErrorMessage = truncate(callErr.Error(), 4096)
+	}
+	if res != nil {
+		if b, err := json.Marshal(res); err == nil {
+			r.ResultSHA256 = digest(b)
+		}
+	}
+	if id, err := uuid.NewV7(); err == nil {
+		r.RecordID = id.String()
+	} else {
+		r.RecordID = fmt.Sprintf("mcphook-%d", end.UnixNano())
+	}
+	h.annotate(c, r)
+	data, err := r.Canonical()
+	if err == nil {
+		_, err = schemas.Decode(data)
+	}
+	if err != nil {
+		h.log.ErrorContext(ctx, "mcphook: call record is invalid; not recorded", "tool", c.target, "err", err)
+		return
+	}
+	if err := h.cfg.Outbox.Enqueue(ingest.Message{RecordID: r.RecordID, Data: data}); err != nil {
+		h.log.ErrorContext(ctx, "mcphook: call record dropped", "record_id", r.RecordID, "err", err)
+	}
+}
+
+// annotate sets the span's attributes (OpenTelemetry semantic conventions
+// for MCP and GenAI tool execution, plus proofline's own) and status.
+func (h *Hook) annotate(c *call, r *schemas.CallRecord) {
+	attrs := []attribute.KeyValue{
+		attribute.String("mcp.method.name", c.method),
+		attribute.String("actor.id", r.Actor.ID),
+		attribute.String("actor.type", r.Actor.Type),
+		attribute.String("policy.decision", r.Policy.Decision),
+		attribute.String("proofline.record_id", r.RecordID),
+	}
+	if c.session != "" {
+		attrs = append(attrs, attribute.String("mcp.session.id", c.session))
+	}
+	if len(r.ScopeGrants) > 0 {
+		attrs = append(attrs, attribute.StringSlice("scope.grants", r.ScopeGrants))
+	}
+	if r.Policy.Rule != "" {
+		attrs = append(attrs, attribute.String("policy.rule", r.Policy.Rule))
+	}
+	switch c.method {
+	case "tools/call":
+		attrs = append(attrs, attribute.String("gen_ai.operation.name", "execute_tool"), attribute.String("gen_ai.tool.name", c.target))
+	case "resources/read":
+		attrs = append(attrs, attribute.String("mcp.resource.uri", c.target))
+	case "prompts/get":
+		attrs = append(attrs, attribute.String("gen_ai.prompt.name", c.target))
+	}
+	if r.Tool.Group != "" {
+		attrs = append(attrs, attribute.String("tool.group", r.Tool.Group))
+	}
+	c.span.SetAttributes(attrs...)
+	if r.Outcome.Status != schemas.StatusOK {
+		c.span.SetAttributes(attribute.String("error.type", r.Outcome.Status))
+		c.span.SetStatus(codes.Error, r.Outcome.ErrorMessage)
+	}
+}
+
+// digest is the SHA-256 of a JSON value's RFC 8785 canonical form, so the
+// same arguments give the same digest whatever key order or spacing the
+// client used; bytes that are not JSON are hashed as they are.
+func digest(b []byte) string {
+	if c, err := jcs.Transform(b); err == nil {
+		b = c
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	// Cut on a rune boundary: records must be valid UTF-8.
+	for n > 0 && !isRuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// metaCarrier lets the W3C propagator read and write _meta.
+type metaCarrier mcp.Meta
+
+func (m metaCarrier) Get(key string) string {
+	v, _ := m[key].(string)
+	return v
+}
+
+func (m metaCarrier) Set(key, value string) { m[key] = value }
+
+func (m metaCarrier) Keys() []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+func marshalArgs(v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	if raw, ok := v.(json.RawMessage); ok {
+		return raw, nil
+	}
+	return json.Marshal(v)
+}
+
+// StartPlan starts an agent.plan span: wrap an agent's planning step and
+// the tool calls it makes, so that the plan and its calls form one subtree
+// of the trace. Tool calls made with the returned context carry planID in
+// their records' plan_id when the client hook is used.
+func StartPlan(ctx context.Context, tp trace.TracerProvider, planID string) (context.Context, trace.Span) {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	ctx, span := tp.Tracer("github.com/proofline/proofline/ingest/mcphook").Start(ctx, "agent.plan",
+		trace.WithAttributes(attribute.String("gen_ai.operation.name", "plan"), attribute.String("proofline.plan_id", planID)))
+	return context.WithValue(ctx, planKey{}, planID), span
+}
+
+type planKey struct{}
+
+// planFrom is the plan id StartPlan put in ctx.
+func planFrom(ctx context.Context) string {
+	id, _ := ctx.Value(planKey{}).(string)
+	return id
+}
