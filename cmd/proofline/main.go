@@ -34,6 +34,7 @@ Usage:
   proofline verify  --bundle FILE --key FILE                          verify a proof bundle offline
   proofline verify  --log URL --key FILE [--state FILE] [--token T]  audit a live log
   proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
+  proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
   proofline version
 
 Run 'proofline COMMAND -h' for a command's flags.
@@ -64,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdVerify(ctx, args[1:], stdout, stderr)
 	case "kpi":
 		err = cmdKPI(ctx, args[1:], stdout, stderr)
+	case "policy":
+		code, err = cmdPolicy(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proofline", version)
 	case "-h", "-help", "--help", "help":

@@ -32,7 +32,7 @@ func (h *Hook) ClientMiddleware(id Identity) mcp.Middleware {
 			if s := req.GetSession(); s != nil {
 				c.session = s.ID()
 			}
-			ctx, c.span = h.tracer.Start(ctx, method+" "+p.Name, trace.WithSpanKind(trace.SpanKindClient))
+			ctx = h.startSpan(ctx, c, method+" "+p.Name, trace.SpanKindClient)
 			defer c.span.End()
 			if p.Meta == nil {
 				p.Meta = mcp.Meta{}

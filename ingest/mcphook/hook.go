@@ -16,6 +16,7 @@ package mcphook
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -215,7 +216,43 @@ type call struct {
 	rawArgs  json.RawMessage
 	decision policy.Decision
 	span     trace.Span
-	attrs    map[string]string
+	// sc and parent are the call's own span context and its parent's:
+	// the span's, or generated when no tracing SDK is installed, since a
+	// record needs its W3C ids either way.
+	sc, parent trace.SpanContext
+	attrs      map[string]string
+}
+
+// startSpan starts the call's span. With the OpenTelemetry API's no-op
+// provider (no SDK installed), the span would carry no ids of its own —
+// or its parent's — so the hook makes the W3C ids itself and puts them in
+// ctx, for the record, for the tool's own outgoing calls and for _meta.
+func (h *Hook) startSpan(ctx context.Context, c *call, name string, kind trace.SpanKind) context.Context {
+	c.parent = trace.SpanContextFromContext(ctx)
+	ctx, c.span = h.tracer.Start(ctx, name, trace.WithSpanKind(kind))
+	c.sc = c.span.SpanContext()
+	if c.span.IsRecording() && c.sc.IsValid() {
+		return ctx
+	}
+	cfg := trace.SpanContextConfig{TraceID: c.parent.TraceID(), TraceFlags: c.parent.TraceFlags() | trace.FlagsSampled, TraceState: c.parent.TraceState()}
+	if !c.parent.IsValid() {
+		cfg.TraceID = newTraceID()
+	}
+	cfg.SpanID = newSpanID()
+	c.sc = trace.NewSpanContext(cfg)
+	return trace.ContextWithSpanContext(ctx, c.sc)
+}
+
+func newTraceID() trace.TraceID {
+	var id trace.TraceID
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+func newSpanID() trace.SpanID {
+	var id trace.SpanID
+	_, _ = rand.Read(id[:])
+	return id
 }
 
 func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
@@ -243,7 +280,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	if method != "tools/list" && c.target != "" {
 		spanName = method + " " + c.target
 	}
-	ctx, c.span = h.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
+	ctx = h.startSpan(ctx, c, spanName, trace.SpanKindServer)
 	defer c.span.End()
 
 	if method != "tools/call" {
@@ -416,10 +453,10 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 	}
 	r.WorkflowID, _ = c.meta[MetaWorkflowID].(string)
 	r.PlanID, _ = c.meta[MetaPlanID].(string)
-	if sc := c.span.SpanContext(); sc.IsValid() {
-		r.Trace = &schemas.Trace{TraceID: sc.TraceID().String(), SpanID: sc.SpanID().String()}
-		if ps, ok := c.span.(interface{ Parent() trace.SpanContext }); ok && ps.Parent().IsValid() {
-			r.Trace.ParentSpanID = ps.Parent().SpanID().String()
+	if c.sc.IsValid() {
+		r.Trace = &schemas.Trace{TraceID: c.sc.TraceID().String(), SpanID: c.sc.SpanID().String()}
+		if c.parent.IsValid() && c.parent.TraceID() == c.sc.TraceID() {
+			r.Trace.ParentSpanID = c.parent.SpanID().String()
 		}
 	}
 	if len(c.rawArgs) > 0 {
@@ -429,7 +466,7 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 	case status != "":
 		r.Outcome.Status = status
 	case callErr != nil:
-		r.Outcome.Status = schemas.StatusSystemError
+		r.Outcome.Status = statusOf(callErr)
 	default:
 		r.Outcome.Status = schemas.StatusOK
 		if tr, ok := res.(*mcp.CallToolResult); ok && tr.IsError {
@@ -465,6 +502,24 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 	if err := h.cfg.Outbox.Enqueue(ingest.Message{RecordID: r.RecordID, Data: data}); err != nil {
 		h.log.ErrorContext(ctx, "mcphook: call record dropped", "record_id", r.RecordID, "err", err)
 	}
+}
+
+// statusOf classifies a failed call from the error the caller got: the
+// hook's own refusals keep their meaning on the client side too.
+func statusOf(err error) string {
+	var we *jsonrpc.Error
+	if errors.As(err, &we) {
+		switch we.Code {
+		case CodePolicyDenied, CodeRateLimited, CodeIdempotencyRequired:
+			return schemas.StatusPolicyBlocked
+		case CodeTimeout:
+			return schemas.StatusTimeout
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return schemas.StatusTimeout
+	}
+	return schemas.StatusSystemError
 }
 
 // annotate sets the span's attributes (OpenTelemetry semantic conventions

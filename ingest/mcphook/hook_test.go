@@ -18,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook/policy"
@@ -74,7 +75,10 @@ func newHarness(t *testing.T, cfg Config, pol string) *harness {
 	t.Cleanup(func() { _ = ob.Close(context.Background()) })
 	h := &harness{t: t, bus: b, ob: ob, spans: tracetest.NewSpanRecorder(), calls: map[string]*atomic.Int64{}, seen: make(chan map[string]any, 100)}
 	h.tp = sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
-	cfg.Outbox, cfg.TracerProvider, cfg.Logger = ob, h.tp, slog.New(slog.DiscardHandler)
+	cfg.Outbox, cfg.Logger = ob, slog.New(slog.DiscardHandler)
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = h.tp
+	}
 	if cfg.Server.Name == "" {
 		cfg.Server = ServerInfo{Name: "tickets", Version: "1.2.0"}
 	}
@@ -133,7 +137,6 @@ func newHarness(t *testing.T, cfg Config, pol string) *harness {
 	t.Cleanup(func() { _ = h.session.Close() })
 	return h
 }
-
 
 func (h *harness) call(name string, a args, meta mcp.Meta) (*mcp.CallToolResult, error) {
 	h.t.Helper()
@@ -455,5 +458,24 @@ func TestClientMiddlewarePropagatesTrace(t *testing.T) {
 	}
 	if cli.PlanID != "plan-1" || srvRec.PlanID != "plan-1" || cli.Actor.ID != "agent-8" || cli.ArgsSHA256 != srvRec.ArgsSHA256 {
 		t.Errorf("client %+v / server %+v", cli, srvRec)
+	}
+}
+
+// TestTraceIDsWithoutTracingSDK: with the OpenTelemetry API's no-op
+// provider, records still carry W3C ids, continuing the caller's trace.
+func TestTraceIDsWithoutTracingSDK(t *testing.T) {
+	h := newHarness(t, Config{TracerProvider: noop.NewTracerProvider()}, "")
+	if _, err := h.call("search_tickets", args{"query": "x"}, mcp.Meta{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.call("search_tickets", args{"query": "y"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	recs := h.records(2)
+	if tr := recs[0].Trace; tr == nil || tr.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" || tr.ParentSpanID != "00f067aa0ba902b7" || tr.SpanID == tr.ParentSpanID || len(tr.SpanID) != 16 {
+		t.Fatalf("continued trace %+v", tr)
+	}
+	if tr := recs[1].Trace; tr == nil || len(tr.TraceID) != 32 || tr.TraceID == recs[0].Trace.TraceID || tr.ParentSpanID != "" {
+		t.Fatalf("new trace %+v", tr)
 	}
 }
