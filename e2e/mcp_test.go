@@ -82,6 +82,7 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = e.hook.Close(context.Background()) })
 	return e
 }
 

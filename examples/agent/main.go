@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		defer func() { _ = hook.Close(context.Background()) }()
 		client.AddSendingMiddleware(hook.ClientMiddleware(mcphook.Identity{ID: *id, Type: schemas.ActorAgent}))
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -122,6 +122,11 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hook.Close(cctx)
+	}()
 	srv := newServer(hook)
 	if *httpAddr == "" {
 		return srv.Run(ctx, &mcp.StdioTransport{})

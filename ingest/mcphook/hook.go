@@ -16,13 +16,15 @@ package mcphook
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -134,9 +136,14 @@ type Hook struct {
 	idem   *idempotency
 	log    *slog.Logger
 	now    func() time.Time
+
+	sealMu     sync.RWMutex
+	sealClosed bool
+	sealCh     chan pending
+	sealDone   chan struct{}
 }
 
-// New makes a Hook.
+// New makes a Hook. Close it before its outbox.
 func New(cfg Config) (*Hook, error) {
 	if cfg.Outbox == nil {
 		return nil, errors.New("mcphook: Config.Outbox is required")
@@ -154,15 +161,19 @@ func New(cfg Config) (*Hook, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	return &Hook{
-		cfg:    cfg,
-		tracer: tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
-		prop:   propagation.TraceContext{},
-		lim:    newLimiter(cfg.Limits, cfg.Tools),
-		idem:   newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
-		log:    cfg.Logger,
-		now:    time.Now,
-	}, nil
+	h := &Hook{
+		cfg:      cfg,
+		tracer:   tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
+		prop:     propagation.TraceContext{},
+		lim:      newLimiter(cfg.Limits, cfg.Tools),
+		idem:     newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
+		log:      cfg.Logger,
+		now:      time.Now,
+		sealCh:   make(chan pending, sealQueue),
+		sealDone: make(chan struct{}),
+	}
+	go h.sealer()
+	return h, nil
 }
 
 // DefaultIdentify takes the caller from the request's bearer token (as
@@ -243,15 +254,19 @@ func (h *Hook) startSpan(ctx context.Context, c *call, name string, kind trace.S
 	return trace.ContextWithSpanContext(ctx, c.sc)
 }
 
+// Trace and span ids need to be unique, not secret: math/rand/v2's
+// generator (ChaCha8, seeded from the OS) is what the OpenTelemetry SDK
+// settles for too, and it does not take crypto/rand's syscall per id.
 func newTraceID() trace.TraceID {
 	var id trace.TraceID
-	_, _ = rand.Read(id[:])
+	binary.BigEndian.PutUint64(id[:8], rand.Uint64())
+	binary.BigEndian.PutUint64(id[8:], rand.Uint64())
 	return id
 }
 
 func newSpanID() trace.SpanID {
 	var id trace.SpanID
-	_, _ = rand.Read(id[:])
+	binary.BigEndian.PutUint64(id[:], rand.Uint64()|1) // never the invalid all-zero id
 	return id
 }
 
@@ -459,9 +474,6 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 			r.Trace.ParentSpanID = c.parent.SpanID().String()
 		}
 	}
-	if len(c.rawArgs) > 0 {
-		r.ArgsSHA256 = digest(c.rawArgs)
-	}
 	switch {
 	case status != "":
 		r.Outcome.Status = status
@@ -480,10 +492,11 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 		}
 		r.Outcome.ErrorMessage = truncate(callErr.Error(), 4096)
 	}
+	p := pending{rec: r, args: c.rawArgs}
 	if res != nil {
-		if b, err := json.Marshal(res); err == nil {
-			r.ResultSHA256 = digest(b)
-		}
+		// Serialized now: the SDK fills fields of the result after the
+		// middleware returns it.
+		p.result, _ = json.Marshal(res)
 	}
 	if id, err := uuid.NewV7(); err == nil {
 		r.RecordID = id.String()
@@ -491,16 +504,79 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 		r.RecordID = fmt.Sprintf("mcphook-%d", end.UnixNano())
 	}
 	h.annotate(c, r)
+	h.seal(ctx, p)
+}
+
+// pending is a record still to be sealed: digested, canonicalized,
+// validated and handed to the outbox.
+type pending struct {
+	rec          *schemas.CallRecord
+	args, result []byte
+}
+
+// sealQueue bounds the records waiting for the sealer.
+const sealQueue = 4096
+
+// seal finishes a record off the call's path when it can: hashing and
+// canonicalizing take tens of microseconds the caller should not wait
+// for. When the sealer is behind (or closed), the call does it itself.
+func (h *Hook) seal(ctx context.Context, p pending) {
+	h.sealMu.RLock()
+	if !h.sealClosed {
+		select {
+		case h.sealCh <- p:
+			h.sealMu.RUnlock()
+			return
+		default:
+		}
+	}
+	h.sealMu.RUnlock()
+	h.complete(ctx, p)
+}
+
+func (h *Hook) sealer() {
+	defer close(h.sealDone)
+	for p := range h.sealCh {
+		h.complete(context.Background(), p)
+	}
+}
+
+func (h *Hook) complete(ctx context.Context, p pending) {
+	r := p.rec
+	if len(p.args) > 0 {
+		r.ArgsSHA256 = digest(p.args)
+	}
+	if len(p.result) > 0 {
+		r.ResultSHA256 = digest(p.result)
+	}
 	data, err := r.Canonical()
 	if err == nil {
 		_, err = schemas.Decode(data)
 	}
 	if err != nil {
-		h.log.ErrorContext(ctx, "mcphook: call record is invalid; not recorded", "tool", c.target, "err", err)
+		h.log.ErrorContext(ctx, "mcphook: call record is invalid; not recorded", "tool", r.Tool.Name, "err", err)
 		return
 	}
 	if err := h.cfg.Outbox.Enqueue(ingest.Message{RecordID: r.RecordID, Data: data}); err != nil {
 		h.log.ErrorContext(ctx, "mcphook: call record dropped", "record_id", r.RecordID, "err", err)
+	}
+}
+
+// Close hands every record still being sealed to the outbox. Close the
+// hook before its outbox, after the server stopped taking calls; calls
+// finishing later still record, sealing their records themselves.
+func (h *Hook) Close(ctx context.Context) error {
+	h.sealMu.Lock()
+	if !h.sealClosed {
+		h.sealClosed = true
+		close(h.sealCh)
+	}
+	h.sealMu.Unlock()
+	select {
+	case <-h.sealDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

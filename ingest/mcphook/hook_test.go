@@ -47,7 +47,7 @@ rules:
 // harness is one MCP server with the hook, a client session to it over
 // the SDK's in-memory transport, and real JetStream behind the outbox.
 type harness struct {
-	t       *testing.T
+	t       testing.TB
 	bus     *bus.Bus
 	ob      *outbox.Outbox
 	spans   *tracetest.SpanRecorder
@@ -60,7 +60,7 @@ type harness struct {
 
 type args map[string]any
 
-func newHarness(t *testing.T, cfg Config, pol string) *harness {
+func newHarness(t testing.TB, cfg Config, pol string) *harness {
 	t.Helper()
 	ctx := context.Background()
 	b, err := bus.Open(ctx, bus.Config{DataDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
@@ -94,6 +94,7 @@ func newHarness(t *testing.T, cfg Config, pol string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = h.hook.Close(context.Background()) })
 	srv := mcp.NewServer(&mcp.Implementation{Name: "tickets", Version: "1.2.0"}, nil)
 	for _, name := range []string{"search_tickets", "delete_ticket", "send_email", "lookup_customer", "create_ticket", "slow", "blocking"} {
 		name := name
@@ -186,7 +187,7 @@ func (h *harness) records(n int) []*schemas.CallRecord {
 	return out
 }
 
-func wireError(t *testing.T, err error) *jsonrpc.Error {
+func wireError(t testing.TB, err error) *jsonrpc.Error {
 	t.Helper()
 	var we *jsonrpc.Error
 	if !errors.As(err, &we) {

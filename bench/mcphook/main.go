@@ -1,0 +1,201 @@
+// Command mcphook measures what proofline's MCP hook adds to a tool call:
+// the same no-op tool on two servers, one with the hook and one without,
+// called alternately over the SDK's in-memory transport, so both see the
+// same machine at the same moments. The difference is the hook's cost:
+// policy evaluation, limits, the record (canonical JSON, validation) and
+// the hand-over to the outbox. A third server's hook has NATS stopped
+// under it, to show a call never waits on NATS.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/mcphook"
+	"github.com/proofline/proofline/ingest/mcphook/policy"
+	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/internal/bus"
+)
+
+const benchPolicy = `
+rules:
+  - name: no-deletes-for-agents
+    when: actor.type == "agent" && tool.name == "delete_ticket"
+    decision: deny
+  - name: payments-need-scope
+    when: tool.name == "transfer_funds" && !("payments:write" in scopes)
+    decision: deny
+  - name: mask-email
+    when: tool.name == "send_email"
+    decision: redact
+    redact: {paths: [to]}
+`
+
+func main() {
+	n := flag.Int("calls", 20000, "calls per server")
+	out := flag.String("out", "", "also write the Markdown report to this file")
+	flag.Parse()
+	if err := run(context.Background(), *n, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type target struct {
+	name    string
+	session *mcp.ClientSession
+	lat     []time.Duration
+	allocs  uint64
+}
+
+func run(ctx context.Context, n int, out string) error {
+	dir, err := os.MkdirTemp("", "proofline-bench-mcphook")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	quiet := slog.New(slog.DiscardHandler)
+
+	// NATS with JetStream, on a port so that it can be stopped.
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: filepath.Join(dir, "nats"), NoSigs: true, NoLog: true})
+	if err != nil {
+		return err
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		return fmt.Errorf("nats not ready")
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", ns.Addr().(*net.TCPAddr).Port)
+	b, err := bus.Open(ctx, bus.Config{URL: url, Logger: quiet})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	pol, err := policy.Parse([]byte(benchPolicy))
+	if err != nil {
+		return err
+	}
+	hooked := func(name string) (*mcphook.Hook, *outbox.Outbox, error) {
+		ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(dir, name+"-spool"),
+			SpoolMaxBytes: 1 << 30, QueueSize: 1 << 16, Logger: quiet})
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := mcphook.New(mcphook.Config{Outbox: ob, Policy: pol, Server: mcphook.ServerInfo{Name: "bench"},
+			Tools: map[string]mcphook.ToolConfig{"noop": {Group: "bench"}}, Logger: quiet})
+		return h, ob, err
+	}
+	connect := func(h *mcphook.Hook) (*mcp.ClientSession, error) {
+		srv := mcp.NewServer(&mcp.Implementation{Name: "bench"}, nil)
+		srv.AddTool(&mcp.Tool{Name: "noop", InputSchema: map[string]any{"type": "object"}}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+		})
+		if h != nil {
+			srv.AddReceivingMiddleware(h.ServerMiddleware())
+		}
+		st, ct := mcp.NewInMemoryTransports()
+		if _, err := srv.Connect(ctx, st, nil); err != nil {
+			return nil, err
+		}
+		return mcp.NewClient(&mcp.Implementation{Name: "agent-7"}, nil).Connect(ctx, ct, nil)
+	}
+	plain, err := connect(nil)
+	if err != nil {
+		return err
+	}
+	h1, ob1, err := hooked("up")
+	if err != nil {
+		return err
+	}
+	withHook, err := connect(h1)
+	if err != nil {
+		return err
+	}
+	h2, ob2, err := hooked("down")
+	if err != nil {
+		return err
+	}
+	natsDown, err := connect(h2)
+	if err != nil {
+		return err
+	}
+	targets := []*target{{name: "no hook", session: plain}, {name: "hook, NATS up", session: withHook}, {name: "hook, NATS down", session: natsDown}}
+	params := &mcp.CallToolParams{Name: "noop", Arguments: map[string]any{"query": "printer", "limit": 5}}
+
+	// Warm up, then stop NATS for the third target's measurements: its
+	// hook's outbox then spools everything.
+	for _, tg := range targets {
+		for range 500 {
+			if _, err := tg.session.CallTool(ctx, params); err != nil {
+				return err
+			}
+		}
+	}
+	var ms runtime.MemStats
+	for i := range 2 * n {
+		if i == n {
+			ns.Shutdown() // halfway: NATS goes away for good
+		}
+		for _, tg := range targets {
+			if tg.name == "hook, NATS down" && i < n {
+				continue
+			}
+			if tg.name != "hook, NATS down" && i >= n {
+				continue
+			}
+			runtime.ReadMemStats(&ms)
+			before := ms.Mallocs
+			t0 := time.Now()
+			if _, err := tg.session.CallTool(ctx, params); err != nil {
+				return fmt.Errorf("%s: %w", tg.name, err)
+			}
+			tg.lat = append(tg.lat, time.Since(t0))
+			runtime.ReadMemStats(&ms)
+			tg.allocs += ms.Mallocs - before
+		}
+	}
+	st1, st2 := ob1.Stats(), ob2.Stats()
+	report := render(n, targets, st1, st2)
+	fmt.Print(report)
+	if out != "" {
+		return os.WriteFile(out, []byte(report), 0o644)
+	}
+	return nil
+}
+
+func pct(l []time.Duration, p float64) time.Duration {
+	s := slices.Clone(l)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func render(n int, targets []*target, up, down outbox.Stats) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "## MCP hook overhead (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Command: `go run ./bench/mcphook -calls %d`  \nMachine: %s, %d CPUs, %s; a no-op tool over the SDK's in-memory transport, servers called alternately\n\n", n, host, runtime.NumCPU(), runtime.Version())
+	b.WriteString("| server | p50 | p99 | allocations per call |\n| --- | ---: | ---: | ---: |\n")
+	for _, tg := range targets {
+		fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", tg.name, pct(tg.lat, 0.5).Round(100*time.Nanosecond), pct(tg.lat, 0.99).Round(100*time.Nanosecond), tg.allocs/uint64(len(tg.lat)))
+	}
+	base, hook, down2 := targets[0], targets[1], targets[2]
+	fmt.Fprintf(&b, "\nAdded by the hook: p50 %s, p99 %s (target < 50 µs p99); with NATS down: p50 %s, p99 %s.  \n",
+		(pct(hook.lat, 0.5) - pct(base.lat, 0.5)).Round(100*time.Nanosecond), (pct(hook.lat, 0.99) - pct(base.lat, 0.99)).Round(100*time.Nanosecond),
+		(pct(down2.lat, 0.5) - pct(base.lat, 0.5)).Round(100*time.Nanosecond), (pct(down2.lat, 0.99) - pct(base.lat, 0.99)).Round(100*time.Nanosecond))
+	fmt.Fprintf(&b, "Outbox with NATS up: %d published, %d spooled; with NATS down: %d published, %d spooled, %d dropped (records of the calls made while it was down wait in the spool).\n",
+		up.Published, up.Spooled, down.Published, down.Spooled, down.Dropped)
+	return b.String()
+}
