@@ -46,13 +46,15 @@ var ticketsBinary = sync.OnceValues(func() (string, error) {
 // agent side: an MCP client with proofline's client hook, recording
 // through its own outbox, and a tracing SDK.
 type mcpEnv struct {
-	t        *testing.T
-	srv      *server
-	natsURL  string
-	queryTok string
-	keyPath  string
-	tp       *sdktrace.TracerProvider
-	hook     *mcphook.Hook
+	t       *testing.T
+	srv     *server
+	natsURL string
+	// natsTokenFile is the token proofline made for its exposed NATS.
+	natsTokenFile string
+	queryTok      string
+	keyPath       string
+	tp            *sdktrace.TracerProvider
+	hook          *mcphook.Hook
 }
 
 func newMCPEnv(t *testing.T) *mcpEnv {
@@ -62,7 +64,17 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 	e := &mcpEnv{t: t, srv: startServer(t, data, "--nats-listen", natsAddr), natsURL: "nats://" + natsAddr}
 	e.queryTok = e.srv.token("auditor", "query", "1h")
 	e.keyPath = filepath.Join(data, "keys", "log.pub")
-	nc, err := nats.Connect(e.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	e.natsTokenFile = filepath.Join(data, "keys", "nats.token")
+	tok, err := os.ReadFile(e.natsTokenFile)
+	if err != nil {
+		t.Fatalf("proofline serve --nats-listen wrote no token: %v", err)
+	}
+	// Without the token the exposed NATS refuses producers.
+	if bad, err := nats.Connect(e.natsURL, nats.MaxReconnects(0)); err == nil {
+		bad.Close()
+		t.Fatal("the exposed NATS accepted a client without its token")
+	}
+	nc, err := nats.Connect(e.natsURL, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +106,7 @@ func (e *mcpEnv) session(transport string, args ...string) *mcp.ClientSession {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	args = append([]string{"--nats", e.natsURL, "--policy", "../examples/policy.yaml", "--spool", filepath.Join(e.t.TempDir(), "spool"), "--actor", "agent-7"}, args...)
+	args = append([]string{"--nats", e.natsURL, "--nats-token-file", e.natsTokenFile, "--policy", "../examples/policy.yaml", "--spool", filepath.Join(e.t.TempDir(), "spool"), "--actor", "agent-7"}, args...)
 	client := mcp.NewClient(&mcp.Implementation{Name: "agent-7", Version: "1"}, nil)
 	client.AddSendingMiddleware(e.hook.ClientMiddleware(mcphook.Identity{ID: "agent-7", Type: schemas.ActorAgent}))
 	var t mcp.Transport

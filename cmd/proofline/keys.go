@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,8 @@ const (
 	logKeyFile   = "log.key"
 	logPubFile   = "log.pub"
 	tokenKeyFile = "token.key"
+	// natsTokenFile holds the token of the exposed embedded NATS.
+	natsTokenFile = "nats.token"
 )
 
 func keysDir(data string) string { return filepath.Join(data, "keys") }
@@ -100,6 +104,32 @@ func defaultOrigin() string {
 		host = "localhost"
 	}
 	return "proofline.local/" + host
+}
+
+// natsToken loads DATA/keys/nats.token, the token producers present to the
+// embedded NATS that --nats-listen exposes, creating it on first use.
+func natsToken(data string) (string, error) {
+	if err := os.MkdirAll(keysDir(data), 0o700); err != nil {
+		return "", err
+	}
+	p := filepath.Join(keysDir(data), natsTokenFile)
+	if b, err := os.ReadFile(p); err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, nil
+		}
+		return "", fmt.Errorf("%s is empty", p)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	t := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(p, []byte(t+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return t, nil
 }
 
 func tokenKeys(data string) (*auth.Keys, error) {

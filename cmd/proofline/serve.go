@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -144,8 +145,14 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		return err
 	}
 
+	var natsTok string
+	if f.natsListen != "" && f.natsURL == "" {
+		if natsTok, err = natsToken(f.data); err != nil {
+			return fmt.Errorf("nats token: %w", err)
+		}
+	}
 	b, err := bus.Open(ctx, bus.Config{
-		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen, SyncAlways: f.natsSyncAlways,
+		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen, Token: natsTok, SyncAlways: f.natsSyncAlways,
 		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: logger,
 	})
 	if err != nil {
@@ -153,7 +160,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	}
 	defer b.Close()
 	if u := b.ClientURL(); u != "" {
-		logger.Info("embedded nats listening", "url", u)
+		logger.Info("embedded nats listening", "url", u, "token_file", filepath.Join(keysDir(f.data), natsTokenFile))
 	}
 
 	// The log lives with the signer; the read API needs it too, so the

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -43,6 +44,7 @@ func run(ctx context.Context, args []string) error {
 	natsURL := fs.String("nats", "", "record the agent's side of each call through this NATS (empty: no client-side records)")
 	url := fs.String("url", "", "streamable HTTP URL of the server; otherwise the command after -- is launched over stdio")
 	id := fs.String("id", "agent-7", "this agent's identity")
+	natsTokenFile := fs.String("nats-token-file", "", "file holding the NATS token (DATA/keys/nats.token); or set PROOFLINE_NATS_TOKEN")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -57,7 +59,15 @@ func run(ctx context.Context, args []string) error {
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: *id, Version: "0.1"}, nil)
 	if *natsURL != "" {
-		nc, err := nats.Connect(*natsURL, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1))
+		tok := os.Getenv("PROOFLINE_NATS_TOKEN")
+		if *natsTokenFile != "" {
+			b, err := os.ReadFile(*natsTokenFile)
+			if err != nil {
+				return err
+			}
+			tok = strings.TrimSpace(string(b))
+		}
+		nc, err := nats.Connect(*natsURL, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.Token(tok))
 		if err != nil {
 			return err
 		}

@@ -48,6 +48,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tickets", flag.ContinueOnError)
 	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of proofline's JetStream (proofline serve --nats-listen)")
+	natsTokenFile := fs.String("nats-token-file", "", "file holding the NATS token (proofline serve writes DATA/keys/nats.token); or set PROOFLINE_NATS_TOKEN")
 	policyPath := fs.String("policy", "", "policy file (CEL rules); empty allows every call")
 	spool := fs.String("spool", filepath.Join(os.TempDir(), "tickets-spool"), "outbox spool file, used while NATS is unreachable")
 	httpAddr := fs.String("http", "", "serve streamable HTTP on this address instead of stdio")
@@ -63,7 +64,11 @@ func run(ctx context.Context, args []string) error {
 	// Logs go to stderr: over stdio, stdout is the MCP channel.
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
-	nc, err := nats.Connect(*natsURL, nats.Name("tickets-mcp"), nats.MaxReconnects(-1),
+	tok, err := readToken(*natsTokenFile)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, nats.Name("tickets-mcp"), nats.MaxReconnects(-1), nats.Token(tok),
 		nats.ReconnectWait(100*time.Millisecond), nats.RetryOnFailedConnect(true))
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
@@ -144,6 +149,18 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// readToken reads the NATS token from a file, else PROOFLINE_NATS_TOKEN.
+func readToken(path string) (string, error) {
+	if path == "" {
+		return os.Getenv("PROOFLINE_NATS_TOKEN"), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("nats token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }
 
 // backend is the example's state: tickets in memory.

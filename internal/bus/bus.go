@@ -48,6 +48,10 @@ type Config struct {
 	// processes such as the MCP hook or the collector; otherwise it accepts
 	// in-process connections only.
 	Listen string
+	// Token, when set, is required of every client of the embedded server
+	// (and presented to an external one). Exposing the embedded server
+	// without it would let anyone who reaches the port write records.
+	Token string
 	// SyncAlways makes the embedded server fsync every write. Without it a
 	// killed process loses nothing (the page cache survives), but a power
 	// loss may lose the last seconds.
@@ -100,6 +104,9 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 			cfg.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 	}
+	if cfg.Token != "" {
+		opts = append(opts, nats.Token(cfg.Token))
+	}
 	url := cfg.URL
 	if url == "" {
 		srv, err := startEmbedded(cfg)
@@ -145,6 +152,9 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		NoLog:      true,
 		DontListen: cfg.Listen == "",
 		Port:       -1,
+		// Token auth applies to in-process clients too; proofline's own
+		// connection presents it.
+		Authorization: cfg.Token,
 	}
 	if cfg.Listen != "" {
 		host, port, err := splitHostPort(cfg.Listen)
