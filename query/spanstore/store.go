@@ -514,7 +514,9 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 				return nil, err
 			}
 			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
-			r.P50ms, r.P95ms, r.P99ms = qs[0]/1000, qs[1]/1000, qs[2]/1000
+			// Whole microseconds: finer digits would only be the
+			// bucket's arithmetic, not information.
+			r.P50ms, r.P95ms, r.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
 		}
 		out = append(out, r)
 	}
