@@ -134,6 +134,7 @@ type Hook struct {
 	prop   propagation.TextMapPropagator
 	lim    *limiter
 	idem   *idempotency
+	hist   *history
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -167,6 +168,7 @@ func New(cfg Config) (*Hook, error) {
 		prop:     propagation.TraceContext{},
 		lim:      newLimiter(cfg.Limits, cfg.Tools),
 		idem:     newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
+		hist:     newHistory(),
 		log:      cfg.Logger,
 		now:      time.Now,
 		sealCh:   make(chan pending, sealQueue),
@@ -316,7 +318,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 			Actor:  policy.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
 			Tool:   policy.Tool{Name: c.target, Server: h.cfg.Server.Name, Group: c.tool.Group, Version: h.cfg.Server.Version, Write: c.tool.Write},
 			Method: method, Scopes: c.identity.Scopes, Args: c.args, DataClass: c.tool.DataClass,
-			SessionTools: h.idem.sessionTools(c.session),
+			SessionTools: h.hist.tools(c.session),
 		})
 		if err != nil {
 			h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", c.target, "err", err)
@@ -385,7 +387,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	if errors.As(err, &rf) {
 		return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
 	}
-	h.idem.noteTool(c.session, c.target)
+	h.hist.add(c.session, c.target)
 	h.finish(ctx, c, res, err, "")
 	return res, err
 }

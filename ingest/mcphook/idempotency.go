@@ -21,9 +21,6 @@ import (
 type idempotency struct {
 	mu      sync.Mutex
 	entries *expirable.LRU[string, *idemEntry]
-	// sessions remembers the tools each session called, for policies that
-	// look at what came before (session.tools).
-	sessions *expirable.LRU[string, []string]
 }
 
 type idemEntry struct {
@@ -35,9 +32,6 @@ type idemEntry struct {
 	err    error
 }
 
-// sessionHistory bounds what is kept per session.
-const sessionHistory = 64
-
 func newIdempotency(ttl time.Duration, n int) *idempotency {
 	if ttl <= 0 {
 		ttl = 24 * time.Hour
@@ -45,10 +39,7 @@ func newIdempotency(ttl time.Duration, n int) *idempotency {
 	if n <= 0 {
 		n = 100_000
 	}
-	return &idempotency{
-		entries:  expirable.NewLRU[string, *idemEntry](n, nil, ttl),
-		sessions: expirable.NewLRU[string, []string](10_000, nil, time.Hour),
-	}
+	return &idempotency{entries: expirable.NewLRU[string, *idemEntry](n, nil, ttl)}
 }
 
 // do runs fn once per key. replay is true when the result is the
@@ -88,28 +79,4 @@ func (i *idempotency) do(ctx context.Context, key string, fn func(context.Contex
 	}
 	close(e.done)
 	return res, false, err
-}
-
-func (i *idempotency) noteTool(session, tool string) {
-	if session == "" {
-		session = "-"
-	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	tools, _ := i.sessions.Get(session)
-	tools = append(tools, tool)
-	if len(tools) > sessionHistory {
-		tools = tools[len(tools)-sessionHistory:]
-	}
-	i.sessions.Add(session, tools)
-}
-
-func (i *idempotency) sessionTools(session string) []string {
-	if session == "" {
-		session = "-"
-	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	tools, _ := i.sessions.Get(session)
-	return append([]string(nil), tools...)
 }
