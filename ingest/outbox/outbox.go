@@ -25,6 +25,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/proofline/proofline/ingest"
 )
 
@@ -59,6 +63,9 @@ type Config struct {
 	// RetryInterval is how often a non-empty spool is drained (default 1 s).
 	RetryInterval time.Duration
 	Logger        *slog.Logger
+	// MeterProvider receives the outbox's metrics (see Stats); nil uses
+	// the global one, a no-op unless an OpenTelemetry SDK is installed.
+	MeterProvider metric.MeterProvider
 }
 
 // Stats are the outbox's counters, for metrics and health checks.
@@ -147,8 +154,62 @@ func Open(cfg Config) (*Outbox, error) {
 	if size > 0 {
 		o.log.Info("outbox: records spooled by an earlier run will be drained", "spool", cfg.SpoolPath, "bytes", size)
 	}
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	if err := o.registerMetrics(mp.Meter("github.com/proofline/proofline/ingest/outbox")); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("outbox metrics: %w", err)
+	}
 	go o.run()
 	return o, nil
+}
+
+// registerMetrics exposes Stats as OpenTelemetry instruments, observed
+// when the SDK collects: proofline.outbox.records{state} counts records
+// published, spooled and dropped; proofline.outbox.spool.usage is the
+// spool's pending bytes, proofline.outbox.spool.limit its bound, and
+// proofline.outbox.spool.full is 1 while it refuses records.
+func (o *Outbox) registerMetrics(m metric.Meter) error {
+	records, err := m.Int64ObservableCounter("proofline.outbox.records", metric.WithUnit("{record}"),
+		metric.WithDescription("Call records the outbox published, spooled or dropped."))
+	if err != nil {
+		return err
+	}
+	usage, err := m.Int64ObservableUpDownCounter("proofline.outbox.spool.usage", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of spooled records not yet published."))
+	if err != nil {
+		return err
+	}
+	limit, err := m.Int64ObservableUpDownCounter("proofline.outbox.spool.limit", metric.WithUnit("By"),
+		metric.WithDescription("The spool's size bound."))
+	if err != nil {
+		return err
+	}
+	full, err := m.Int64ObservableGauge("proofline.outbox.spool.full",
+		metric.WithDescription("1 while the spool is full and records are dropped."))
+	if err != nil {
+		return err
+	}
+	state := func(v string) metric.ObserveOption {
+		return metric.WithAttributes(attribute.String("state", v))
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, obs metric.Observer) error {
+		st := o.Stats()
+		obs.ObserveInt64(records, int64(st.Published), state("published"))
+		obs.ObserveInt64(records, int64(st.Spooled), state("spooled"))
+		obs.ObserveInt64(records, int64(st.Dropped), state("dropped"))
+		obs.ObserveInt64(usage, st.SpoolBytes)
+		obs.ObserveInt64(limit, o.cfg.SpoolMaxBytes)
+		var f int64
+		if o.Full() {
+			f = 1
+		}
+		obs.ObserveInt64(full, f)
+		return nil
+	}, records, usage, limit, full)
+	return err
 }
 
 // completeLines cuts a torn last line (a crash mid-append) off the spool

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/internal/bus"
@@ -243,8 +245,10 @@ func TestFullSpoolRefuses(t *testing.T) {
 	n := startNATS(t)
 	b := openBus(t, n.url())
 	n.stop()
+	reader := sdkmetric.NewManualReader()
 	o := open(t, Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool"),
-		SpoolMaxBytes: 1000, QueueSize: 1, PublishTimeout: 50 * time.Millisecond, RetryInterval: time.Hour})
+		SpoolMaxBytes: 1000, QueueSize: 1, PublishTimeout: 50 * time.Millisecond, RetryInterval: time.Hour,
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 	var full int
 	for i := range 200 {
 		if err := o.Enqueue(msg(i)); errors.Is(err, ErrFull) {
@@ -254,6 +258,30 @@ func TestFullSpoolRefuses(t *testing.T) {
 		}
 	}
 	waitFor(t, "spool at capacity", func() bool { return o.Full() })
+	// The state is visible as metrics.
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Sum[int64]:
+				for _, p := range d.DataPoints {
+					st, _ := p.Attributes.Value("state")
+					got[m.Name+"/"+st.AsString()] = p.Value
+				}
+			case metricdata.Gauge[int64]:
+				for _, p := range d.DataPoints {
+					got[m.Name] = p.Value
+				}
+			}
+		}
+	}
+	if got["proofline.outbox.spool.full"] != 1 || got["proofline.outbox.records/dropped"] == 0 || got["proofline.outbox.spool.limit/"] != 1000 || got["proofline.outbox.spool.usage/"] == 0 {
+		t.Fatalf("metrics %v", got)
+	}
 	if full == 0 || o.Stats().Dropped == 0 {
 		t.Fatalf("a 1000-byte spool took 200 records: %+v", o.Stats())
 	}
