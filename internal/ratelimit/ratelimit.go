@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/time/rate"
 )
 
@@ -15,10 +16,18 @@ import (
 type Limiter struct {
 	limit rate.Limit
 	burst int
-	mu    sync.Mutex
-	per   map[string]*rate.Limiter
-	now   func() time.Time
+	// per holds one bucket per principal. A bucket idle for longer than
+	// it takes to refill completely is the same as a new one, so idle
+	// principals are forgotten after that (idleTTL): memory follows the
+	// active principals, not every principal ever seen.
+	mu  sync.Mutex // one bucket per principal, even on concurrent first use
+	per *expirable.LRU[string, *rate.Limiter]
+	now func() time.Time
 }
+
+// maxPrincipals bounds the buckets kept; past it the least recently used
+// goes (and would start full again: a brief allowance, never a refusal).
+const maxPrincipals = 100_000
 
 // New allows each principal perSecond units per second with the given
 // burst. perSecond <= 0 disables limiting.
@@ -26,7 +35,11 @@ func New(perSecond float64, burst int) *Limiter {
 	if burst <= 0 {
 		burst = max(1, int(math.Ceil(perSecond)))
 	}
-	return &Limiter{limit: rate.Limit(perSecond), burst: burst, per: map[string]*rate.Limiter{}, now: time.Now}
+	idleTTL := time.Minute
+	if perSecond > 0 {
+		idleTTL = max(idleTTL, time.Duration(float64(burst)/perSecond*float64(time.Second)))
+	}
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, per: expirable.NewLRU[string, *rate.Limiter](maxPrincipals, nil, idleTTL), now: time.Now}
 }
 
 // Burst is the most units one call may take.
@@ -46,11 +59,12 @@ func (l *Limiter) Take(principal string, n int) (ok bool, retryAfter time.Durati
 		return false, 0, true
 	}
 	l.mu.Lock()
-	lim, found := l.per[principal]
+	lim, found := l.per.Get(principal)
 	if !found {
 		lim = rate.NewLimiter(l.limit, l.burst)
-		l.per[principal] = lim
 	}
+	// Add on every use: the entry expires idleTTL after its last use.
+	l.per.Add(principal, lim)
 	l.mu.Unlock()
 	now := l.now()
 	r := lim.ReserveN(now, n)
