@@ -495,9 +495,15 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 		r.Outcome.ErrorMessage = truncate(callErr.Error(), 4096)
 	}
 	p := pending{rec: r, args: c.rawArgs}
-	if res != nil {
-		// Serialized now: the SDK fills fields of the result after the
-		// middleware returns it.
+	switch res := res.(type) {
+	case nil:
+	case *mcp.CallToolResult:
+		// A shallow copy, serialized by the sealer: the SDK may set
+		// fields of the result it gets back once the middleware returns,
+		// and the record is of the result as the tool returned it.
+		cp := *res
+		p.resultValue = &cp
+	default:
 		p.result, _ = json.Marshal(res)
 	}
 	if id, err := uuid.NewV7(); err == nil {
@@ -514,6 +520,8 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 type pending struct {
 	rec          *schemas.CallRecord
 	args, result []byte
+	// resultValue, when set, is serialized into result by the sealer.
+	resultValue any
 }
 
 // sealQueue bounds the records waiting for the sealer.
@@ -545,6 +553,9 @@ func (h *Hook) sealer() {
 
 func (h *Hook) complete(ctx context.Context, p pending) {
 	r := p.rec
+	if p.resultValue != nil {
+		p.result, _ = json.Marshal(p.resultValue)
+	}
 	if len(p.args) > 0 {
 		r.ArgsSHA256 = digest(p.args)
 	}
@@ -603,6 +614,10 @@ func statusOf(err error) string {
 // annotate sets the span's attributes (OpenTelemetry semantic conventions
 // for MCP and GenAI tool execution, plus proofline's own) and status.
 func (h *Hook) annotate(c *call, r *schemas.CallRecord) {
+	if !c.span.IsRecording() {
+		// No tracing SDK, or not sampled: the attributes would be dropped.
+		return
+	}
 	attrs := []attribute.KeyValue{
 		attribute.String("mcp.method.name", c.method),
 		attribute.String("actor.id", r.Actor.ID),

@@ -244,7 +244,7 @@ func Compile(f File) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("%s: when must be a bool expression, is %s", where, ast.OutputType()))
 			continue
 		}
-		prg, err := env.Program(ast, cel.CostLimit(costLimit))
+		prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.EvalOptions(cel.OptOptimize))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
