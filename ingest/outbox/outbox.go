@@ -357,14 +357,22 @@ func (o *Outbox) collect(first ingest.Message) []ingest.Message {
 	return batch
 }
 
+// flushQueue empties the queue at Close: published while JetStream
+// answers, spooled (without further attempts, which could each take
+// PublishTimeout) from the first failure on.
 func (o *Outbox) flushQueue() {
+	down := o.pending() > 0
 	for {
 		select {
 		case m := <-o.queue:
 			batch := o.collect(m)
-			if o.pending() > 0 || o.publish(batch) != nil {
-				// Put it back for Close to spool, in order.
-				_ = o.writeSpool(batch, false)
+			if !down && o.publish(batch) == nil {
+				continue
+			}
+			down = true
+			if err := o.writeSpool(batch, true); err != nil {
+				o.dropped.Add(uint64(len(batch)))
+				o.log.Error("outbox: records dropped at close", "records", len(batch), "err", err)
 			}
 		default:
 			return
