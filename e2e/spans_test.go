@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,11 +81,28 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	}
 	// ⌊q·n⌋-th smallest (0-based): 20 values 1..20 → p50 = 11, p95 = 20.
 	want := []row{{"kpi-search", 20, 11, 20, 20}, {"kpi-write", 4, 50, 50, 50}}
+	// The default answer comes from the rollups: counts exact, quantiles
+	// within 1%.
+	if len(got.Rows) != len(want) {
+		t.Fatalf("latency by tool: %+v", got.Rows)
+	}
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 0.01*b }
+	for i, w := range want {
+		g := got.Rows[i]
+		if g.Key != w.Key || g.Calls != w.Calls || !near(g.P50, w.P50) || !near(g.P95, w.P95) || !near(g.P99, w.P99) {
+			t.Fatalf("latency by tool (rollup)\n got %+v\nwant %+v within 1%%", got.Rows, want)
+		}
+	}
+	// exact=true reads every span: the fixture's numbers exactly.
+	code, raw := s.get(q, "/v1/kpi/latency?by=tool&window=1d&exact=true")
+	if err := json.Unmarshal(raw, &got); code != http.StatusOK || err != nil {
+		t.Fatalf("kpi latency exact: %d %s", code, raw)
+	}
 	if fmt.Sprint(got.Rows) != fmt.Sprint(want) {
-		t.Fatalf("latency by tool\n got %+v\nwant %+v", got.Rows, want)
+		t.Fatalf("latency by tool (exact)\n got %+v\nwant %+v", got.Rows, want)
 	}
 	// The CLI prints the same numbers as a table.
-	out, errOut, code := cli(t, "kpi", "latency", "--server", s.url, "--token", q, "--window", "1d")
+	out, errOut, code := cli(t, "kpi", "latency", "--server", s.url, "--token", q, "--window", "1d", "--exact")
 	if code != 0 || !strings.Contains(out, "kpi-search") || !strings.Contains(out, "20.0") {
 		t.Fatalf("proofline kpi latency: exit %d\n%s%s", code, out, errOut)
 	}
@@ -101,7 +119,7 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	}
 	// The other KPI reports answer over HTTP and the CLI (their numbers are
 	// checked against fixtures in query/spanstore).
-	code, raw := s.get(q, "/v1/kpi/onboarding")
+	code, raw = s.get(q, "/v1/kpi/onboarding")
 	var ob struct {
 		Tools []struct {
 			Tool          string   `json:"tool"`
