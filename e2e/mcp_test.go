@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,8 @@ type mcpEnv struct {
 	keyPath       string
 	tp            *sdktrace.TracerProvider
 	hook          *mcphook.Hook
+	// httpClient, when set, is the agent's HTTP client for streamable HTTP.
+	httpClient *http.Client
 }
 
 func newMCPEnv(t *testing.T) *mcpEnv {
@@ -142,10 +145,17 @@ func (e *mcpEnv) session(transport string, args ...string) *mcp.ClientSession {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		t = &mcp.StreamableClientTransport{Endpoint: "http://" + addr}
+		t = &mcp.StreamableClientTransport{Endpoint: "http://" + addr, HTTPClient: e.httpClient}
 	}
 	cs, err := client.Connect(ctxT(e.t, 30*time.Second), t, nil)
 	if err != nil {
+		if e.httpClient != nil && e.httpClient.Transport == nil {
+			// A client without credentials: the caller expects 401.
+			if strings.Contains(err.Error(), "401") || strings.Contains(strings.ToLower(err.Error()), "unauthorized") {
+				return nil
+			}
+			e.t.Fatalf("connect without a token failed, but not with 401: %v", err)
+		}
 		b, _ := os.ReadFile(serverLog)
 		e.t.Fatalf("connect over %s: %v\n%s", transport, err, b)
 	}
@@ -435,5 +445,58 @@ func TestMCPWhileNATSIsDown(t *testing.T) {
 	clientRecs, server := checkLinks(t, recs, plan.SpanContext())
 	if len(clientRecs) != 6 || len(server) != 6 {
 		t.Fatalf("%d client and %d server records, want 6 and 6 (none lost, none twice)", len(clientRecs), len(server))
+	}
+}
+
+// bearer adds an Authorization header to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// TestMCPIdentityFromBearerToken: over streamable HTTP the caller is who
+// its verified bearer token says (through the SDK's auth middleware), and
+// that identity and its scopes are what the policy decides on and what
+// the log records. Without a token the server refuses the session.
+func TestMCPIdentityFromBearerToken(t *testing.T) {
+	e := newMCPEnv(t)
+	token := "tok-" + fmt.Sprint(time.Now().UnixNano())
+	sum := sha256.Sum256([]byte(token))
+	tokens := filepath.Join(t.TempDir(), "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte(fmt.Sprintf(`tokens:
+  - sha256: %x
+    actor: agent-http
+    type: agent
+    on_behalf_of: alice@example.com
+    scopes: [tickets:read, payments:write]
+`, sum)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.httpClient = &http.Client{}
+	if cs := e.session("http", "--tokens", tokens); cs != nil {
+		t.Fatal("connected without a bearer token")
+	}
+	e.httpClient = &http.Client{Transport: bearer{token: token, next: http.DefaultTransport}}
+	cs := e.session("http", "--tokens", tokens)
+	ctx, plan := mcphook.StartPlan(context.Background(), e.tp, "token")
+	// The token's payments:write scope lets a payment through in a clean
+	// session (the policy denies it without the scope).
+	out, err := callText(t, ctx, cs, "transfer_funds", map[string]any{"to": "acct-1", "amount": 10}, mcp.Meta{mcphook.MetaIdempotencyKey: "pay-1"})
+	if err != nil || !strings.Contains(out, "transferred 10.00 to acct-1") {
+		t.Fatalf("payment with the scope: %q %v", out, err)
+	}
+	plan.End()
+	recs := e.proven(plan.SpanContext().TraceID().String(), 2, 60*time.Second)
+	_, server := checkLinks(t, recs, plan.SpanContext())
+	p := serverRecords(server, "transfer_funds")
+	if len(p) != 1 || p[0].Actor.ID != "agent-http" || p[0].Actor.OnBehalfOf != "alice@example.com" ||
+		strings.Join(p[0].ScopeGrants, ",") != "tickets:read,payments:write" || p[0].Outcome.Status != schemas.StatusOK {
+		t.Fatalf("record of the token's call: %+v", p)
 	}
 }

@@ -11,6 +11,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,9 +27,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"gopkg.in/yaml.v3"
 
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook"
@@ -56,6 +60,7 @@ func run(ctx context.Context, args []string) error {
 	rate := fs.Float64("rate", 5, "calls per second per caller")
 	burst := fs.Int("burst", 10, "burst per caller")
 	failClosed := fs.Bool("fail-closed", false, "refuse calls while records cannot be stored")
+	tokensPath := fs.String("tokens", "", "HTTP only: YAML file of bearer tokens (by SHA-256) and the identity and scopes each grants; requests without a valid token get 401")
 	actor := fs.String("actor", "", "the agent this server process serves, when callers bring no bearer token (stdio: one server process per agent, launched by its MCP host)")
 	scopes := fs.String("scopes", "", "comma-separated scopes granted to --actor")
 	if err := fs.Parse(args); err != nil {
@@ -136,7 +141,16 @@ func run(ctx context.Context, args []string) error {
 	if *httpAddr == "" {
 		return srv.Run(ctx, &mcp.StdioTransport{})
 	}
-	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return srv }, nil)
+	if *tokensPath != "" {
+		verify, err := loadTokens(*tokensPath)
+		if err != nil {
+			return err
+		}
+		// The SDK's bearer middleware puts the verified TokenInfo on each
+		// request; the hook's DefaultIdentify takes the caller from it.
+		h = auth.RequireBearerToken(verify, nil)(h)
+	}
 	hs := &http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -149,6 +163,53 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// tokenEntry is one bearer token of the --tokens file. Only the token's
+// SHA-256 is stored, so the file is not a list of secrets.
+type tokenEntry struct {
+	SHA256     string   `yaml:"sha256"`
+	Actor      string   `yaml:"actor"`
+	Type       string   `yaml:"type"`
+	OnBehalfOf string   `yaml:"on_behalf_of"`
+	Scopes     []string `yaml:"scopes"`
+}
+
+// loadTokens reads the --tokens file into a bearer-token verifier. A
+// stand-in for the OAuth authorization server a production MCP server
+// would verify tokens against; the identity it yields reaches records the
+// same way.
+func loadTokens(path string) (auth.TokenVerifier, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: %w", err)
+	}
+	var f struct {
+		Tokens []tokenEntry `yaml:"tokens"`
+	}
+	if err := yaml.Unmarshal(raw, &f); err != nil {
+		return nil, fmt.Errorf("tokens %s: %w", path, err)
+	}
+	byHash := map[string]tokenEntry{}
+	for i, t := range f.Tokens {
+		if len(t.SHA256) != 64 || t.Actor == "" {
+			return nil, fmt.Errorf("tokens %s: entry %d needs sha256 (64 hex digits) and actor", path, i+1)
+		}
+		byHash[strings.ToLower(t.SHA256)] = t
+	}
+	return func(_ context.Context, token string, _ *http.Request) (*auth.TokenInfo, error) {
+		sum := sha256.Sum256([]byte(token))
+		t, ok := byHash[hex.EncodeToString(sum[:])]
+		if !ok {
+			return nil, auth.ErrInvalidToken
+		}
+		typ := t.Type
+		if typ == "" {
+			typ = schemas.ActorAgent
+		}
+		return &auth.TokenInfo{UserID: t.Actor, Scopes: t.Scopes, Expiration: time.Now().Add(time.Hour),
+			Extra: map[string]any{"actor_type": typ, "on_behalf_of": t.OnBehalfOf}}, nil
+	}, nil
 }
 
 // readToken reads the NATS token from a file, else PROOFLINE_NATS_TOKEN.
