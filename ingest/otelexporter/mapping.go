@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/gowebpki/jcs"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
@@ -482,13 +483,19 @@ func statusFromSpan(decision, errType string, a attrs, st ptrace.Status) string 
 
 // digest returns the declared digest (lowercased), or the SHA-256 of the
 // raw value when only that is on the span: the raw value itself never
-// leaves this function.
+// leaves this function. A raw value that is JSON is hashed in its RFC 8785
+// canonical form, as the MCP hook hashes arguments, so the same arguments
+// have the same digest whichever producer recorded the call.
 func digest(a attrs, rawKey string, digestKeys ...string) string {
 	if d := a.str(digestKeys...); d != "" {
 		return strings.ToLower(strings.TrimSpace(d))
 	}
 	if v, ok := a.span.Get(rawKey); ok && !isEmpty(v) {
-		sum := sha256.Sum256([]byte(v.AsString()))
+		b := []byte(v.AsString())
+		if c, err := jcs.Transform(b); err == nil {
+			b = c
+		}
+		sum := sha256.Sum256(b)
 		return hex.EncodeToString(sum[:])
 	}
 	return ""

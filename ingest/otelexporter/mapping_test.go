@@ -427,3 +427,19 @@ func TestMapBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestOfJSONArgumentsIsCanonical: arguments on a span are hashed in
+// their RFC 8785 form, as the MCP hook hashes them, so key order and
+// spacing do not change the digest.
+func TestDigestOfJSONArgumentsIsCanonical(t *testing.T) {
+	want := sha256.Sum256([]byte(`{"a":"x","b":1}`))
+	for _, raw := range []string{`{"b": 1, "a": "x"}`, `{"a":"x","b":1}`, "{\n  \"b\": 1.0,\n  \"a\": \"x\"\n}"} {
+		rec, ok, err := mapOne(t, testConfig(), with(mcpCall(), map[string]any{"gen_ai.tool.call.arguments": raw, "proofline.args_sha256": ""}))
+		if err != nil || !ok {
+			t.Fatalf("%s: %v %v", raw, ok, err)
+		}
+		if rec.ArgsSHA256 != hex.EncodeToString(want[:]) {
+			t.Errorf("%q hashed to %s, want the digest of its canonical form", raw, rec.ArgsSHA256)
+		}
+	}
+}
