@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
 )
 
@@ -27,11 +28,20 @@ type PubResult struct {
 // ingest, the MCP hook, the collector exporter) publishes through it so the
 // message id, subject and header conventions exist once.
 type Publisher struct {
-	js jetstream.JetStream
+	js     jetstream.JetStream
+	attest *attest.Key
 }
 
 // NewPublisher publishes through js.
 func NewPublisher(js jetstream.JetStream) *Publisher { return &Publisher{js: js} }
+
+// WithAttestation returns a publisher that attests every message with k:
+// for proofline's own ingest, which publishes only records it validated
+// and canonicalized, so the signer need not check them again (package
+// attest). Other producers publish unattested and are checked in full.
+func (p *Publisher) WithAttestation(k *attest.Key) *Publisher {
+	return &Publisher{js: p.js, attest: k}
+}
 
 // Publish stores msgs in JetStream and returns only when the stream has
 // acknowledged every one of them (or ctx ends). The record id is the
@@ -45,6 +55,9 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 	for i, m := range msgs {
 		nm := &nats.Msg{Subject: bus.SubjectRecords, Data: m.Data, Header: nats.Header{}}
 		nm.Header.Set(jetstream.MsgIDHeader, m.RecordID)
+		if p.attest != nil {
+			nm.Header.Set(attest.Header, p.attest.Sign(m.RecordID, m.Data))
+		}
 		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(bus.StreamName))
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", m.RecordID, err)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/schemas"
@@ -31,6 +32,10 @@ type Config struct {
 	// RetryDelay is how long a batch that failed to append waits before
 	// JetStream redelivers it.
 	RetryDelay time.Duration
+	// Attestation, when set, is the key proofline's ingest attests its
+	// records with: a message whose attestation verifies is appended
+	// without decoding it again. Every other message is checked in full.
+	Attestation *attest.Key
 }
 
 // Signer is the log's only writer.
@@ -177,7 +182,7 @@ type checkedBatch struct {
 func (s *Signer) check(ctx context.Context, msgs []jetstream.Msg) checkedBatch {
 	b := checkedBatch{entries: make([]ledger.Entry, 0, len(msgs)), msgs: make([]jetstream.Msg, 0, len(msgs))}
 	for _, m := range msgs {
-		e, err := entryOf(m)
+		e, err := s.entryOf(m)
 		if err != nil {
 			s.poison(ctx, m, err)
 			continue
@@ -219,8 +224,15 @@ func (s *Signer) commit(ctx context.Context, b checkedBatch) {
 
 // entryOf checks a message is a call record in canonical form: the leaf
 // must be exactly the bytes an auditor will re-derive from the record.
-func entryOf(m jetstream.Msg) (ledger.Entry, error) {
+// A record attested by proofline's ingest was checked there already.
+func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	data := m.Data()
+	if s.cfg.Attestation != nil {
+		h := m.Headers()
+		if id, att := h.Get(jetstream.MsgIDHeader), h.Get(attest.Header); id != "" && att != "" && s.cfg.Attestation.Verify(id, data, att) {
+			return ledger.Entry{ID: id, Data: data}, nil
+		}
+	}
 	r, ok := schemas.IsCanonicalRecord(data)
 	if !ok {
 		return ledger.Entry{}, errors.New("not a call record in RFC 8785 canonical form")

@@ -23,6 +23,8 @@ const (
 	tokenKeyFile = "token.key"
 	// natsTokenFile holds the token of the exposed embedded NATS.
 	natsTokenFile = "nats.token"
+	// attestKeyFile holds the key ingest attests its records with.
+	attestKeyFile = "attest.key"
 )
 
 func keysDir(data string) string { return filepath.Join(data, "keys") }

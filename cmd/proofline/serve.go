@@ -19,6 +19,7 @@ import (
 
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/internal/api"
+	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/internal/ratelimit"
 	"github.com/proofline/proofline/ledger"
@@ -145,6 +146,12 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		return err
 	}
 
+	// Ingest attests the records it publishes; the signer trusts those
+	// attestations and checks every other record in full (package attest).
+	attestKey, err := attest.LoadOrCreate(filepath.Join(keysDir(f.data), attestKeyFile))
+	if err != nil {
+		return err
+	}
 	var natsTok string
 	if f.natsListen != "" && f.natsURL == "" {
 		if natsTok, err = natsToken(f.data); err != nil {
@@ -203,7 +210,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer func() { cancelRun(); wg.Wait() }()
 	if roles["signer"] {
-		s := signer.New(signer.Config{}, b, lg, logger)
+		s := signer.New(signer.Config{Attestation: attestKey}, b, lg, logger)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -231,7 +238,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 			inLog = lg.LookupMany
 		}
 		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords},
-			ingest.NewPublisher(b.JS), inLog, ratelimit.New(f.rate, f.burst), logger)
+			ingest.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
