@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
 	"gopkg.in/yaml.v3"
 )
 
@@ -244,7 +246,14 @@ func Compile(f File) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("%s: when must be a bool expression, is %s", where, ast.OutputType()))
 			continue
 		}
-		prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.EvalOptions(cel.OptOptimize))
+		opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+		// Tracking cost at run time is a third of a simple rule's
+		// evaluation; it is only needed for rules whose cost depends on
+		// the input (comprehensions and the like over arguments).
+		if est, err := env.EstimateCost(ast, unknownSizes{}); err != nil || est.Max > costLimit {
+			opts = append(opts, cel.CostLimit(costLimit))
+		}
+		prg, err := env.Program(ast, opts...)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
@@ -260,6 +269,17 @@ func Compile(f File) (*Policy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// unknownSizes gives the cost estimator no sizes: the estimate of a rule
+// whose cost depends on its input is then unbounded, and it gets the run
+// time limit.
+type unknownSizes struct{}
+
+func (unknownSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate { return nil }
+
+func (unknownSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
 }
 
 func newEnv() (*cel.Env, error) {
@@ -306,6 +326,8 @@ func (p *Policy) Evaluate(in Input) (Decision, error) {
 	return Decision{Effect: p.deflt, Reason: "no rule matched: default " + p.deflt, Enforced: p.mode == Enforce}, errors.Join(errs...)
 }
 
+// vars is the rules' activation. The nested values are converted to CEL
+// values once per call here rather than by every rule that reads them.
 func (in Input) vars() map[string]any {
 	args := in.Args
 	if args == nil {
@@ -319,14 +341,15 @@ func (in Input) vars() map[string]any {
 	if st == nil {
 		st = []string{}
 	}
+	a := types.DefaultTypeAdapter
 	return map[string]any{
-		"actor":      map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf},
-		"tool":       map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write},
-		"method":     in.Method,
-		"scopes":     scopes,
-		"args":       args,
-		"data_class": in.DataClass,
-		"session":    map[string]any{"tools": st},
+		"actor":      a.NativeToValue(map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf}),
+		"tool":       a.NativeToValue(map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write}),
+		"method":     types.String(in.Method),
+		"scopes":     a.NativeToValue(scopes),
+		"args":       a.NativeToValue(args),
+		"data_class": types.String(in.DataClass),
+		"session":    a.NativeToValue(map[string]any{"tools": st}),
 	}
 }
 

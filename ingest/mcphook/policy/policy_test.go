@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -178,5 +179,30 @@ func TestRedactArgs(t *testing.T) {
 	}
 	if args["to"] != "alice@example.com" || args["nested"].(map[string]any)["ssn"] != "123-45-6789" {
 		t.Fatal("RedactArgs changed its input")
+	}
+}
+
+// TestCostLimit: a rule whose cost grows with the arguments is stopped at
+// the cost limit instead of stalling the call; it does not match, and the
+// error names it.
+func TestCostLimit(t *testing.T) {
+	p := mustParse(t, `
+rules:
+  - name: quadratic
+    when: args.items.exists(i, args.items.exists(j, i == j && i == "needle"))
+    decision: deny
+`)
+	items := make([]any, 2000)
+	for i := range items {
+		items[i] = fmt.Sprint(i)
+	}
+	d, err := p.Evaluate(Input{Tool: Tool{Name: "x"}, Args: map[string]any{"items": items}})
+	if err == nil || !strings.Contains(err.Error(), "quadratic") || d.Effect != Allow {
+		t.Fatalf("decision %+v, error %v: want the default and a cost error naming the rule", d, err)
+	}
+	// Small inputs evaluate normally.
+	d, err = p.Evaluate(Input{Tool: Tool{Name: "x"}, Args: map[string]any{"items": []any{"needle"}}})
+	if err != nil || d.Effect != Deny {
+		t.Fatalf("small input: %+v %v", d, err)
 	}
 }
