@@ -2,6 +2,8 @@ package mcphook
 
 import (
 	"context"
+	"encoding/json"
+	"maps"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/trace"
@@ -34,9 +36,16 @@ func (h *Hook) ClientMiddleware(id Identity) mcp.Middleware {
 			}
 			ctx = h.startSpan(ctx, c, method+" "+p.Name, trace.SpanKindClient)
 			defer c.span.End()
-			if p.Meta == nil {
-				p.Meta = mcp.Meta{}
+			// The caller's params stay untouched (it may reuse them, from
+			// several goroutines): the request carries a copy with our _meta.
+			cp := *p
+			cp.Meta = maps.Clone(p.Meta)
+			if cp.Meta == nil {
+				cp.Meta = mcp.Meta{}
 			}
+			p = &cp
+			cs, _ := req.GetSession().(*mcp.ClientSession)
+			req = &mcp.ClientRequest[*mcp.CallToolParams]{Session: cs, Params: p}
 			h.prop.Inject(ctx, metaCarrier(p.Meta))
 			if plan := planFrom(ctx); plan != "" {
 				if _, set := p.Meta[MetaPlanID]; !set {
@@ -54,10 +63,14 @@ func (h *Hook) ClientMiddleware(id Identity) mcp.Middleware {
 					Tool:   policy.Tool{Name: p.Name, Group: c.tool.Group, Write: c.tool.Write},
 					Method: method, Scopes: id.Scopes, DataClass: c.tool.DataClass,
 				}
-				in.Args, _ = p.Arguments.(map[string]any)
-				if d, err := h.cfg.Policy.Evaluate(in); err == nil {
-					c.decision = d
+				if len(c.rawArgs) > 0 {
+					_ = json.Unmarshal(c.rawArgs, &in.Args)
 				}
+				d, err := h.cfg.Policy.Evaluate(in)
+				if err != nil {
+					h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", p.Name, "err", err)
+				}
+				c.decision = d
 				if c.decision.Enforced && c.decision.Effect == policy.Deny {
 					return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
 				}

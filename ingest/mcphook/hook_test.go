@@ -436,8 +436,13 @@ func TestClientMiddlewarePropagatesTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_tickets", Arguments: args{"query": "x"}}); err != nil {
+	callerMeta := mcp.Meta{"note": "mine"}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_tickets", Arguments: args{"query": "x"}, Meta: callerMeta}); err != nil {
 		t.Fatal(err)
+	}
+	// (The SDK adds its own keys to the caller's map; the hook must not.)
+	if _, ok := callerMeta["traceparent"]; ok {
+		t.Errorf("the client hook wrote into the caller's _meta: %v", callerMeta)
 	}
 	plan.End()
 	recs := h.records(2)
@@ -478,5 +483,42 @@ func TestTraceIDsWithoutTracingSDK(t *testing.T) {
 	}
 	if tr := recs[1].Trace; tr == nil || len(tr.TraceID) != 32 || tr.TraceID == recs[0].Trace.TraceID || tr.ParentSpanID != "" {
 		t.Fatalf("new trace %+v", tr)
+	}
+}
+
+// TestClientSidePolicy: with a policy, the client hook refuses a call
+// before it leaves the agent, and records the refusal.
+func TestClientSidePolicy(t *testing.T) {
+	h := newHarness(t, Config{}, testPolicy)
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent-9"}, nil)
+	client.AddSendingMiddleware(h.hook.ClientMiddleware(Identity{ID: "agent-9", Type: schemas.ActorAgent}))
+	srv := mcp.NewServer(&mcp.Implementation{Name: "tickets"}, nil)
+	var ran atomic.Int64
+	mcp.AddTool(srv, &mcp.Tool{Name: "delete_ticket"}, func(context.Context, *mcp.CallToolRequest, args) (*mcp.CallToolResult, any, error) {
+		ran.Add(1)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "deleted"}}}, nil, nil
+	})
+	st, ct := mcp.NewInMemoryTransports()
+	ctx := context.Background()
+	ss, err := srv.Connect(ctx, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := client.Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_ticket", Arguments: args{"id": 1.0}})
+	if we := wireError(t, err); we.Code != CodePolicyDenied {
+		t.Fatalf("error %+v", we)
+	}
+	if ran.Load() != 0 {
+		t.Fatal("the call reached the server")
+	}
+	r := h.records(1)[0]
+	if r.Attributes["proofline.hook"] != "client" || r.Outcome.Status != schemas.StatusPolicyBlocked || r.Policy.Rule != "no-deletes-for-agents" {
+		t.Fatalf("record %+v %+v %v", r.Outcome, r.Policy, r.Attributes)
 	}
 }
