@@ -89,4 +89,3 @@ func TestAttestation(t *testing.T) {
 		t.Fatalf("the forged record is in the log: %d %s", code, body)
 	}
 }
-
