@@ -420,22 +420,12 @@ func TestClientMiddlewarePropagatesTrace(t *testing.T) {
 	ctx, plan := StartPlan(context.Background(), h.tp, "plan-1")
 	client := mcp.NewClient(&mcp.Implementation{Name: "agent-8"}, nil)
 	client.AddSendingMiddleware(h.hook.ClientMiddleware(Identity{ID: "agent-8", Type: schemas.ActorAgent, Scopes: []string{"tickets:read"}}))
-	st, ct := mcp.NewInMemoryTransports()
 	srv := mcp.NewServer(&mcp.Implementation{Name: "tickets"}, nil)
 	mcp.AddTool(srv, &mcp.Tool{Name: "search_tickets"}, func(ctx context.Context, _ *mcp.CallToolRequest, in args) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil, nil
 	})
 	srv.AddReceivingMiddleware(h.hook.ServerMiddleware())
-	ss, err := srv.Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ss.Close()
-	cs, err := client.Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
+	cs := connect(t, srv, client)
 	callerMeta := mcp.Meta{"note": "mine"}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "search_tickets", Arguments: args{"query": "x"}, Meta: callerMeta}); err != nil {
 		t.Fatal(err)
@@ -498,19 +488,8 @@ func TestClientSidePolicy(t *testing.T) {
 		ran.Add(1)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "deleted"}}}, nil, nil
 	})
-	st, ct := mcp.NewInMemoryTransports()
-	ctx := context.Background()
-	ss, err := srv.Connect(ctx, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ss.Close()
-	cs, err := client.Connect(ctx, ct, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "delete_ticket", Arguments: args{"id": 1.0}})
+	cs := connect(t, srv, client)
+	_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "delete_ticket", Arguments: args{"id": 1.0}})
 	if we := wireError(t, err); we.Code != CodePolicyDenied {
 		t.Fatalf("error %+v", we)
 	}
@@ -521,4 +500,21 @@ func TestClientSidePolicy(t *testing.T) {
 	if r.Attributes["proofline.hook"] != "client" || r.Outcome.Status != schemas.StatusPolicyBlocked || r.Policy.Rule != "no-deletes-for-agents" {
 		t.Fatalf("record %+v %+v %v", r.Outcome, r.Policy, r.Attributes)
 	}
+}
+
+// connect joins client to srv over the SDK's in-memory transport.
+func connect(t *testing.T, srv *mcp.Server, client *mcp.Client) *mcp.ClientSession {
+	t.Helper()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := srv.Connect(context.Background(), st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ss.Close() })
+	cs, err := client.Connect(context.Background(), ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
 }
