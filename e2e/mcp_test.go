@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,13 +293,7 @@ func serverRecords(recs map[string]provenRecord, tool string) []provenRecord {
 			out = append(out, r)
 		}
 	}
-	for i := range out {
-		for j := i + 1; j < len(out); j++ {
-			if out[j].TSStart.Before(out[i].TSStart.Time) {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
+	slices.SortFunc(out, func(a, b provenRecord) int { return a.TSStart.Compare(b.TSStart.Time) })
 	return out
 }
 

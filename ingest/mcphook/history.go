@@ -27,9 +27,9 @@ func newHistory() *history {
 	return &history{sessions: expirable.NewLRU[string, []string](historySessions, nil, historyIdle)}
 }
 
-// key is the session id; stdio sessions have none, and one process
+// historyKey is the session id; stdio sessions have none, and one process
 // serves one client there, so they share one history.
-func key(session string) string {
+func historyKey(session string) string {
 	if session == "" {
 		return "-"
 	}
@@ -39,17 +39,17 @@ func key(session string) string {
 func (h *history) add(session, tool string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	tools, _ := h.sessions.Get(key(session))
+	tools, _ := h.sessions.Get(historyKey(session))
 	tools = append(tools, tool)
 	if len(tools) > historyPerSession {
 		tools = tools[len(tools)-historyPerSession:]
 	}
-	h.sessions.Add(key(session), tools)
+	h.sessions.Add(historyKey(session), tools)
 }
 
 func (h *history) tools(session string) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	tools, _ := h.sessions.Get(key(session))
+	tools, _ := h.sessions.Get(historyKey(session))
 	return append([]string(nil), tools...)
 }

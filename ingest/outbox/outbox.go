@@ -257,7 +257,7 @@ func (o *Outbox) Enqueue(m ingest.Message) error {
 		return nil
 	default:
 	}
-	if err := o.appendSpool([]ingest.Message{m}); err != nil {
+	if err := o.writeSpool([]ingest.Message{m}, false); err != nil {
 		if errors.Is(err, ErrFull) {
 			o.dropped.Add(1)
 		}
@@ -274,12 +274,9 @@ func (o *Outbox) Full() bool { return o.full.Load() }
 
 // Stats returns the counters.
 func (o *Outbox) Stats() Stats {
-	o.mu.Lock()
-	pending := o.size - o.drained
-	o.mu.Unlock()
 	return Stats{
 		Enqueued: o.enqueued.Load(), Published: o.published.Load(), Spooled: o.spooled.Load(),
-		Dropped: o.dropped.Load(), SpoolBytes: pending, Queued: len(o.queue),
+		Dropped: o.dropped.Load(), SpoolBytes: o.pending(), Queued: len(o.queue),
 	}
 }
 
@@ -413,12 +410,8 @@ func (o *Outbox) pending() int64 {
 	return o.size - o.drained
 }
 
-// appendSpool writes records behind the spool's end, refusing them all
-// when they do not fit.
-func (o *Outbox) appendSpool(batch []ingest.Message) error {
-	return o.writeSpool(batch, false)
-}
-
+// writeSpool writes records behind the spool's end, refusing them all
+// when they do not fit; sync makes them durable before it returns.
 func (o *Outbox) writeSpool(batch []ingest.Message, sync bool) error {
 	var buf bytes.Buffer
 	for _, m := range batch {

@@ -153,19 +153,15 @@ func (s *Store) Insert(ctx context.Context, spans []Span) error {
 	if err != nil {
 		return err
 	}
-	if len(have) > 0 {
-		fresh := make([]Span, 0, len(spans))
-		for _, sp := range spans {
-			if !have[sp.Record.RecordID] {
-				fresh = append(fresh, sp)
-				// A record twice in one batch is inserted once.
-				have[sp.Record.RecordID] = true
-			}
+	fresh := make([]Span, 0, len(spans))
+	for _, sp := range spans {
+		if !have[sp.Record.RecordID] {
+			fresh = append(fresh, sp)
+			// A record twice in one batch is inserted once.
+			have[sp.Record.RecordID] = true
 		}
-		spans = fresh
-	} else {
-		spans = dedupBatch(spans)
 	}
+	spans = fresh
 	if len(spans) == 0 {
 		return nil
 	}
@@ -255,19 +251,6 @@ func (s *Store) storedAmong(ctx context.Context, spans []Span) (map[string]bool,
 		return map[string]bool{}, nil
 	}
 	return s.stored(ctx, maybe)
-}
-
-// dedupBatch drops repeats of a record within one batch.
-func dedupBatch(spans []Span) []Span {
-	seen := make(map[string]bool, len(spans))
-	out := spans[:0:0]
-	for _, sp := range spans {
-		if !seen[sp.Record.RecordID] {
-			seen[sp.Record.RecordID] = true
-			out = append(out, sp)
-		}
-	}
-	return out
 }
 
 // storedChunk bounds the keys of one lookup: they travel as a query
