@@ -24,7 +24,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -137,11 +136,7 @@ type Hook struct {
 	hist   *history
 	log    *slog.Logger
 	now    func() time.Time
-
-	sealMu     sync.RWMutex
-	sealClosed bool
-	sealCh     chan pending
-	sealDone   chan struct{}
+	sealq  *sealq
 }
 
 // New makes a Hook. Close it before its outbox.
@@ -163,18 +158,17 @@ func New(cfg Config) (*Hook, error) {
 		tp = otel.GetTracerProvider()
 	}
 	h := &Hook{
-		cfg:      cfg,
-		tracer:   tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
-		prop:     propagation.TraceContext{},
-		lim:      newLimiter(cfg.Limits, cfg.Tools),
-		idem:     newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
-		hist:     newHistory(),
-		log:      cfg.Logger,
-		now:      time.Now,
-		sealCh:   make(chan pending, sealQueue),
-		sealDone: make(chan struct{}),
+		cfg:    cfg,
+		tracer: tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
+		prop:   propagation.TraceContext{},
+		lim:    newLimiter(cfg.Limits, cfg.Tools),
+		idem:   newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
+		hist:   newHistory(),
+		log:    cfg.Logger,
+		now:    time.Now,
+		sealq:  newSealq(),
 	}
-	go h.sealer()
+	go h.sealq.run(func(p pending) { h.complete(context.Background(), p) })
 	return h, nil
 }
 
@@ -225,15 +219,29 @@ type call struct {
 	identity Identity
 	session  string
 	meta     mcp.Meta
-	args     map[string]any
+	args     map[string]any // decodeArgs
 	rawArgs  json.RawMessage
-	decision policy.Decision
-	span     trace.Span
+	// argsDecoded is set once decodeArgs ran.
+	argsDecoded bool
+	decision    policy.Decision
+	span        trace.Span
 	// sc and parent are the call's own span context and its parent's:
 	// the span's, or generated when no tracing SDK is installed, since a
 	// record needs its W3C ids either way.
 	sc, parent trace.SpanContext
 	attrs      map[string]string
+}
+
+// decodeArgs decodes the call's arguments once, on first use; nil when
+// there are none or they are not a JSON object (the SDK rejects those).
+func (c *call) decodeArgs() map[string]any {
+	if !c.argsDecoded && len(c.rawArgs) > 0 {
+		if err := json.Unmarshal(c.rawArgs, &c.args); err != nil {
+			c.args = nil
+		}
+	}
+	c.argsDecoded = true
+	return c.args
 }
 
 // startSpan starts the call's span. With the OpenTelemetry API's no-op
@@ -306,20 +314,23 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		return res, err
 	}
 
-	if len(c.rawArgs) > 0 {
-		if err := json.Unmarshal(c.rawArgs, &c.args); err != nil {
-			// Not an object: the SDK rejects it; record what was sent.
-			c.args = nil
-		}
-	}
 	c.decision = policy.Decision{Effect: policy.Allow, Enforced: true}
-	if h.cfg.Policy != nil {
-		d, err := h.cfg.Policy.Evaluate(policy.Input{
+	if pol := h.cfg.Policy; pol != nil {
+		// Only what some rule reads is gathered: decoding the arguments
+		// and copying the session's history are most of a policy's cost
+		// on the call's path.
+		in := policy.Input{
 			Actor:  policy.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
 			Tool:   policy.Tool{Name: c.target, Server: h.cfg.Server.Name, Group: c.tool.Group, Version: h.cfg.Server.Version, Write: c.tool.Write},
-			Method: method, Scopes: c.identity.Scopes, Args: c.args, DataClass: c.tool.DataClass,
-			SessionTools: h.hist.tools(c.session),
-		})
+			Method: method, Scopes: c.identity.Scopes, DataClass: c.tool.DataClass,
+		}
+		if pol.Reads("args") {
+			in.Args = c.decodeArgs()
+		}
+		if pol.Reads("session") {
+			in.SessionTools = h.hist.tools(c.session)
+		}
+		d, err := pol.Evaluate(in)
 		if err != nil {
 			h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", c.target, "err", err)
 		}
@@ -349,7 +360,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 
 	// Redaction before the tool sees the arguments (or in the record only).
 	recordArgs := c.rawArgs
-	if c.decision.Effect == policy.Redact && c.decision.Enforced && c.args != nil {
+	if c.decision.Effect == policy.Redact && c.decision.Enforced && c.decodeArgs() != nil {
 		masked, err := json.Marshal(policy.RedactArgs(c.args, c.decision.Redact))
 		if err != nil {
 			return h.refuse(ctx, c, schemas.StatusSystemError, jsonrpc.CodeInternalError, "redaction failed")
@@ -387,7 +398,9 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	if errors.As(err, &rf) {
 		return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
 	}
-	h.hist.add(c.session, c.target)
+	if h.cfg.Policy != nil && h.cfg.Policy.Reads("session") {
+		h.hist.add(c.session, c.target)
+	}
 	h.finish(ctx, c, res, err, "")
 	return res, err
 }
@@ -506,10 +519,9 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 	default:
 		p.result, _ = json.Marshal(res)
 	}
-	if id, err := uuid.NewV7(); err == nil {
-		r.RecordID = id.String()
-	} else {
-		r.RecordID = fmt.Sprintf("mcphook-%d", end.UnixNano())
+	if c.span.IsRecording() {
+		// The span names its record; otherwise the sealer makes the id.
+		r.RecordID = newRecordID()
 	}
 	h.annotate(c, r)
 	h.seal(ctx, p)
@@ -524,35 +536,20 @@ type pending struct {
 	resultValue any
 }
 
-// sealQueue bounds the records waiting for the sealer.
-const sealQueue = 4096
-
 // seal finishes a record off the call's path when it can: hashing and
 // canonicalizing take tens of microseconds the caller should not wait
 // for. When the sealer is behind (or closed), the call does it itself.
 func (h *Hook) seal(ctx context.Context, p pending) {
-	h.sealMu.RLock()
-	if !h.sealClosed {
-		select {
-		case h.sealCh <- p:
-			h.sealMu.RUnlock()
-			return
-		default:
-		}
-	}
-	h.sealMu.RUnlock()
-	h.complete(ctx, p)
-}
-
-func (h *Hook) sealer() {
-	defer close(h.sealDone)
-	for p := range h.sealCh {
-		h.complete(context.Background(), p)
+	if !h.sealq.put(p) {
+		h.complete(ctx, p)
 	}
 }
 
 func (h *Hook) complete(ctx context.Context, p pending) {
 	r := p.rec
+	if r.RecordID == "" {
+		r.RecordID = newRecordID()
+	}
 	if p.resultValue != nil {
 		p.result, _ = json.Marshal(p.resultValue)
 	}
@@ -579,18 +576,22 @@ func (h *Hook) complete(ctx context.Context, p pending) {
 // hook before its outbox, after the server stopped taking calls; calls
 // finishing later still record, sealing their records themselves.
 func (h *Hook) Close(ctx context.Context) error {
-	h.sealMu.Lock()
-	if !h.sealClosed {
-		h.sealClosed = true
-		close(h.sealCh)
-	}
-	h.sealMu.Unlock()
+	h.sealq.close()
 	select {
-	case <-h.sealDone:
+	case <-h.sealq.done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// newRecordID is a UUIDv7: unique, and roughly in time order, which keeps
+// the span store's and the log index's inserts local.
+func newRecordID() string {
+	if id, err := uuid.NewV7(); err == nil {
+		return id.String()
+	}
+	return fmt.Sprintf("mcphook-%d-%d", time.Now().UnixNano(), rand.Uint64())
 }
 
 // statusOf classifies a failed call from the error the caller got: the

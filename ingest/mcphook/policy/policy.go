@@ -13,11 +13,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"gopkg.in/yaml.v3"
 )
 
@@ -145,7 +149,17 @@ type Policy struct {
 	deflt string
 	rules []compiled
 	tests []Test
+	// reads is the union of the variables the rules read (Reads).
+	reads map[string]bool
+	// memo holds recent decisions when no rule reads the arguments or the
+	// session (nil otherwise): the decision is then a function of who
+	// calls which tool with which scopes, a small set that repeats call
+	// after call, and CEL rules are pure.
+	memo *lru.Cache[string, Decision]
 }
+
+// memoSize bounds the remembered decisions.
+const memoSize = 4096
 
 type compiled struct {
 	Rule
@@ -183,7 +197,7 @@ func Compile(f File) (*Policy, error) {
 	if f.Version != 0 && f.Version != 1 {
 		return nil, fmt.Errorf("version %d: this proofline reads version 1", f.Version)
 	}
-	p := &Policy{mode: f.Mode, deflt: f.Default, tests: f.Tests}
+	p := &Policy{mode: f.Mode, deflt: f.Default, tests: f.Tests, reads: map[string]bool{}}
 	if p.mode == "" {
 		p.mode = Enforce
 	}
@@ -258,6 +272,11 @@ func Compile(f File) (*Policy, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", where, err))
 			continue
 		}
+		for _, ref := range ast.NativeRep().ReferenceMap() {
+			if _, ok := varIndex(ref.Name); ok {
+				p.reads[ref.Name] = true
+			}
+		}
 		p.rules = append(p.rules, compiled{Rule: r, prg: prg})
 	}
 	for i, t := range f.Tests {
@@ -267,6 +286,11 @@ func Compile(f File) (*Policy, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	if !p.reads["args"] && !p.reads["session"] {
+		if p.memo, err = lru.New[string, Decision](memoSize); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -301,13 +325,54 @@ func newEnv() (*cel.Env, error) {
 // Mode is Enforce or Staging.
 func (p *Policy) Mode() string { return p.mode }
 
+// Reads reports whether any rule reads the named variable ("args",
+// "session", ...). A caller can then skip gathering an input no rule
+// looks at: decoding a call's arguments or copying its session's history
+// is most of what a policy costs on the call's path.
+func (p *Policy) Reads(variable string) bool { return p.reads[variable] }
+
 // Evaluate decides a call. A rule that fails to evaluate (a missing
 // argument it did not guard with has(), the cost limit) does not match,
 // and the error is returned alongside the decision of the rules after it
 // so the caller can log it: a broken rule must be visible, but must not
 // turn every call into an error.
 func (p *Policy) Evaluate(in Input) (Decision, error) {
-	vars := in.vars()
+	if p.memo == nil {
+		return p.evaluate(in)
+	}
+	key := in.memoKey()
+	if d, ok := p.memo.Get(key); ok {
+		return d, nil
+	}
+	d, err := p.evaluate(in)
+	if err == nil { // a failing rule is evaluated (and reported) every time
+		p.memo.Add(key, d)
+	}
+	return d, err
+}
+
+// memoKey is every input a rule can read except the arguments and the
+// session, which memoized policies do not read. Each string is length
+// prefixed, so no two inputs share a key whatever bytes they hold.
+func (in *Input) memoKey() string {
+	b := make([]byte, 0, 128)
+	add := func(s string) {
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(b, ':')
+		b = append(b, s...)
+	}
+	for _, f := range [...]string{in.Actor.ID, in.Actor.Type, in.Actor.OnBehalfOf, in.Tool.Name, in.Tool.Server, in.Tool.Group, in.Tool.Version, in.Method, in.DataClass} {
+		add(f)
+	}
+	b = strconv.AppendBool(b, in.Tool.Write)
+	for _, sc := range in.Scopes {
+		add(sc)
+	}
+	return string(b)
+}
+
+func (p *Policy) evaluate(in Input) (Decision, error) {
+	vars := &activation{in: &in}
 	var errs []error
 	for _, r := range p.rules {
 		out, _, err := r.prg.Eval(vars)
@@ -326,31 +391,69 @@ func (p *Policy) Evaluate(in Input) (Decision, error) {
 	return Decision{Effect: p.deflt, Reason: "no rule matched: default " + p.deflt, Enforced: p.mode == Enforce}, errors.Join(errs...)
 }
 
-// vars is the rules' activation. The nested values are converted to CEL
-// values once per call here rather than by every rule that reads them.
-func (in Input) vars() map[string]any {
-	args := in.Args
-	if args == nil {
-		args = map[string]any{}
+// The rules' variables, in the order of activation.vals.
+var varNames = [...]string{"actor", "tool", "method", "scopes", "args", "data_class", "session"}
+
+func varIndex(name string) (int, bool) {
+	for i, n := range varNames {
+		if n == name {
+			return i, true
+		}
 	}
-	scopes := in.Scopes
-	if scopes == nil {
-		scopes = []string{}
+	return 0, false
+}
+
+// activation is the rules' view of an Input. Each variable is converted to
+// a CEL value the first time a rule reads it and kept for the next rules:
+// most rules read two or three variables, and converting all of them for
+// every call was most of an evaluation's time and allocations.
+type activation struct {
+	in   *Input
+	vals [len(varNames)]ref.Val
+}
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	i, ok := varIndex(name)
+	if !ok {
+		return nil, false
 	}
-	st := in.SessionTools
-	if st == nil {
-		st = []string{}
+	if a.vals[i] == nil {
+		a.vals[i] = a.convert(i)
 	}
-	a := types.DefaultTypeAdapter
-	return map[string]any{
-		"actor":      a.NativeToValue(map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf}),
-		"tool":       a.NativeToValue(map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write}),
-		"method":     types.String(in.Method),
-		"scopes":     a.NativeToValue(scopes),
-		"args":       a.NativeToValue(args),
-		"data_class": types.String(in.DataClass),
-		"session":    a.NativeToValue(map[string]any{"tools": st}),
+	return a.vals[i], true
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+func (a *activation) convert(i int) ref.Val {
+	in, ad := a.in, types.DefaultTypeAdapter
+	switch varNames[i] {
+	case "actor":
+		return types.NewStringStringMap(ad, map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf})
+	case "tool":
+		return ad.NativeToValue(map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write})
+	case "method":
+		return types.String(in.Method)
+	case "scopes":
+		return types.NewStringList(ad, nonNil(in.Scopes))
+	case "args":
+		args := in.Args
+		if args == nil {
+			args = map[string]any{}
+		}
+		return ad.NativeToValue(args)
+	case "data_class":
+		return types.String(in.DataClass)
+	default: // session
+		return ad.NativeToValue(map[string]any{"tools": nonNil(in.SessionTools)})
 	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // TestResult is the outcome of one of the policy's test cases.
