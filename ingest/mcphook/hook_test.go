@@ -275,6 +275,40 @@ func TestDeniedCallDoesNotRun(t *testing.T) {
 	}
 }
 
+// A rule over the arguments decides each call on its own arguments: the
+// hook decodes them for policies that read them, and such a policy's
+// decisions are not reused across calls.
+func TestRuleOverArguments(t *testing.T) {
+	h := newHarness(t, Config{}, testPolicy+`
+  - name: no-wildcard-search
+    when: tool.name == "search_tickets" && has(args.query) && args.query == "*"
+    decision: deny
+    reason: wildcard searches dump every ticket
+`)
+	for i, tc := range []struct {
+		query  string
+		denied bool
+	}{{"printer", false}, {"*", true}, {"printer", false}, {"*", true}} {
+		_, err := h.call("search_tickets", args{"query": tc.query}, nil)
+		if tc.denied {
+			if we := wireError(t, err); we.Code != CodePolicyDenied {
+				t.Fatalf("call %d (%q): error %+v", i, tc.query, we)
+			}
+		} else if err != nil {
+			t.Fatalf("call %d (%q): %v", i, tc.query, err)
+		}
+	}
+	if n := h.calls["search_tickets"].Load(); n != 2 {
+		t.Fatalf("search_tickets ran %d times, want 2", n)
+	}
+	recs := h.records(4)
+	for i, want := range []string{"", "no-wildcard-search", "", "no-wildcard-search"} {
+		if recs[i].Policy.Rule != want {
+			t.Errorf("record %d decided by %q, want %q", i, recs[i].Policy.Rule, want)
+		}
+	}
+}
+
 func TestRedaction(t *testing.T) {
 	h := newHarness(t, Config{}, testPolicy)
 	// In the tool: the tool never sees the address.

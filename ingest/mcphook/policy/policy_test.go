@@ -206,3 +206,84 @@ rules:
 		t.Fatalf("small input: %+v %v", d, err)
 	}
 }
+
+func TestReads(t *testing.T) {
+	rule := func(when string) string {
+		return "rules:\n  - name: r\n    when: '" + when + "'\n    decision: deny\n"
+	}
+	for _, tc := range []struct {
+		when string
+		args bool
+		sess bool
+	}{
+		{`tool.name == "x"`, false, false},
+		{`has(args.amount) && args.amount > 1.0`, true, false},
+		{`"web_fetch" in session.tools`, false, true},
+		{`actor.type == "agent" && size(args) > 0 && size(session.tools) > 3`, true, true},
+	} {
+		p := mustParse(t, rule(tc.when))
+		if p.Reads("args") != tc.args || p.Reads("session") != tc.sess {
+			t.Errorf("%s: Reads(args)=%v Reads(session)=%v, want %v %v", tc.when, p.Reads("args"), p.Reads("session"), tc.args, tc.sess)
+		}
+		if !p.Reads("tool") && !p.Reads("actor") && !p.Reads("args") && !p.Reads("session") {
+			t.Errorf("%s: reads nothing", tc.when)
+		}
+		if p.Reads("nonsense") {
+			t.Errorf("%s: reads an undeclared variable", tc.when)
+		}
+	}
+}
+
+// A memoized policy must decide every input as a fresh evaluation would:
+// inputs that differ in any field a rule can read get their own decision,
+// however the strings could be run together.
+func TestMemoizedDecisions(t *testing.T) {
+	const src = `
+rules:
+  - name: payments-need-scope
+    when: tool.name == "transfer_funds" && !("payments:write" in scopes)
+    decision: deny
+  - name: agent-a-b
+    when: actor.id == "a" && actor.type == "b"
+    decision: deny
+  - name: pii
+    when: data_class == "pii" && tool.write
+    decision: redact
+    redact: {paths: [ssn]}
+`
+	p := mustParse(t, src)
+	if p.memo == nil {
+		t.Fatal("a policy reading neither args nor session should be memoized")
+	}
+	inputs := []Input{
+		{Actor: Actor{ID: "a", Type: "b"}, Tool: Tool{Name: "t"}},
+		{Actor: Actor{ID: "ab", Type: ""}, Tool: Tool{Name: "t"}},
+		{Actor: Actor{ID: "a", Type: "b"}, Tool: Tool{Name: "t"}, Scopes: []string{""}},
+		{Actor: Actor{ID: "x", Type: "agent"}, Tool: Tool{Name: "transfer_funds"}, Scopes: []string{"payments:write"}},
+		{Actor: Actor{ID: "x", Type: "agent"}, Tool: Tool{Name: "transfer_funds"}, Scopes: []string{"payments:", "write"}},
+		{Actor: Actor{ID: "x", Type: "agent"}, Tool: Tool{Name: "transfer_funds"}},
+		{Actor: Actor{ID: "x", Type: "agent"}, Tool: Tool{Name: "store", Write: true}, DataClass: "pii"},
+		{Actor: Actor{ID: "x", Type: "agent"}, Tool: Tool{Name: "store", Write: false}, DataClass: "pii"},
+	}
+	fresh := mustParse(t, src)
+	fresh.memo = nil
+	for round := range 2 { // the second round is answered from the memo
+		for i, in := range inputs {
+			got, err := p.Evaluate(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := fresh.Evaluate(in)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("round %d, input %d: memoized %+v, fresh %+v", round, i, got, want)
+			}
+		}
+	}
+	if p.memo.Len() != len(inputs) {
+		t.Errorf("%d memo entries for %d distinct inputs", p.memo.Len(), len(inputs))
+	}
+	// Reading the arguments turns memoization off: they change per call.
+	if q := mustParse(t, example); q.memo != nil {
+		t.Error("a policy reading args must not be memoized")
+	}
+}
