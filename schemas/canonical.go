@@ -59,3 +59,29 @@ func Canonicalize(raw []byte) ([]byte, error) {
 func LeafHash(canonical []byte) []byte {
 	return rfc6962.DefaultHasher.HashLeaf(canonical)
 }
+
+// Seal returns the canonical bytes of a record built in Go (by the MCP hook
+// or the collector exporter, not decoded from a client's JSON), after
+// checking it against the contract exactly as Decode would check those
+// bytes. The common case costs the fast checks on the struct; whatever
+// they are not sure of goes through Decode, whose error lists every bad
+// field. Re-decoding every record, as producers did, was most of their
+// per-record work.
+func (r *CallRecord) Seal() ([]byte, error) {
+	data, err := r.canonical()
+	if err != nil {
+		return nil, err
+	}
+	// The same guards as Decode's fast path, on the same bytes; the times
+	// are checked as the canonical form has them, in UTC.
+	u := *r
+	u.TSStart.Time, u.TSEnd.Time = r.TSStart.UTC(), r.TSEnd.UTC()
+	if len(data) <= MaxRecordBytes && utf8.Valid(data) && !bytes.Contains(data, []byte("null")) &&
+		!bytes.Contains(data, []byte(`""`)) && u.fastValid() {
+		return data, nil
+	}
+	if _, err := Decode(data); err != nil {
+		return nil, err
+	}
+	return data, nil
+}

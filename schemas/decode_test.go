@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 const fullRecord = `{
@@ -200,5 +201,60 @@ func TestSchemaIsServedAsEmbedded(t *testing.T) {
 	var doc map[string]any
 	if err := json.Unmarshal(CallRecordV1Schema, &doc); err != nil || doc["$id"] != SchemaID {
 		t.Fatalf("embedded schema: %v %v", err, doc["$id"])
+	}
+}
+
+// Seal is the check for records built in Go: it must agree with Decode of
+// the canonical bytes on every edge the fast checks could miss.
+func TestSealAgreesWithDecode(t *testing.T) {
+	base := func() *CallRecord {
+		r, err := Decode([]byte(fullRecord))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	plus1 := time.FixedZone("+01", 3600)
+	for _, tc := range []struct {
+		name   string
+		mutate func(r *CallRecord)
+		ok     bool
+	}{
+		{"as decoded", func(*CallRecord) {}, true},
+		{"empty attribute value", func(r *CallRecord) { r.Attributes["x"] = "" }, true},
+		{"empty attribute key", func(r *CallRecord) { r.Attributes[""] = "v" }, false},
+		{"all-zero span id", func(r *CallRecord) { r.Trace.SpanID = "0000000000000000" }, false},
+		{"empty scope", func(r *CallRecord) { r.ScopeGrants = append(r.ScopeGrants, "") }, false},
+		{"bad actor type", func(r *CallRecord) { r.Actor.Type = "robot" }, false},
+		{"end before start", func(r *CallRecord) { r.TSEnd.Time = r.TSStart.Add(-time.Nanosecond) }, false},
+		{"1970 in +01:00 is 1969 in UTC", func(r *CallRecord) {
+			r.TSStart.Time = time.Date(1970, 1, 1, 0, 30, 0, 0, plus1)
+			r.TSEnd.Time = r.TSStart.Time
+		}, false},
+		{"long tool name, multi-byte", func(r *CallRecord) { r.Tool.Name = strings.Repeat("é", 200) }, true},
+		{"tool name over 256 characters", func(r *CallRecord) { r.Tool.Name = strings.Repeat("é", 257) }, false},
+		{"text that says null", func(r *CallRecord) { r.Outcome.ErrorMessage = "null pointer" }, true},
+		{"too large", func(r *CallRecord) {
+			for i := range 40 {
+				r.Attributes[fmt.Sprint("k", i)] = strings.Repeat("x", 4000)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := base()
+			tc.mutate(r)
+			c, err := r.Canonical()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, errD := Decode(c)
+			sealed, errS := r.Seal()
+			if (errS == nil) != tc.ok || (errD == nil) != tc.ok {
+				t.Fatalf("Seal: %v, Decode: %v, want ok=%v", errS, errD, tc.ok)
+			}
+			if errS == nil && !bytes.Equal(sealed, c) {
+				t.Fatalf("Seal returned other bytes than Canonical")
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 )
 
@@ -31,6 +32,21 @@ func FuzzDecodeCanonical(f *testing.F) {
 			cs, _ := slow.Canonical()
 			if !bytes.Equal(cf, cs) {
 				t.Fatalf("fast and schema paths decode differently:\n%s\n%s", cf, cs)
+			}
+		}
+		// Seal must accept a struct exactly when Decode accepts its
+		// canonical bytes, whatever the struct holds.
+		var loose CallRecord
+		if json.Unmarshal(data, &loose) == nil {
+			if c, err := loose.Canonical(); err == nil {
+				_, errD := Decode(c)
+				sealed, errS := loose.Seal()
+				if (errS == nil) != (errD == nil) {
+					t.Fatalf("Seal says %v, Decode of the canonical form says %v:\n%s", errS, errD, c)
+				}
+				if errS == nil && !bytes.Equal(sealed, c) {
+					t.Fatalf("Seal changed the canonical form:\n%s\n%s", sealed, c)
+				}
 			}
 		}
 		r, err := Decode(data)

@@ -559,10 +559,7 @@ func (h *Hook) complete(ctx context.Context, p pending) {
 	if len(p.result) > 0 {
 		r.ResultSHA256 = digest(p.result)
 	}
-	data, err := r.Canonical()
-	if err == nil {
-		_, err = schemas.Decode(data)
-	}
+	data, err := r.Seal()
 	if err != nil {
 		h.log.ErrorContext(ctx, "mcphook: call record is invalid; not recorded", "tool", r.Tool.Name, "err", err)
 		return

@@ -167,12 +167,9 @@ func (m *Mapper) Map(td ptrace.Traces) Batch {
 // HTTP ingest checks a posted record, so that the stream only ever holds
 // what the signer accepts.
 func encode(rec *schemas.CallRecord) ([]byte, error) {
-	data, err := rec.Canonical()
+	data, err := rec.Seal()
 	if err != nil {
-		return nil, fmt.Errorf("canonical form: %w", err)
-	}
-	if _, err := schemas.Decode(data); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("call record: %w", err)
 	}
 	return data, nil
 }
