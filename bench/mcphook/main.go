@@ -288,7 +288,9 @@ func render(n int, targets []*target, up, down outbox.Stats) string {
 	for _, tg := range targets[1:] {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", tg.name, pct(tg.self.samples, 0.5).Round(100*time.Nanosecond), pct(tg.self.samples, 0.99).Round(100*time.Nanosecond))
 	}
-	diff := func(tg *target, p float64) time.Duration { return (pct(tg.lat, p) - pct(base.lat, p)).Round(100 * time.Nanosecond) }
+	diff := func(tg *target, p float64) time.Duration {
+		return (pct(tg.lat, p) - pct(base.lat, p)).Round(100 * time.Nanosecond)
+	}
 	fmt.Fprintf(&b, "\nEnd-to-end difference to the unhooked server (transport noise included; the sealer and the outbox work on the same two CPUs after the call returns): p50 %s, p99 %s; with NATS down: p50 %s, p99 %s. "+
 		"The control, which does nothing, differs by p50 %s, p99 %s: the noise of an end-to-end p99 difference in this run.  \n",
 		diff(hook, 0.5), diff(hook, 0.99), diff(down2, 0.5), diff(down2, 0.99), diff(targets[1], 0.5), diff(targets[1], 0.99))
