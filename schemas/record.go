@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Actor types.
@@ -135,6 +137,26 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	v, err := ParseTimestamp(s)
+	if err != nil {
+		return err
+	}
+	t.Time = v
+	return nil
+}
+
+// UnmarshalJSONFrom is UnmarshalJSON for the JSON v2 decoder of Decode's
+// fast path: it reads the string token in place instead of handing the
+// raw bytes to encoding/json, which validated and copied them a second
+// time for each of a record's two timestamps.
+func (t *Timestamp) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
+	tok, err := dec.ReadToken()
+	if err != nil {
+		return err
+	}
+	if tok.Kind() != '"' {
+		return fmt.Errorf("timestamp must be a string, not %s", tok.Kind())
+	}
+	v, err := ParseTimestamp(tok.String())
 	if err != nil {
 		return err
 	}
