@@ -220,6 +220,10 @@ func rawTessera(ctx context.Context, dir string, ps []payload) (float64, error) 
 	if err != nil {
 		return 0, err
 	}
+	// The appender's background loops run until their context ends, not
+	// until shutdown: end it before the directory is removed.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	driver, err := posix.New(ctx, posix.Config{Path: dir})
 	if err != nil {
 		return 0, err
