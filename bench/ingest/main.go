@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,12 +86,18 @@ func run(ctx context.Context, c config, args []string) error {
 	avg /= c.records
 	fmt.Fprintf(os.Stderr, "payloads: %d, %d bytes average\n", len(payloads), avg)
 
+	var cpu cpuPerRecord
+	n := float64(c.records)
+	t0 := selfCPU()
 	js, err := rawJetStream(ctx, filepath.Join(tmp, "js"), payloads[:c.records])
+	cpu.js = (selfCPU() - t0) / n
 	if err != nil {
 		return fmt.Errorf("raw jetstream: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "raw jetstream: %.0f records/s\n", js)
+	t0 = selfCPU()
 	ts, err := rawTessera(ctx, filepath.Join(tmp, "tessera"), payloads[:c.records])
+	cpu.ts = (selfCPU() - t0) / n
 	if err != nil {
 		return fmt.Errorf("raw tessera: %w", err)
 	}
@@ -101,7 +108,9 @@ func run(ctx context.Context, c config, args []string) error {
 		return err
 	}
 	defer srv.stop()
+	t0, s0 := selfCPU(), procCPU(srv.cmd.Process.Pid)
 	pl, err := srv.throughput(ctx, payloads[:c.records], c.workers, c.batch)
+	cpu.server, cpu.loadgen = (procCPU(srv.cmd.Process.Pid)-s0)/n, (selfCPU()-t0)/n
 	if err != nil {
 		return fmt.Errorf("proofline end to end: %w\n%s", err, srv.logTail())
 	}
@@ -111,7 +120,7 @@ func run(ctx context.Context, c config, args []string) error {
 		return fmt.Errorf("latency run: %w\n%s", err, srv.logTail())
 	}
 
-	report := renderReport(c, args, avg, js, ts, pl, srv.ackedRate, lat)
+	report := renderReport(c, args, avg, js, ts, pl, srv.ackedRate, lat, cpu)
 	fmt.Print(report)
 	if c.out != "" {
 		return os.WriteFile(c.out, []byte(report), 0o644)
@@ -476,6 +485,37 @@ func (s *server) throughput(ctx context.Context, ps []payload, workers, batch in
 	return float64(len(ps)) / time.Since(start).Seconds(), nil
 }
 
+// cpuPerRecord is CPU time per record, in µs, of each run.
+type cpuPerRecord struct{ js, ts, server, loadgen float64 }
+
+// selfCPU is this process's CPU time so far, in µs.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+}
+
+// procCPU is another process's CPU time so far, in µs, from /proc (Linux;
+// clock ticks of 10 ms, ample over runs of seconds).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may
+	// hold spaces: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return (ut + st) * 1e6 / ticksPerSecond
+}
+
 type latencyResult struct {
 	offered, achieved   float64
 	p50, p99, maxL      time.Duration
@@ -618,7 +658,7 @@ func (s *server) checkSeqAssumption(ctx context.Context, results []batchResult) 
 	return checked, matched
 }
 
-func renderReport(c config, args []string, avg int, js, ts, pl, acked float64, lat *latencyResult) string {
+func renderReport(c config, args []string, avg int, js, ts, pl, acked float64, lat *latencyResult, cpu cpuPerRecord) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## Ingest → signed log (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -633,6 +673,10 @@ func renderReport(c config, args []string, avg int, js, ts, pl, acked float64, l
 	fmt.Fprintf(&b, "| proofline end to end / raw JetStream | %.0f%% | ≥ 25%% |\n", 100*pl/js)
 	fmt.Fprintf(&b, "| proofline ingest (202) / raw JetStream | %.0f%% | (context) |\n", 100*acked/js)
 	fmt.Fprintf(&b, "| proofline end to end / raw tessera | %.0f%% | ≥ 50%% |\n\n", 100*pl/ts)
+	b.WriteString("CPU time per record in the same runs (user + system, all threads; steadier than rates on a shared machine):\n\n")
+	b.WriteString("| raw JetStream | raw tessera | proofline server, end to end | HTTP load generator |\n| ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| %.1f µs | %.1f µs | %.1f µs | %.1f µs |\n\n", cpu.js, cpu.ts, cpu.server, cpu.loadgen)
+	fmt.Fprintf(&b, "proofline's server spends %.1f× the CPU of the two raw engines together per record (%.1f µs over their %.1f µs).\n\n", cpu.server/(cpu.js+cpu.ts), cpu.server-cpu.js-cpu.ts, cpu.js+cpu.ts)
 	fmt.Fprintf(&b, "Latency from 202 to inclusion in a published checkpoint, %.0f records/s offered for %s (%.0f achieved, %d batches of %d):\n\n",
 		lat.offered, c.duration, lat.achieved, lat.batches, max(1, c.rate/100))
 	b.WriteString("| p50 | p99 | max | target p99 |\n| ---: | ---: | ---: | ---: |\n")
