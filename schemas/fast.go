@@ -25,11 +25,23 @@ func decodeFast(data []byte) (*CallRecord, bool) {
 	if bytes.Contains(data, []byte("null")) || bytes.Contains(data, []byte(`""`)) {
 		return nil, false
 	}
-	var r CallRecord
-	if err := jsonv2.Unmarshal(data, &r, jsonv2.RejectUnknownMembers(true)); err != nil {
-		return nil, false
+	r, ok := decodeScan(data)
+	if !ok {
+		if r, ok = decodeV2(data); !ok {
+			return nil, false
+		}
 	}
 	if !r.fastValid() {
+		return nil, false
+	}
+	return r, true
+}
+
+// decodeV2 decodes with JSON v2, for what decodeScan leaves (escapes,
+// unusual numbers, errors).
+func decodeV2(data []byte) (*CallRecord, bool) {
+	var r CallRecord
+	if err := jsonv2.Unmarshal(data, &r, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return nil, false
 	}
 	return &r, true

@@ -3,6 +3,7 @@ package schemas
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 )
 
@@ -23,6 +24,16 @@ func FuzzDecodeCanonical(f *testing.F) {
 	f.Add([]byte(`{"record_id":"r","RECORD_ID":"x","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
 	f.Add([]byte(`{"record_id":"r","record_id":"s","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The one-pass scanner must agree with JSON v2 on all it accepts.
+		if scanned, ok := decodeScan(data); ok {
+			v2, ok := decodeV2(data)
+			if !ok {
+				t.Fatalf("scanner accepted what JSON v2 rejects:\n%s", data)
+			}
+			if !reflect.DeepEqual(scanned, v2) {
+				t.Fatalf("scanner and JSON v2 decode differently:\n%+v\n%+v\n%s", scanned, v2, data)
+			}
+		}
 		if fast, ok := decodeFast(data); ok {
 			slow, err := decodeSchema(data)
 			if err != nil {

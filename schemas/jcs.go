@@ -53,27 +53,33 @@ func (w *jcsWriter) object(ms ...member) {
 func (w *jcsWriter) str(s string) {
 	const hex = "0123456789abcdef"
 	w.b = append(w.b, '"')
+	// Runs of bytes that need no escape are copied in one append.
+	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		w.b = append(w.b, s[start:i]...)
+		start = i + 1
+		switch c {
+		case '"', '\\':
 			w.b = append(w.b, '\\', c)
-		case c >= 0x20:
-			w.b = append(w.b, c)
-		case c == '\b':
+		case '\b':
 			w.b = append(w.b, '\\', 'b')
-		case c == '\f':
+		case '\f':
 			w.b = append(w.b, '\\', 'f')
-		case c == '\n':
+		case '\n':
 			w.b = append(w.b, '\\', 'n')
-		case c == '\r':
+		case '\r':
 			w.b = append(w.b, '\\', 'r')
-		case c == '\t':
+		case '\t':
 			w.b = append(w.b, '\\', 't')
 		default:
 			w.b = append(w.b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 		}
 	}
+	w.b = append(w.b, s[start:]...)
 	w.b = append(w.b, '"')
 }
 
