@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -46,6 +47,37 @@ func TestSplitRecords(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Records are returned as slices of the body; across the decoder's buffer
+// refills each must still be exactly its record.
+func TestSplitRecordsLargeBody(t *testing.T) {
+	var body bytes.Buffer
+	var want []string
+	body.WriteString("[\n")
+	for i := range 3000 {
+		rec := fmt.Sprintf(`{"record_id":"r-%d","pad":"%s","n":[%d, {"x": "y"}]}`, i, strings.Repeat("p", i%700), i)
+		want = append(want, rec)
+		if i > 0 {
+			body.WriteString(" ,\n ")
+		}
+		body.WriteString(rec)
+	}
+	body.WriteString("\n]")
+	for _, in := range [][]byte{body.Bytes(), []byte(strings.Join(want, "\n"))} {
+		got, err := splitRecords(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%d records, want %d", len(got), len(want))
+		}
+		for i := range got {
+			if string(got[i]) != want[i] {
+				t.Fatalf("record %d is %q, want %q", i, got[i], want[i])
+			}
+		}
 	}
 }
 
