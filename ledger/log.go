@@ -79,9 +79,16 @@ type Log struct {
 	reader   tessera.LogReader
 	idx      *index
 	stopLife context.CancelFunc
-	// mu serialises Append so that the "already in the index?" check and
-	// the append that follows cannot interleave with another batch.
+	// mu serialises Add so that the "already in the log?" check and the
+	// append that follows cannot interleave with another batch; it also
+	// guards inflight.
 	mu sync.Mutex
+	// inflight is the batch that added each id not yet indexed.
+	inflight map[string]*Pending
+	// commitMu serialises Wait; hwFrozen (under it) stops the index's
+	// high-water mark after a failed batch, for the rest of the process.
+	commitMu sync.Mutex
+	hwFrozen bool
 }
 
 // Open opens (or creates) the log in cfg.Dir and brings the record index up
@@ -140,7 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = shutdown(ctx)
 		return nil, err
 	}
-	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife}
+	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}}
 	if err := l.reconcile(ctx); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
@@ -241,6 +248,38 @@ func RecordID(leaf []byte) (string, error) {
 // Append returns (or by the reconcile of the next Open), so retrying the
 // whole batch is safe.
 func (l *Log) Append(ctx context.Context, entries []Entry) ([]Appended, error) {
+	p, err := l.Add(ctx, entries)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
+}
+
+// Pending is a batch handed to the log by Add and not yet known to be
+// sequenced.
+type Pending struct {
+	l       *Log
+	entries []Entry
+	out     []Appended
+	futures map[int]tessera.IndexFuture
+	// firstInBatch is the first entry of each id in this batch.
+	firstInBatch map[string]int
+	// earlier are entries whose id an earlier, still pending batch added.
+	earlier map[int]*Pending
+	// added is where this batch's new entries landed, once waited for.
+	added map[string]uint64
+	err   error
+	done  bool
+}
+
+// Add hands entries to the log without waiting for them to be sequenced,
+// so that the next batch can be added while this one is being written:
+// sequencing is mostly waiting for the disk, and a writer that waited for
+// each batch before adding the next left the log idle in between. Call
+// Wait on each Pending, in the order of the Adds, before acknowledging its
+// source. An id already in the log, or in a batch still pending, is not
+// appended again.
+func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ids := make([]string, len(entries))
@@ -251,51 +290,99 @@ func (l *Log) Append(ctx context.Context, entries []Entry) ([]Appended, error) {
 	if err != nil {
 		return nil, fmt.Errorf("index lookup: %w", err)
 	}
-	out := make([]Appended, len(entries))
-	futures := make(map[int]tessera.IndexFuture, len(entries))
-	firstInBatch := make(map[string]int, len(entries))
+	p := &Pending{l: l, entries: entries, out: make([]Appended, len(entries)),
+		futures: make(map[int]tessera.IndexFuture, len(entries)), firstInBatch: make(map[string]int, len(entries))}
 	for i, e := range entries {
 		if leaf, ok := known[e.ID]; ok {
-			out[i] = Appended{Index: leaf, Duplicate: true}
+			p.out[i] = Appended{Index: leaf, Duplicate: true}
 			continue
 		}
-		if _, ok := firstInBatch[e.ID]; ok {
+		if q, ok := l.inflight[e.ID]; ok {
+			if p.earlier == nil {
+				p.earlier = map[int]*Pending{}
+			}
+			p.earlier[i] = q
 			continue
 		}
-		firstInBatch[e.ID] = i
-		futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
+		if _, ok := p.firstInBatch[e.ID]; ok {
+			continue
+		}
+		p.firstInBatch[e.ID] = i
+		p.futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
 	}
-	added := make(map[string]uint64, len(futures))
+	for id := range p.firstInBatch {
+		l.inflight[id] = p
+	}
+	return p, nil
+}
+
+// Wait returns once the batch's new entries are durably sequenced and
+// indexed, and where every entry landed.
+func (p *Pending) Wait() ([]Appended, error) {
+	l := p.l
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	if p.done {
+		return p.result()
+	}
+	p.done = true
+	defer func() {
+		l.mu.Lock()
+		for id := range p.firstInBatch {
+			if l.inflight[id] == p {
+				delete(l.inflight, id)
+			}
+		}
+		l.mu.Unlock()
+	}()
+	p.added = make(map[string]uint64, len(p.futures))
 	var errs []error
 	var hw uint64
-	for i, f := range futures {
+	for i, f := range p.futures {
 		got, err := f()
 		if err != nil {
-			errs = append(errs, fmt.Errorf("append %s: %w", entries[i].ID, err))
+			errs = append(errs, fmt.Errorf("append %s: %w", p.entries[i].ID, err))
 			continue
 		}
-		out[i] = Appended{Index: got.Index}
-		added[entries[i].ID] = got.Index
+		p.out[i] = Appended{Index: got.Index}
+		p.added[p.entries[i].ID] = got.Index
 		hw = max(hw, got.Index+1)
 	}
-	// The high-water mark only moves when every future succeeded: with a
-	// gap, the missing leaves might still be sequenced later by tessera and
-	// must then be found by reconcile.
+	// The high-water mark only moves while every batch so far succeeded:
+	// after a gap, the missing leaves might still be sequenced later by
+	// tessera and must then be found by the reconcile of the next Open.
 	if len(errs) > 0 {
+		l.hwFrozen = true
+	}
+	if l.hwFrozen {
 		hw = 0
 	}
-	if err := l.idx.put(added, hw); err != nil {
+	if err := l.idx.put(p.added, hw); err != nil {
 		errs = append(errs, fmt.Errorf("index: %w", err))
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	p.err = errors.Join(errs...)
+	return p.result()
+}
+
+func (p *Pending) result() ([]Appended, error) {
+	if p.err != nil {
+		return nil, p.err
 	}
-	for i, e := range entries {
-		if j, ok := firstInBatch[e.ID]; ok && j != i {
-			out[i] = Appended{Index: out[j].Index, Duplicate: true}
+	for i, e := range p.entries {
+		if j, ok := p.firstInBatch[e.ID]; ok && j != i {
+			p.out[i] = Appended{Index: p.out[j].Index, Duplicate: true}
 		}
 	}
-	return out, nil
+	// Waits run in the order of the Adds, so an earlier batch has its
+	// result by now.
+	for i, q := range p.earlier {
+		leaf, ok := q.added[p.entries[i].ID]
+		if !ok || q.err != nil {
+			return nil, fmt.Errorf("append %s: the batch that first added it failed", p.entries[i].ID)
+		}
+		p.out[i] = Appended{Index: leaf, Duplicate: true}
+	}
+	return p.out, nil
 }
 
 // Lookup returns the leaf index of a record id.

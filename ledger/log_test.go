@@ -109,6 +109,71 @@ func TestAppendDeduplicates(t *testing.T) {
 	}
 }
 
+// Batches added while earlier ones are still pending: an id repeated
+// across them is one leaf, answered as a duplicate of the first.
+func TestPendingBatchesDeduplicate(t *testing.T) {
+	ctx := context.Background()
+	s, v := testKeys(t)
+	l := openTestLog(t, t.TempDir(), s, v)
+	defer l.Close(ctx)
+
+	first := entries("p", 200)
+	second := append(entries("q", 100), first[10], first[199])
+	third := append(entries("r", 50), second[5], first[0])
+	var pending []*Pending
+	for _, b := range [][]Entry{first, second, third} {
+		p, err := l.Add(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, p)
+	}
+	var got [][]Appended
+	for _, p := range pending {
+		res, err := p.Wait()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, res)
+	}
+	leaves := map[uint64]string{}
+	for bi, res := range got {
+		for i, a := range res {
+			if a.Duplicate {
+				continue
+			}
+			if prev, ok := leaves[a.Index]; ok {
+				t.Fatalf("batch %d entry %d: leaf %d already holds %s", bi, i, a.Index, prev)
+			}
+			leaves[a.Index] = fmt.Sprint(bi, ":", i)
+		}
+	}
+	if len(leaves) != 350 {
+		t.Fatalf("%d new leaves, want 350", len(leaves))
+	}
+	for _, c := range []struct {
+		got  Appended
+		want uint64
+	}{{got[1][100], got[0][10].Index}, {got[1][101], got[0][199].Index}, {got[2][50], got[1][5].Index}, {got[2][51], got[0][0].Index}} {
+		if !c.got.Duplicate || c.got.Index != c.want {
+			t.Errorf("repeat across batches: %+v, want duplicate of leaf %d", c.got, c.want)
+		}
+	}
+	if size, err := l.IntegratedSize(ctx); err != nil || size != 350 {
+		t.Fatalf("size %d (%v), want 350", size, err)
+	}
+	// Indexed now: a later batch finds them in the index.
+	again, err := l.Append(ctx, second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range again {
+		if !a.Duplicate || a.Index != got[1][i].Index {
+			t.Fatalf("retry %d: %+v, want duplicate of leaf %d", i, a, got[1][i].Index)
+		}
+	}
+}
+
 // TestReopenRebuildsIndex simulates a crash after tessera sequenced entries
 // but before their ids were indexed: the index is lost entirely. Reopening
 // must rebuild it from the log so that redelivered records stay single.
