@@ -43,6 +43,11 @@ func (p *Publisher) WithAttestation(k *attest.Key) *Publisher {
 	return &Publisher{js: p.js, attest: k}
 }
 
+// Connected reports whether the NATS connection is up. A producer that
+// must not wait (the MCP hook's outbox) spools at once while it is down,
+// instead of first waiting out a publish that cannot succeed.
+func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
+
 // Publish stores msgs in JetStream and returns only when the stream has
 // acknowledged every one of them (or ctx ends). The record id is the
 // Nats-Msg-Id, so a message JetStream has already stored within its

@@ -381,7 +381,7 @@ func (o *Outbox) flushQueue() {
 // batch goes behind them, so records reach JetStream in the order they
 // were made.
 func (o *Outbox) send(batch []ingest.Message) {
-	if o.pending() == 0 {
+	if o.pending() == 0 && o.connected() {
 		if err := o.publish(batch); err == nil {
 			return
 		} else if !o.spooling.Swap(true) {
@@ -392,6 +392,15 @@ func (o *Outbox) send(batch []ingest.Message) {
 		o.dropped.Add(uint64(len(batch)))
 		o.log.Error("outbox: records dropped", "records", len(batch), "err", err)
 	}
+}
+
+// connected is false when the publisher knows its connection is down
+// (ingest.Publisher does): records then go to disk at once. Otherwise a
+// batch would wait out PublishTimeout in memory first, and so would the
+// records queued behind it — lost if the process died meanwhile.
+func (o *Outbox) connected() bool {
+	c, ok := o.cfg.Publisher.(interface{ Connected() bool })
+	return !ok || c.Connected()
 }
 
 func (o *Outbox) publish(batch []ingest.Message) error {
@@ -474,6 +483,9 @@ func (o *Outbox) drain() {
 			return
 		}
 		o.mu.Unlock()
+		if !o.connected() {
+			return // the next tick tries again
+		}
 
 		batch, n, err := o.readBatch(from, to)
 		if err != nil {

@@ -203,6 +203,30 @@ func TestSpoolsWhileNATSIsDownAndDrains(t *testing.T) {
 	}
 }
 
+// With the connection known to be down, records go to disk at once: none
+// waits in memory for a publish that cannot succeed (here it would wait a
+// minute, past waitFor's deadline), where a crash would lose it.
+func TestSpoolsAtOnceWhenDisconnected(t *testing.T) {
+	n := startNATS(t)
+	b := openBus(t, n.url())
+	pub := ingest.NewPublisher(b.JS)
+	o := open(t, Config{Publisher: pub, SpoolPath: filepath.Join(t.TempDir(), "spool"),
+		PublishTimeout: time.Minute, RetryInterval: 50 * time.Millisecond, BatchSize: 16})
+	n.stop()
+	waitFor(t, "the client to notice", func() bool { return !pub.Connected() })
+	for i := range 100 {
+		if err := o.Enqueue(msg(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all 100 spooled", func() bool { s := o.Stats(); return s.Spooled == 100 && s.Queued == 0 })
+	n.start()
+	waitFor(t, "spool drained", func() bool { s := o.Stats(); return s.SpoolBytes == 0 && s.Published == 100 })
+	if ids := streamIDs(t, b.JS); len(ids) != 100 {
+		t.Fatalf("stream holds %d records, want 100", len(ids))
+	}
+}
+
 // TestSpoolSurvivesRestart: what is spooled when the producer stops is
 // drained by the next process that opens the spool.
 func TestSpoolSurvivesRestart(t *testing.T) {
