@@ -2,7 +2,6 @@ package mcphook
 
 import (
 	"context"
-	"encoding/json"
 	"maps"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -63,8 +62,8 @@ func (h *Hook) ClientMiddleware(id Identity) mcp.Middleware {
 					Tool:   policy.Tool{Name: p.Name, Group: c.tool.Group, Write: c.tool.Write},
 					Method: method, Scopes: id.Scopes, DataClass: c.tool.DataClass,
 				}
-				if len(c.rawArgs) > 0 {
-					_ = json.Unmarshal(c.rawArgs, &in.Args)
+				if h.cfg.Policy.Reads("args") {
+					in.Args = c.decodeArgs()
 				}
 				d, err := h.cfg.Policy.Evaluate(in)
 				if err != nil {
