@@ -391,14 +391,34 @@ func (p *Policy) evaluate(in Input) (Decision, error) {
 	return Decision{Effect: p.deflt, Reason: "no rule matched: default " + p.deflt, Enforced: p.mode == Enforce}, errors.Join(errs...)
 }
 
-// The rules' variables, in the order of activation.vals.
-var varNames = [...]string{"actor", "tool", "method", "scopes", "args", "data_class", "session"}
+// The rules' variables, as indices into activation.vals.
+const (
+	varActor = iota
+	varTool
+	varMethod
+	varScopes
+	varArgs
+	varDataClass
+	varSession
+	numVars
+)
 
 func varIndex(name string) (int, bool) {
-	for i, n := range varNames {
-		if n == name {
-			return i, true
-		}
+	switch name {
+	case "actor":
+		return varActor, true
+	case "tool":
+		return varTool, true
+	case "method":
+		return varMethod, true
+	case "scopes":
+		return varScopes, true
+	case "args":
+		return varArgs, true
+	case "data_class":
+		return varDataClass, true
+	case "session":
+		return varSession, true
 	}
 	return 0, false
 }
@@ -409,7 +429,7 @@ func varIndex(name string) (int, bool) {
 // every call was most of an evaluation's time and allocations.
 type activation struct {
 	in   *Input
-	vals [len(varNames)]ref.Val
+	vals [numVars]ref.Val
 }
 
 func (a *activation) ResolveName(name string) (any, bool) {
@@ -427,22 +447,22 @@ func (a *activation) Parent() interpreter.Activation { return nil }
 
 func (a *activation) convert(i int) ref.Val {
 	in, ad := a.in, types.DefaultTypeAdapter
-	switch varNames[i] {
-	case "actor":
+	switch i {
+	case varActor:
 		return types.NewStringStringMap(ad, map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf})
-	case "tool":
+	case varTool:
 		return ad.NativeToValue(map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write})
-	case "method":
+	case varMethod:
 		return types.String(in.Method)
-	case "scopes":
+	case varScopes:
 		return types.NewStringList(ad, nonNil(in.Scopes))
-	case "args":
+	case varArgs:
 		args := in.Args
 		if args == nil {
 			args = map[string]any{}
 		}
 		return ad.NativeToValue(args)
-	case "data_class":
+	case varDataClass:
 		return types.String(in.DataClass)
 	default: // session
 		return ad.NativeToValue(map[string]any{"tools": nonNil(in.SessionTools)})
