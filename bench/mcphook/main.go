@@ -1,9 +1,11 @@
 // Command mcphook measures what proofline's MCP hook adds to a tool call:
-// the same no-op tool on two servers, one with the hook and one without,
-// called alternately over the SDK's in-memory transport, so both see the
-// same machine at the same moments. The difference is the hook's cost:
-// policy evaluation, limits, the record (canonical JSON, validation) and
-// the hand-over to the outbox. A third server's hook has NATS stopped
+// the same no-op tool on servers with and without the hook, called
+// alternately over the SDK's in-memory transport, so all see the same
+// machine at the same moments. The hook's own time per call (policy,
+// limits, span and record, the hand-over to the sealer) is timed by
+// middlewares around and inside it; a pass-through middleware timed the
+// same way is the control. The sealer and the outbox work after the call
+// returns, on the same CPUs. A second hooked server has NATS stopped
 // under it, to show a call never waits on NATS.
 package main
 
