@@ -97,6 +97,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"spans":                 "spans",
 		"latency_rollup_1m":     "spans_latency_1m",
 		"latency_rollup_1h":     "spans_latency_1h",
+		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
 		return nil, fmt.Errorf("retention of %d days: want 1 to 36500", cfg.RetentionDays)

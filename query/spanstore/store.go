@@ -343,11 +343,12 @@ type LatencyRow struct {
 }
 
 // latencyBucketBase is the growth factor of the latency histogram's
-// buckets: a latency of x µs is in bucket round(ln x / ln 1.02). It is
-// fixed by the rollups' DDL (schemas/clickhouse/0003_latency_rollup.sql)
-// and must change with it; latencyBucketSQL is the same formula for spans.
+// buckets: a latency of x µs is in bucket round(ln x / ln 1.02).
 const latencyBucketBase = 1.02
 
+// latencyBucketSQL is that bucket in SQL, for spans read directly and, as
+// the migrations' {{latency_bucket}}, for the rollups' views and backfill;
+// a rollup built with another base would need a new migration.
 const latencyBucketSQL = `toUInt16(round(log(greatest(latency_us, 1)) / log(1.02)))`
 
 // LatencyAccuracy is the relative accuracy of the quantiles read from the

@@ -39,7 +39,7 @@ SELECT
     tool_name,
     toStartOfMinute(ts_start) AS minute,
     count() AS calls,
-    sumMap(map(toUInt16(round(log(greatest(latency_us, 1)) / log(1.02))), toUInt64(1))) AS latency_hist
+    sumMap(map({{latency_bucket}}, toUInt64(1))) AS latency_hist
 FROM spans
 GROUP BY tool_group, tool_name, minute;
 
@@ -63,6 +63,6 @@ SELECT
     tool_name,
     toStartOfHour(ts_start) AS hour,
     count() AS calls,
-    sumMap(map(toUInt16(round(log(greatest(latency_us, 1)) / log(1.02))), toUInt64(1))) AS latency_hist
+    sumMap(map({{latency_bucket}}, toUInt64(1))) AS latency_hist
 FROM spans
 GROUP BY tool_group, tool_name, hour;

@@ -9,12 +9,12 @@ TRUNCATE TABLE IF EXISTS spans_latency_1h {{on_cluster}};
 
 INSERT INTO {{latency_rollup_1m}}
 SELECT tool_group, tool_name, toStartOfMinute(ts_start) AS minute, count() AS calls,
-    sumMap(map(toUInt16(round(log(greatest(latency_us, 1)) / log(1.02))), toUInt64(1))) AS latency_hist
+    sumMap(map({{latency_bucket}}, toUInt64(1))) AS latency_hist
 FROM {{spans}} FINAL
 GROUP BY tool_group, tool_name, minute;
 
 INSERT INTO {{latency_rollup_1h}}
 SELECT tool_group, tool_name, toStartOfHour(ts_start) AS hour, count() AS calls,
-    sumMap(map(toUInt16(round(log(greatest(latency_us, 1)) / log(1.02))), toUInt64(1))) AS latency_hist
+    sumMap(map({{latency_bucket}}, toUInt64(1))) AS latency_hist
 FROM {{spans}} FINAL
 GROUP BY tool_group, tool_name, hour;
