@@ -269,7 +269,6 @@ type Pending struct {
 	// added is where this batch's new entries landed, once waited for.
 	added map[string]uint64
 	err   error
-	done  bool
 }
 
 // Add hands entries to the log without waiting for them to be sequenced,
@@ -322,10 +321,6 @@ func (p *Pending) Wait() ([]Appended, error) {
 	l := p.l
 	l.commitMu.Lock()
 	defer l.commitMu.Unlock()
-	if p.done {
-		return p.result()
-	}
-	p.done = true
 	defer func() {
 		l.mu.Lock()
 		for id := range p.firstInBatch {
