@@ -18,6 +18,8 @@ import (
 //
 // The JSON v2 decoder is used for its strictness: member names match
 // case-sensitively, unknown members and duplicate names are rejected.
+//
+// data must be valid UTF-8, as Decode makes sure.
 func decodeFast(data []byte) (*CallRecord, bool) {
 	// null and "" decode to zero values indistinguishable from an absent
 	// field, while the schema rejects them (wrong type, minLength): leave

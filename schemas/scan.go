@@ -2,7 +2,6 @@ package schemas
 
 import (
 	"strconv"
-	"unicode/utf8"
 )
 
 // This file decodes the common shape of a call record in one pass.
@@ -30,10 +29,8 @@ type scanner struct {
 }
 
 // decodeScan decodes data if it is in the subset the scanner handles.
+// data must be valid UTF-8 (Decode checks it once, before any path).
 func decodeScan(data []byte) (*CallRecord, bool) {
-	if !utf8.Valid(data) {
-		return nil, false
-	}
 	s := &scanner{b: data, src: string(data), ok: true}
 	r := &CallRecord{}
 	s.ws()
@@ -270,7 +267,7 @@ func (s *scanner) members(member func(name []byte) bool, dedupe bool) {
 }
 
 // str reads a string without escapes or control characters (the input is
-// valid UTF-8, checked first).
+// valid UTF-8: decodeScan's precondition).
 func (s *scanner) str() string {
 	if v := s.raw(); s.ok {
 		end := s.i - 1 // the closing quote
