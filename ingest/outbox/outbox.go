@@ -36,6 +36,10 @@ import (
 // acknowledged; *ingest.Publisher is one.
 type Publisher interface {
 	Publish(ctx context.Context, msgs []ingest.Message) ([]ingest.PubResult, error)
+	// Connected is false while the connection is known to be down:
+	// records then go to the spool at once instead of waiting out a
+	// publish that cannot succeed.
+	Connected() bool
 }
 
 // ErrFull means the queue and the spool are both full: the record was
@@ -394,14 +398,10 @@ func (o *Outbox) send(batch []ingest.Message) {
 	}
 }
 
-// connected is false when the publisher knows its connection is down
-// (ingest.Publisher does): records then go to disk at once. Otherwise a
-// batch would wait out PublishTimeout in memory first, and so would the
-// records queued behind it — lost if the process died meanwhile.
-func (o *Outbox) connected() bool {
-	c, ok := o.cfg.Publisher.(interface{ Connected() bool })
-	return !ok || c.Connected()
-}
+// connected is false while the publisher knows its connection is down.
+// Otherwise a batch would wait out PublishTimeout in memory, and so would
+// the records queued behind it — lost if the process died meanwhile.
+func (o *Outbox) connected() bool { return o.cfg.Publisher.Connected() }
 
 func (o *Outbox) publish(batch []ingest.Message) error {
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.PublishTimeout)
