@@ -385,7 +385,7 @@ func (o *Outbox) flushQueue() {
 // batch goes behind them, so records reach JetStream in the order they
 // were made.
 func (o *Outbox) send(batch []ingest.Message) {
-	if o.pending() == 0 && o.connected() {
+	if o.pending() == 0 {
 		if err := o.publish(batch); err == nil {
 			return
 		} else if !o.spooling.Swap(true) {
@@ -398,12 +398,19 @@ func (o *Outbox) send(batch []ingest.Message) {
 	}
 }
 
-// connected is false while the publisher knows its connection is down.
-// Otherwise a batch would wait out PublishTimeout in memory, and so would
-// the records queued behind it — lost if the process died meanwhile.
-func (o *Outbox) connected() bool { return o.cfg.Publisher.Connected() }
+// errDisconnected: the publisher knows its connection is down.
+var errDisconnected = errors.New("not connected to NATS")
 
+// publish hands a batch to the publisher only while its connection is up.
+// Otherwise the batch would wait out PublishTimeout in memory, and so
+// would the records queued behind it — lost if the process died
+// meanwhile; and the NATS client would keep the messages it was given in
+// its reconnect buffer and send them after records published later, out
+// of order.
 func (o *Outbox) publish(batch []ingest.Message) error {
+	if !o.cfg.Publisher.Connected() {
+		return errDisconnected
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.PublishTimeout)
 	defer cancel()
 	if _, err := o.cfg.Publisher.Publish(ctx, batch); err != nil {
@@ -483,9 +490,6 @@ func (o *Outbox) drain() {
 			return
 		}
 		o.mu.Unlock()
-		if !o.connected() {
-			return // the next tick tries again
-		}
 
 		batch, n, err := o.readBatch(from, to)
 		if err != nil {
