@@ -404,9 +404,10 @@ var errDisconnected = errors.New("not connected to NATS")
 // publish hands a batch to the publisher only while its connection is up.
 // Otherwise the batch would wait out PublishTimeout in memory, and so
 // would the records queued behind it — lost if the process died
-// meanwhile; and the NATS client would keep the messages it was given in
-// its reconnect buffer and send them after records published later, out
-// of order.
+// meanwhile; and the NATS client would keep the messages it was given and
+// send them on reconnecting, ahead of records spooled before them. (Until
+// the client notices an outage that can still happen: order in the stream
+// is then not spool order; nothing is lost or stored twice.)
 func (o *Outbox) publish(batch []ingest.Message) error {
 	if !o.cfg.Publisher.Connected() {
 		return errDisconnected
