@@ -18,8 +18,11 @@ type natsProc struct {
 	t     *testing.T
 	store string
 	addr  string
-	cmd   *exec.Cmd
-	done  chan struct{}
+	// conf, when set, is a configuration file the server runs with
+	// instead of the default flags (it then holds the listen address).
+	conf string
+	cmd  *exec.Cmd
+	done chan struct{}
 }
 
 func natsServerBinary(t *testing.T) string {
@@ -50,7 +53,11 @@ func startNATS(t *testing.T) *natsProc {
 func (n *natsProc) start() {
 	n.t.Helper()
 	host, port, _ := net.SplitHostPort(n.addr)
-	n.cmd = exec.Command(natsServerBinary(n.t), "-js", "-sd", n.store, "-a", host, "-p", port)
+	args := []string{"-js", "-sd", n.store, "-a", host, "-p", port}
+	if n.conf != "" {
+		args = []string{"-c", n.conf}
+	}
+	n.cmd = exec.Command(natsServerBinary(n.t), args...)
 	logf, err := os.Create(filepath.Join(n.t.TempDir(), "nats.log"))
 	if err != nil {
 		n.t.Fatal(err)

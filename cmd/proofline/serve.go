@@ -30,6 +30,7 @@ import (
 type serveFlags struct {
 	data, listen, origin, roles, logLevel string
 	natsURL, natsListen                   string
+	natsAuth                              bus.ClientAuth
 	natsSyncAlways                        bool
 	natsReplicas                          int
 	dedupWindow, streamMaxAge             time.Duration
@@ -58,6 +59,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.natsURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded with JetStream under --data")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS on host:port for other producers (default: in-process only)")
+	fs.StringVar(&f.natsAuth.CredsFile, "nats-creds", "", "credentials file (user JWT and nkey seed) for the external NATS (--nats)")
+	fs.StringVar(&f.natsAuth.NKeyFile, "nats-nkey", "", "file holding a user nkey seed for the external NATS (--nats)")
+	fs.StringVar(&f.natsAuth.TokenFile, "nats-token-file", "", "file holding a token for the external NATS (--nats)")
+	fs.StringVar(&f.natsAuth.CAFile, "nats-ca", "", "PEM roots to verify the external NATS servers' certificates; makes TLS mandatory")
+	fs.StringVar(&f.natsAuth.CertFile, "nats-cert", "", "client certificate (PEM) for mutual TLS with the external NATS")
+	fs.StringVar(&f.natsAuth.KeyFile, "nats-key", "", "key of --nats-cert (PEM)")
 	fs.BoolVar(&f.natsSyncAlways, "nats-sync-always", false, "fsync every JetStream write of the embedded server (survives power loss, slower)")
 	fs.IntVar(&f.natsReplicas, "nats-replicas", 1, "stream replicas on an external cluster")
 	fs.DurationVar(&f.dedupWindow, "dedup-window", 10*time.Minute, "JetStream duplicate window for record ids")
@@ -90,6 +97,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	roles, err := parseRoles(f.roles)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if !f.natsAuth.IsZero() {
+		if f.natsURL == "" {
+			return fmt.Errorf("%w: --nats-creds, --nats-nkey, --nats-token-file, --nats-ca, --nats-cert and --nats-key are for an external NATS (--nats URL)", errUsage)
+		}
+		if err := f.natsAuth.Validate(); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
 	}
 	return serve(ctx, f, roles, logger)
 }
@@ -159,7 +174,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}
 	}
 	b, err := bus.Open(ctx, bus.Config{
-		URL: f.natsURL, DataDir: f.data, Listen: f.natsListen, Token: natsTok, SyncAlways: f.natsSyncAlways,
+		URL: f.natsURL, Auth: f.natsAuth, DataDir: f.data, Listen: f.natsListen, Token: natsTok, SyncAlways: f.natsSyncAlways,
 		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: logger,
 	})
 	if err != nil {

@@ -48,10 +48,13 @@ type Config struct {
 	// processes such as the MCP hook or the collector; otherwise it accepts
 	// in-process connections only.
 	Listen string
-	// Token, when set, is required of every client of the embedded server
-	// (and presented to an external one). Exposing the embedded server
-	// without it would let anyone who reaches the port write records.
+	// Token, when set, is required of every client of the embedded server.
+	// Exposing the embedded server without it would let anyone who
+	// reaches the port write records.
 	Token string
+	// Auth is proofline's credentials and TLS settings for an external
+	// server (URL set); the embedded server does not use them.
+	Auth ClientAuth
 	// SyncAlways makes the embedded server fsync every write. Without it a
 	// killed process loses nothing (the page cache survives), but a power
 	// loss may lose the last seconds.
@@ -98,10 +101,21 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			cfg.Logger.Warn("nats disconnected", "err", err)
+			if err != nil { // nil: this process closed the connection
+				cfg.Logger.Warn("nats disconnected", "err", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			cfg.Logger.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		// Asynchronous errors are how a server reports, for example, that
+		// this account may not publish on the records subject.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				cfg.Logger.Warn("nats error", "subject", sub.Subject, "err", err)
+				return
+			}
+			cfg.Logger.Warn("nats error", "err", err)
 		}),
 	}
 	if cfg.Token != "" {
@@ -117,9 +131,22 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		opts = append(opts, nats.InProcessServer(srv))
 		url = srv.ClientURL()
 	} else {
+		if !cfg.Auth.IsZero() && cfg.Token != "" {
+			return nil, errors.New("nats: give either a token or client credentials, not both")
+		}
+		auth, err := cfg.Auth.options()
+		if err != nil {
+			return nil, err
+		}
 		// An external server may be down at start: keep trying rather than
-		// failing the whole process, as a restart of NATS is routine.
-		opts = append(opts, nats.RetryOnFailedConnect(true))
+		// failing the whole process, as a restart of NATS is routine. An
+		// auth error mid-run is retried too (nats.go gives up on the second
+		// by default): a cluster rolling out account changes can refuse a
+		// client for a moment, and a closed connection would turn ingest
+		// off until proofline is restarted. At start, ensureStream stops
+		// at the first refusal instead (see refused).
+		opts = append(opts, nats.RetryOnFailedConnect(true), nats.IgnoreAuthErrorAbort())
+		opts = append(opts, auth...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -214,11 +241,17 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		if last := b.NC.LastError(); refused(last) {
+			return fmt.Errorf("connect to nats: the server refused this client: %w", last)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("create stream %s: %w", StreamName, errors.Join(err, ctx.Err()))
 		case <-time.After(500 * time.Millisecond):
 		}
+	}
+	if last := b.NC.LastError(); last != nil {
+		err = errors.Join(err, last)
 	}
 	return fmt.Errorf("create stream %s: %w", StreamName, err)
 }
