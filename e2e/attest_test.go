@@ -26,11 +26,6 @@ func TestAttestation(t *testing.T) {
 	s := startServer(t, data, "--nats-listen", natsAddr)
 	gw, q := s.token("gw-1", "ingest", "1h"), s.token("auditor", "query", "1h")
 
-	// Over HTTP: attested with the key in DATA/keys/attest.key.
-	if code, _, pr, err := s.post(gw, jsonArray(t, record("att-http-1")), nil); err != nil || code != 202 || pr.Accepted != 1 {
-		t.Fatalf("post: %d %+v %v", code, pr, err)
-	}
-	s.waitProof(q, "att-http-1")
 	tok, err := os.ReadFile(filepath.Join(data, "keys", "nats.token"))
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +40,17 @@ func TestAttestation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := ctxT(t, 60*time.Second)
+	// A durable consumer of the test's own keeps the record in the stream
+	// (interest retention) after the signer and the span writer have it.
+	if _, err := js.CreateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{Durable: "attest-test", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Over HTTP: attested with the key in DATA/keys/attest.key.
+	if code, _, pr, err := s.post(gw, jsonArray(t, record("att-http-1")), nil); err != nil || code != 202 || pr.Accepted != 1 {
+		t.Fatalf("post: %d %+v %v", code, pr, err)
+	}
+	s.waitProof(q, "att-http-1")
 	calls, err := js.Stream(ctx, bus.StreamName)
 	if err != nil {
 		t.Fatal(err)

@@ -208,3 +208,26 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestBeforeAnySigner: records accepted by an ingest-only process
+// on a fresh data directory, before any signer has ever run, wait in the
+// stream and all reach the log once a signer starts. (The stream keeps a
+// record until every consumer has it; the signer's consumer exists from
+// the first start whatever the roles.)
+func TestIngestBeforeAnySigner(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data, "--roles", "ingest")
+	tok := s.token("gw-1", "ingest", "1h")
+	list := ids("early", 40)
+	if code, _, pr, err := s.post(tok, jsonArray(t, records(list)...), nil); err != nil || code != 202 || pr.Accepted != len(list) {
+		t.Fatalf("post: %d %+v %v", code, pr, err)
+	}
+	s.stop()
+
+	s = startServer(t, data)
+	acked := map[string]bool{}
+	for _, id := range list {
+		acked[id] = true
+	}
+	checkExactlyOnce(t, s, s.token("auditor", "query", "1h"), acked)
+}

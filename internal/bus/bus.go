@@ -27,6 +27,8 @@ const (
 	SubjectRecords = "proofline.calls.v1"
 	// SignerConsumer is the durable consumer the signer reads from.
 	SignerConsumer = "signer"
+	// SpanConsumer is the durable consumer the span writer reads from.
+	SpanConsumer = "spanstore"
 	// DeadLetterStream keeps messages a consumer could never process, with
 	// the reason in a header, so that one poison message cannot block a
 	// consumer and is not silently dropped either.
@@ -65,9 +67,14 @@ type Config struct {
 	// ledger deduplicates by record id forever; this window makes retried
 	// HTTP posts report "duplicate" without reaching the signer at all.
 	DuplicateWindow time.Duration
-	// MaxAge bounds how long records stay in the stream after every
-	// consumer has had them.
+	// MaxAge, when set, drops records older than it from the stream even
+	// if a consumer has not had them. Zero (the default) keeps a record
+	// until every consumer has acknowledged it: see StreamConfig.
 	MaxAge time.Duration
+	// LapsedConsumer is how long a consumer other than the signer's may
+	// go without reading before JetStream removes it (default 7 days),
+	// so that a span writer no longer run does not hold records forever.
+	LapsedConsumer time.Duration
 	// Logger receives connection events.
 	Logger *slog.Logger
 }
@@ -89,8 +96,8 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	if cfg.DuplicateWindow == 0 {
 		cfg.DuplicateWindow = 10 * time.Minute
 	}
-	if cfg.MaxAge == 0 {
-		cfg.MaxAge = 7 * 24 * time.Hour
+	if cfg.LapsedConsumer == 0 {
+		cfg.LapsedConsumer = 7 * 24 * time.Hour
 	}
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
@@ -166,6 +173,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		b.Close()
 		return nil, err
 	}
+	if err := b.ensureConsumers(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -203,13 +214,21 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 }
 
 // StreamConfig is the CALLS stream definition.
+//
+// Retention is by interest: a record leaves the stream once every durable
+// consumer (the signer's, and the span writer's where it runs) has
+// acknowledged it, and not before. Between its 202 and the log the stream
+// holds the only copy of a record, so a limit that drops records nobody
+// has consumed (an age, as this stream had before) would lose
+// acknowledged evidence whenever the signer is down for longer than it.
+// The stream stays as small as the consumers' backlog.
 func (b *Bus) StreamConfig() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "proofline call records",
 		Subjects:    []string{SubjectRecords},
 		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
+		Retention:   jetstream.InterestPolicy,
 		MaxAge:      b.cfg.MaxAge,
 		Duplicates:  b.cfg.DuplicateWindow,
 		Replicas:    b.cfg.Replicas,
@@ -244,6 +263,13 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 		if last := b.NC.LastError(); refused(last) {
 			return fmt.Errorf("connect to nats: the server refused this client: %w", last)
 		}
+		// A definition JetStream rejects is rejected again: say why now.
+		if invalidStreamConfig(err) {
+			if b.oldRetention(ctx) {
+				return fmt.Errorf("create stream %s: the stream was made by an earlier proofline, which dropped records after a set age, and this NATS server cannot change a stream's retention (nats-server 2.10 and later can: upgrade it; or, once the signer has logged every record, remove the stream and restart): %w", StreamName, err)
+			}
+			return fmt.Errorf("create stream %s: %w", StreamName, err)
+		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("create stream %s: %w", StreamName, errors.Join(err, ctx.Err()))
@@ -256,20 +282,88 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 	return fmt.Errorf("create stream %s: %w", StreamName, err)
 }
 
+// invalidStreamConfig reports whether JetStream answered that it will not
+// take the stream's definition (as opposed to not answering yet).
+func invalidStreamConfig(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeStreamInvalidConfig
+}
+
+// jsErrCodeStreamInvalidConfig is nats-server's JSStreamInvalidConfigF,
+// which the client package does not name.
+const jsErrCodeStreamInvalidConfig jetstream.ErrorCode = 10052
+
+// oldRetention reports whether the stream exists with the limits
+// retention of proofline before interest retention.
+func (b *Bus) oldRetention(ctx context.Context) bool {
+	s, err := b.JS.Stream(ctx, StreamName)
+	return err == nil && s.CachedInfo().Config.Retention == jetstream.LimitsPolicy
+}
+
 // Consumer creates (or updates) a durable pull consumer on the stream.
 func (b *Bus) Consumer(ctx context.Context, name string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
-	c, err := b.JS.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+	c, err := b.JS.CreateOrUpdateConsumer(ctx, StreamName, b.consumerConfig(name, ackWait, maxAckPending))
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// consumerConfig is the definition of proofline's consumers. Only the
+// signer's never lapses: with interest retention every durable consumer
+// holds the records it has not acknowledged, and the log must get every
+// record however long the signer is down. Any other consumer is removed
+// by JetStream after LapsedConsumer without reading; if it comes back it
+// starts from what the stream still holds (the log has every record).
+func (b *Bus) consumerConfig(name string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	c := jetstream.ConsumerConfig{
 		Durable:       name,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxAckPending: maxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		FilterSubject: SubjectRecords,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", name, err)
 	}
-	return c, nil
+	if name != SignerConsumer {
+		c.InactiveThreshold = b.cfg.LapsedConsumer
+	}
+	return c
+}
+
+// ensureConsumers makes the signer's consumer exist before anything is
+// published: a record stored while no consumer is interested in it is
+// dropped at once under interest retention, and an ingest-only process
+// may well start before any signer. It is created with default settings
+// if missing and never changed here; the signer sets its own when it runs.
+//
+// It also gives a span writer's consumer made by an earlier version (which
+// never lapsed) the lapse it now has, so that a span writer that is no
+// longer run does not keep every record in the stream.
+func (b *Bus) ensureConsumers(ctx context.Context) error {
+	_, err := b.JS.Consumer(ctx, StreamName, SignerConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err = b.JS.CreateConsumer(ctx, StreamName, b.consumerConfig(SignerConsumer, 15*time.Second, 32768))
+		if errors.Is(err, jetstream.ErrConsumerExists) { // made meanwhile by another process
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", SignerConsumer, err)
+	}
+	c, err := b.JS.Consumer(ctx, StreamName, SpanConsumer)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", SpanConsumer, err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.InactiveThreshold == 0 {
+		cfg.InactiveThreshold = b.cfg.LapsedConsumer
+		if _, err := b.JS.UpdateConsumer(ctx, StreamName, cfg); err != nil {
+			return fmt.Errorf("consumer %s: %w", SpanConsumer, err)
+		}
+	}
+	return nil
 }
 
 // DeadLetter stores msg on the dead-letter stream for consumer with the

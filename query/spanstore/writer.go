@@ -13,7 +13,7 @@ import (
 )
 
 // WriterConsumer is the durable consumer the span writer reads from.
-const WriterConsumer = "spanstore"
+const WriterConsumer = bus.SpanConsumer
 
 // Evidence finds where records are in the Merkle log: the leaf index of
 // each id already sequenced. In one process it is the log's own index.
