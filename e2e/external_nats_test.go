@@ -10,12 +10,18 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proofline/proofline/internal/bus"
 )
 
-// natsProc is a nats-server process (Debian's package), the "external
-// NATS" of a production deployment.
+// natsProc is a nats-server process, the "external NATS" of a production
+// deployment.
 type natsProc struct {
 	t     *testing.T
+	bin   string
 	store string
 	addr  string
 	// conf, when set, is a configuration file the server runs with
@@ -43,8 +49,10 @@ func natsServerBinary(t *testing.T) string {
 	return ""
 }
 
-func startNATS(t *testing.T) *natsProc {
-	n := &natsProc{t: t, store: t.TempDir(), addr: freeAddr(t)}
+func startNATS(t *testing.T) *natsProc { return startNATSBin(t, natsServerBinary(t)) }
+
+func startNATSBin(t *testing.T, bin string) *natsProc {
+	n := &natsProc{t: t, bin: bin, store: t.TempDir(), addr: freeAddr(t)}
 	n.start()
 	t.Cleanup(func() { n.stop(syscall.SIGTERM) })
 	return n
@@ -57,7 +65,7 @@ func (n *natsProc) start() {
 	if n.conf != "" {
 		args = []string{"-c", n.conf}
 	}
-	n.cmd = exec.Command(natsServerBinary(n.t), args...)
+	n.cmd = exec.Command(n.bin, args...)
 	logf, err := os.Create(filepath.Join(n.t.TempDir(), "nats.log"))
 	if err != nil {
 		n.t.Fatal(err)
@@ -98,9 +106,55 @@ func (n *natsProc) url() string { return fmt.Sprintf("nats://%s", n.addr) }
 
 // TestExternalNATS runs the whole path against a separate nats-server
 // process, and restarts that server in the middle of sustained ingest:
-// nothing acknowledged is lost or doubled.
+// nothing acknowledged is lost or doubled. It runs against Debian's
+// package (2.9, on which the stream keeps records for a fixed age: that
+// version dropped unacknowledged records of an interest-retained stream
+// when restarted here) and against the version proofline embeds (interest
+// retention).
 func TestExternalNATS(t *testing.T) {
-	n := startNATS(t)
+	tests := []struct {
+		name string
+		bin  string
+		// interest: the stream must retain by interest; otherwise the
+		// retention is only logged (it depends on Debian's version).
+		interest bool
+	}{
+		{"Debian's nats-server", natsServerBinary(t), false},
+		{"nats-server of go.mod", builtNATS, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNATSBin(t, tc.bin)
+			externalNATS(t, n)
+			retention := streamRetention(t, n)
+			t.Logf("%s: stream retention %v", tc.bin, retention)
+			if tc.interest && retention != jetstream.InterestPolicy {
+				t.Fatalf("stream retention %v on the current nats-server, want interest", retention)
+			}
+		})
+	}
+}
+
+// streamRetention is the CALLS stream's retention on n.
+func streamRetention(t *testing.T, n *natsProc) jetstream.RetentionPolicy {
+	t.Helper()
+	nc, err := nats.Connect(n.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctxT(t, 10*time.Second), bus.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s.CachedInfo().Config.Retention
+}
+
+func externalNATS(t *testing.T, n *natsProc) {
 	data := t.TempDir()
 	s := startServer(t, data, "--nats", n.url())
 	tok := s.token("gw-1", "ingest", "1h")

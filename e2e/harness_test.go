@@ -24,6 +24,11 @@ import (
 // binary is the proofline binary built once for the whole package.
 var binary string
 
+// builtNATS is a nats-server built from the version go.mod pins (the one
+// proofline embeds): the external NATS tests run against it as well as
+// against Debian's older package.
+var builtNATS string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "proofline-e2e-bin")
 	if err != nil {
@@ -41,6 +46,13 @@ func TestMain(m *testing.M) {
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building proofline:", err)
+		os.Exit(2)
+	}
+	builtNATS = filepath.Join(dir, "nats-server")
+	build = exec.Command("go", "build", "-o", builtNATS, "github.com/nats-io/nats-server/v2")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building nats-server:", err)
 		os.Exit(2)
 	}
 	code := m.Run()

@@ -203,7 +203,7 @@ func serveUntilExit(t *testing.T, data string, extra ...string) (int, string) {
 // added here).
 func startNATSConf(t *testing.T, conf string) *natsProc {
 	t.Helper()
-	n := &natsProc{t: t, store: t.TempDir(), addr: freeAddr(t)}
+	n := &natsProc{t: t, bin: natsServerBinary(t), store: t.TempDir(), addr: freeAddr(t)}
 	n.conf = filepath.Join(t.TempDir(), "nats.conf")
 	writeFile(t, n.conf, []byte(fmt.Sprintf("listen: %q\n%s", n.addr, conf)))
 	n.start()

@@ -68,7 +68,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.natsSyncAlways, "nats-sync-always", false, "fsync every JetStream write of the embedded server (survives power loss, slower)")
 	fs.IntVar(&f.natsReplicas, "nats-replicas", 1, "stream replicas on an external cluster")
 	fs.DurationVar(&f.dedupWindow, "dedup-window", 10*time.Minute, "JetStream duplicate window for record ids")
-	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "drop records older than this from the stream even if the signer has not logged them (0: never; a record leaves the stream once every consumer has it)")
+	fs.DurationVar(&f.streamMaxAge, "stream-max-age", 0, "drop records older than this from the stream even if the signer has not logged them (0: never, a record leaves the stream once every consumer has it; 7 days on nats-server older than 2.10.29)")
 	fs.Float64Var(&f.rate, "rate", 20000, "records per second allowed per principal (0 = unlimited)")
 	fs.IntVar(&f.burst, "burst", 20000, "records a principal may send at once above its rate")
 	fs.Int64Var(&f.maxBody, "max-body", ingest.DefaultConfig.MaxBodyBytes, "largest request body in bytes, before and after decompression")

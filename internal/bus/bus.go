@@ -69,7 +69,8 @@ type Config struct {
 	DuplicateWindow time.Duration
 	// MaxAge, when set, drops records older than it from the stream even
 	// if a consumer has not had them. Zero (the default) keeps a record
-	// until every consumer has acknowledged it: see StreamConfig.
+	// until every consumer has acknowledged it, or for 7 days on a server
+	// too old for that: see StreamConfig.
 	MaxAge time.Duration
 	// LapsedConsumer is how long a consumer other than the signer's may
 	// go without reading before JetStream removes it (default 7 days),
@@ -85,6 +86,9 @@ type Bus struct {
 	JS  jetstream.JetStream
 	srv *server.Server
 	cfg Config
+	// interest is whether the stream retains by interest, which depends
+	// on the server's version (interestRetentionSafe); decided at Open.
+	interest, interestDecided bool
 }
 
 // Open starts the embedded server (when cfg.URL is empty) or connects to
@@ -222,8 +226,12 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 // has consumed (an age, as this stream had before) would lose
 // acknowledged evidence whenever the signer is down for longer than it.
 // The stream stays as small as the consumers' backlog.
+//
+// On a server that does not keep interest-retained records reliably
+// (interestRetentionSafe) the stream keeps every record for MaxAge
+// instead, 7 days unless set, as proofline did before.
 func (b *Bus) StreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	c := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "proofline call records",
 		Subjects:    []string{SubjectRecords},
@@ -234,6 +242,13 @@ func (b *Bus) StreamConfig() jetstream.StreamConfig {
 		Replicas:    b.cfg.Replicas,
 		Discard:     jetstream.DiscardOld,
 	}
+	if !b.interest {
+		c.Retention = jetstream.LimitsPolicy
+		if c.MaxAge == 0 {
+			c.MaxAge = legacyMaxAge
+		}
+	}
+	return c
 }
 
 // DeadLetterConfig is the dead-letter stream definition.
@@ -249,11 +264,21 @@ func (b *Bus) DeadLetterConfig() jetstream.StreamConfig {
 }
 
 func (b *Bus) ensureStream(ctx context.Context) error {
-	// Retry briefly: an external server that is still starting answers
-	// "no responders" until JetStream is up.
+	// Retry for a while: an external server may be starting too, and
+	// answers "no responders" until JetStream is up.
 	var err error
-	for attempt := 0; attempt < 60; attempt++ {
-		_, err = b.JS.CreateOrUpdateStream(ctx, b.StreamConfig())
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); {
+		// The retention depends on the server's version, known once
+		// connected; a request made before would be sent on connecting,
+		// with a retention chosen blind.
+		if !b.NC.IsConnected() {
+			err = errors.New("nats: not connected yet")
+		} else {
+			if !b.interestDecided {
+				b.decideRetention(b.NC.ConnectedServerVersion())
+			}
+			_, err = b.JS.CreateOrUpdateStream(ctx, b.StreamConfig())
+		}
 		if err == nil {
 			_, err = b.JS.CreateOrUpdateStream(ctx, b.DeadLetterConfig())
 		}
@@ -265,9 +290,6 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 		}
 		// A definition JetStream rejects is rejected again: say why now.
 		if invalidStreamConfig(err) {
-			if b.oldRetention(ctx) {
-				return fmt.Errorf("create stream %s: the stream was made by an earlier proofline, which dropped records after a set age, and this NATS server cannot change a stream's retention (nats-server 2.10 and later can: upgrade it; or, once the signer has logged every record, remove the stream and restart): %w", StreamName, err)
-			}
 			return fmt.Errorf("create stream %s: %w", StreamName, err)
 		}
 		select {
@@ -282,6 +304,15 @@ func (b *Bus) ensureStream(ctx context.Context) error {
 	return fmt.Errorf("create stream %s: %w", StreamName, err)
 }
 
+// decideRetention picks the stream's retention for the server's version.
+func (b *Bus) decideRetention(version string) {
+	b.interest, b.interestDecided = interestRetentionSafe(version), true
+	if !b.interest {
+		b.cfg.Logger.Warn("this nats-server does not keep interest-retained records reliably across restarts: the stream keeps every record for a fixed age instead, and a signer down for longer loses the records it has not logged; use nats-server 2.10.29 or later",
+			"server_version", version, "max_age", b.StreamConfig().MaxAge.String())
+	}
+}
+
 // invalidStreamConfig reports whether JetStream answered that it will not
 // take the stream's definition (as opposed to not answering yet).
 func invalidStreamConfig(err error) bool {
@@ -292,13 +323,6 @@ func invalidStreamConfig(err error) bool {
 // jsErrCodeStreamInvalidConfig is nats-server's JSStreamInvalidConfigF,
 // which the client package does not name.
 const jsErrCodeStreamInvalidConfig jetstream.ErrorCode = 10052
-
-// oldRetention reports whether the stream exists with the limits
-// retention of proofline before interest retention.
-func (b *Bus) oldRetention(ctx context.Context) bool {
-	s, err := b.JS.Stream(ctx, StreamName)
-	return err == nil && s.CachedInfo().Config.Retention == jetstream.LimitsPolicy
-}
 
 // Consumer creates (or updates) a durable pull consumer on the stream.
 func (b *Bus) Consumer(ctx context.Context, name string, ackWait time.Duration, maxAckPending int) (jetstream.Consumer, error) {
