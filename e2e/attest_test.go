@@ -30,15 +30,7 @@ func TestAttestation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect("nats://"+natsAddr, nats.Token(strings.TrimSpace(string(tok))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, "nats://"+natsAddr, nats.Token(strings.TrimSpace(string(tok))))
 	ctx := ctxT(t, 60*time.Second)
 	// A durable consumer of the test's own keeps the record in the stream
 	// (interest retention) after the signer and the span writer have it.

@@ -138,20 +138,26 @@ func TestExternalNATS(t *testing.T) {
 // streamRetention is the CALLS stream's retention on n.
 func streamRetention(t *testing.T, n *natsProc) jetstream.RetentionPolicy {
 	t.Helper()
-	nc, err := nats.Connect(n.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := js.Stream(ctxT(t, 10*time.Second), bus.StreamName)
+	s, err := jetStreamAt(t, n.url()).Stream(ctxT(t, 10*time.Second), bus.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s.CachedInfo().Config.Retention
+}
+
+// jetStreamAt connects a NATS client to url for the rest of the test.
+func jetStreamAt(t *testing.T, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 func externalNATS(t *testing.T, n *natsProc) {
