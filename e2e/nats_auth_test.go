@@ -2,16 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +14,13 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/testpki"
+	"github.com/proofline/proofline/schemas"
 )
 
 // TestExternalNATSAuth runs proofline against nats-server processes that
@@ -31,7 +30,7 @@ import (
 // proofline holding the wrong secret, and proofline must stop at start
 // with the server's reason instead of retrying forever.
 func TestExternalNATSAuth(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	type refusal struct {
 		why  string
 		args func(t *testing.T, dir string) []string
@@ -48,16 +47,16 @@ func TestExternalNATSAuth(t *testing.T) {
 	}{{
 		name: "operator JWT creds over mutual TLS",
 		conf: func(t *testing.T, dir string) string {
-			return newOperator(t, dir).conf + pki.serverTLS(true)
+			return newOperator(t, dir).conf + natsServerTLS(pki, true)
 		},
 		good: func(t *testing.T, dir string) []string {
-			return append([]string{"--nats-creds", filepath.Join(dir, "user.creds")}, pki.clientFlags(true)...)
+			return append([]string{"--nats-creds", filepath.Join(dir, "user.creds")}, natsClientFlags(pki, true)...)
 		},
 		bad: []refusal{{
 			why: "a user of an account the server does not know",
 			args: func(t *testing.T, dir string) []string {
 				stranger := newOperator(t, t.TempDir())
-				return append([]string{"--nats-creds", stranger.creds}, pki.clientFlags(true)...)
+				return append([]string{"--nats-creds", stranger.creds}, natsClientFlags(pki, true)...)
 			},
 			want: "authorization violation",
 		}, {
@@ -81,10 +80,10 @@ func TestExternalNATSAuth(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "user.nk"), seed)
 			// Only the permissions the README lists.
 			perms := `permissions: { publish: ["proofline.calls.v1", "proofline.deadletter.>", "$JS.API.>", "$JS.ACK.CALLS.>"], subscribe: ["_INBOX.>"] }`
-			return fmt.Sprintf("jetstream { store_dir: %q }\nauthorization { users = [ { nkey: %q, %s } ] }\n", filepath.Join(dir, "js"), pub, perms) + pki.serverTLS(false)
+			return fmt.Sprintf("jetstream { store_dir: %q }\nauthorization { users = [ { nkey: %q, %s } ] }\n", filepath.Join(dir, "js"), pub, perms) + natsServerTLS(pki, false)
 		},
 		good: func(t *testing.T, dir string) []string {
-			return []string{"--nats-nkey", filepath.Join(dir, "user.nk"), "--nats-ca", pki.caFile}
+			return []string{"--nats-nkey", filepath.Join(dir, "user.nk"), "--nats-ca", pki.CAFile}
 		},
 		bad: []refusal{{
 			why: "another user's seed",
@@ -93,7 +92,7 @@ func TestExternalNATSAuth(t *testing.T) {
 				seed, _ := other.Seed()
 				p := filepath.Join(t.TempDir(), "other.nk")
 				writeFile(t, p, seed)
-				return []string{"--nats-nkey", p, "--nats-ca", pki.caFile}
+				return []string{"--nats-nkey", p, "--nats-ca", pki.CAFile}
 			},
 			want: "authorization violation",
 		}},
@@ -156,7 +155,7 @@ func TestExternalNATSAuth(t *testing.T) {
 // TestExternalNATSAuthUsage: the client credential flags are for an
 // external NATS, and a file that cannot be used is named at start.
 func TestExternalNATSAuthUsage(t *testing.T) {
-	pki := newTestPKI(t)
+	pki := testpki.New(t)
 	missing := filepath.Join(t.TempDir(), "nope.creds")
 	tests := []struct {
 		name string
@@ -166,8 +165,8 @@ func TestExternalNATSAuthUsage(t *testing.T) {
 		{"creds without --nats", []string{"--nats-creds", missing}, "external NATS"},
 		{"missing creds file", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing}, "nope.creds"},
 		{"two kinds of credentials", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing, "--nats-token-file", missing}, "one of"},
-		{"certificate without key", []string{"--nats", "nats://127.0.0.1:1", "--nats-cert", pki.clientCert}, "needs its key"},
-		{"CA file that is not PEM", []string{"--nats", "nats://127.0.0.1:1", "--nats-ca", pki.clientKey}, "no PEM certificate"},
+		{"certificate without key", []string{"--nats", "nats://127.0.0.1:1", "--nats-cert", pki.ClientCert}, "needs its key"},
+		{"CA file that is not PEM", []string{"--nats", "nats://127.0.0.1:1", "--nats-ca", pki.ClientKey}, "no PEM certificate"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -270,73 +269,18 @@ func newOperator(t *testing.T, dir string) operator {
 	return operator{conf: conf, creds: credsPath}
 }
 
-// testPKI is a CA with a certificate for a server on 127.0.0.1 and one for
-// a client.
-type testPKI struct {
-	caFile, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "proofline test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	p := testPKI{caFile: filepath.Join(dir, "ca.pem")}
-	writeFile(t, p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
-	leaf := func(serial int64, name string, usage x509.ExtKeyUsage, ip bool) (string, string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		}
-		if ip {
-			tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, kf := filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-		writeFile(t, cf, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-		writeFile(t, kf, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-		return cf, kf
-	}
-	p.serverCert, p.serverKey = leaf(2, "server", x509.ExtKeyUsageServerAuth, true)
-	p.clientCert, p.clientKey = leaf(3, "client", x509.ExtKeyUsageClientAuth, false)
-	return p
-}
-
-// serverTLS is the server's tls block; verify asks clients for a
+// natsServerTLS is a nats-server tls block; verify asks clients for a
 // certificate signed by the CA.
-func (p testPKI) serverTLS(verify bool) string {
-	return fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: %t }\n", p.serverCert, p.serverKey, p.caFile, verify)
+func natsServerTLS(p testpki.PKI, verify bool) string {
+	return fmt.Sprintf("tls { cert_file: %q, key_file: %q, ca_file: %q, verify: %t }\n", p.ServerCert, p.ServerKey, p.CAFile, verify)
 }
 
-// clientFlags are proofline's TLS flags; cert adds the client certificate.
-func (p testPKI) clientFlags(cert bool) []string {
-	f := []string{"--nats-ca", p.caFile}
+// natsClientFlags are proofline's TLS flags for an external NATS; cert
+// adds the client certificate.
+func natsClientFlags(p testpki.PKI, cert bool) []string {
+	f := []string{"--nats-ca", p.CAFile}
 	if cert {
-		f = append(f, "--nats-cert", p.clientCert, "--nats-key", p.clientKey)
+		f = append(f, "--nats-cert", p.ClientCert, "--nats-key", p.ClientKey)
 	}
 	return f
 }
@@ -345,5 +289,71 @@ func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestNATSListenTLS: the embedded NATS that --nats-listen exposes, given a
+// certificate, speaks TLS only. A producer that trusts the CA publishes a
+// record that reaches the log; one that cannot verify the certificate does
+// not get to send its token at all.
+func TestNATSListenTLS(t *testing.T) {
+	pki := testpki.New(t)
+	natsAddr := freeAddr(t)
+	data := t.TempDir()
+	s := startServer(t, data, "--nats-listen", natsAddr, "--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey)
+	b, err := os.ReadFile(filepath.Join(data, "keys", "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := nats.Token(strings.TrimSpace(string(b)))
+
+	if nc, err := nats.Connect("nats://"+natsAddr, tok, nats.Timeout(5*time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("connected to the TLS listener without trusting its CA")
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("connecting without the CA: %v, want a certificate error", err)
+	}
+
+	js := jetStreamAt(t, "tls://"+natsAddr, tok, nats.RootCAs(pki.CAFile))
+	raw, err := json.Marshal(record("tls-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := schemas.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := r.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &nats.Msg{Subject: bus.SubjectRecords, Data: leaf, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, "tls-1")
+	if _, err := js.PublishMsg(ctxT(t, 10*time.Second), m); err != nil {
+		t.Fatal(err)
+	}
+	s.waitProof(s.token("auditor", "query", "1h"), "tls-1")
+}
+
+// TestNATSListenTLSUsage: the listener's certificate flags need each other
+// and an exposed embedded NATS.
+func TestNATSListenTLSUsage(t *testing.T) {
+	pki := testpki.New(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"without --nats-listen", []string{"--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "--nats-listen"},
+		{"with an external NATS", []string{"--nats", "nats://127.0.0.1:1", "--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "embedded NATS"},
+		{"certificate without key", []string{"--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert}, "go together"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, code := cli(t, append([]string{"serve", "--data", t.TempDir(), "--listen", freeAddr(t)}, tc.args...)...)
+			if code != 2 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, want 2 and %q in:\n%s", code, tc.want, errOut)
+			}
+		})
 	}
 }

@@ -30,6 +30,7 @@ import (
 type serveFlags struct {
 	data, listen, origin, roles, logLevel string
 	natsURL, natsListen                   string
+	natsListenCert, natsListenKey         string
 	natsAuth                              bus.ClientAuth
 	natsSyncAlways                        bool
 	natsReplicas                          int
@@ -59,6 +60,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.natsURL, "nats", "", "external NATS URL(s), comma-separated; empty runs NATS embedded with JetStream under --data")
 	fs.StringVar(&f.natsListen, "nats-listen", "", "expose the embedded NATS on host:port for other producers (default: in-process only)")
+	fs.StringVar(&f.natsListenCert, "nats-listen-cert", "", "certificate (PEM) that makes --nats-listen TLS only")
+	fs.StringVar(&f.natsListenKey, "nats-listen-key", "", "key of --nats-listen-cert (PEM)")
 	fs.StringVar(&f.natsAuth.CredsFile, "nats-creds", "", "credentials file (user JWT and nkey seed) for the external NATS (--nats)")
 	fs.StringVar(&f.natsAuth.NKeyFile, "nats-nkey", "", "file holding a user nkey seed for the external NATS (--nats)")
 	fs.StringVar(&f.natsAuth.TokenFile, "nats-token-file", "", "file holding a token for the external NATS (--nats)")
@@ -97,6 +100,14 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	roles, err := parseRoles(f.roles)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if f.natsListenCert != "" || f.natsListenKey != "" {
+		switch {
+		case f.natsListen == "" || f.natsURL != "":
+			return fmt.Errorf("%w: --nats-listen-cert and --nats-listen-key are for the embedded NATS exposed with --nats-listen", errUsage)
+		case f.natsListenCert == "" || f.natsListenKey == "":
+			return fmt.Errorf("%w: --nats-listen-cert and --nats-listen-key go together", errUsage)
+		}
 	}
 	if !f.natsAuth.IsZero() {
 		if f.natsURL == "" {
@@ -175,6 +186,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	}
 	b, err := bus.Open(ctx, bus.Config{
 		URL: f.natsURL, Auth: f.natsAuth, DataDir: f.data, Listen: f.natsListen, Token: natsTok, SyncAlways: f.natsSyncAlways,
+		ListenCertFile: f.natsListenCert, ListenKeyFile: f.natsListenKey,
 		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: logger,
 	})
 	if err != nil {

@@ -9,10 +9,12 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -50,6 +52,11 @@ type Config struct {
 	// processes such as the MCP hook or the collector; otherwise it accepts
 	// in-process connections only.
 	Listen string
+	// ListenCertFile and ListenKeyFile, when set, make the Listen port
+	// TLS only, with this certificate: the token producers present on it
+	// is then not readable on the wire. In-process connections are not
+	// affected.
+	ListenCertFile, ListenKeyFile string
 	// Token, when set, is required of every client of the embedded server.
 	// Exposing the embedded server without it would let anyone who
 	// reaches the port write records.
@@ -140,7 +147,10 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		}
 		b.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
-		url = srv.ClientURL()
+		// With a TLS listener the server's URL is tls://, which would make
+		// this client insist on TLS over its in-memory pipe; the server
+		// exempts in-process clients from TLS, and so does this one.
+		url = strings.Replace(srv.ClientURL(), "tls://", "nats://", 1)
 	} else {
 		if !cfg.Auth.IsZero() && cfg.Token != "" {
 			return nil, errors.New("nats: give either a token or client credentials, not both")
@@ -204,6 +214,17 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 			return nil, fmt.Errorf("nats listen address: %w", err)
 		}
 		opts.Host, opts.Port, opts.DontListen = host, port, false
+	}
+	if cfg.ListenCertFile != "" || cfg.ListenKeyFile != "" {
+		if cfg.Listen == "" {
+			return nil, errors.New("nats listen tls: a certificate is only for a listening embedded server")
+		}
+		cert, err := tls.LoadX509KeyPair(cfg.ListenCertFile, cfg.ListenKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen tls: %w", err)
+		}
+		opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		opts.TLS = true
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
