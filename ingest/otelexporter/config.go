@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
 	"github.com/proofline/proofline/internal/bus"
@@ -46,6 +47,13 @@ type Config struct {
 	TokenFile string `mapstructure:"token_file"`
 	// CredentialsFile is a NATS .creds file (user JWT and nkey seed).
 	CredentialsFile string `mapstructure:"credentials_file"`
+	// TLS, when the section is present, makes the connection TLS only,
+	// with the Collector's usual client TLS settings (ca_file, cert_file
+	// and key_file for mutual TLS, server_name_override, ...): what a
+	// NATS cluster across a network, or `proofline serve
+	// --nats-listen-cert`, needs. Without it a tls:// URL is verified
+	// against the system's roots.
+	TLS configoptional.Optional[configtls.ClientConfig] `mapstructure:"tls"`
 
 	// Principal is stamped into every record as ingested_by: over NATS
 	// there is no bearer token to take it from, so the operator names the

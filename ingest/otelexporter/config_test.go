@@ -54,6 +54,9 @@ func TestLoadConfig(t *testing.T) {
 			if c.NATSURL != "nats://127.0.0.1:4222" || c.Principal != DefaultPrincipal || c.Timeout != 5*time.Second {
 				t.Errorf("got %+v", c)
 			}
+			if c.TLS.HasValue() { // plain text unless a tls section says otherwise
+				t.Errorf("tls set without a tls section: %+v", c.TLS.Get())
+			}
 		}},
 		{id: "proofline/full", check: func(t *testing.T, c *Config) {
 			if c.User != "collector" || c.Password != configopaque.String("s3cret") || c.Principal != "collector-1" ||
@@ -71,6 +74,12 @@ func TestLoadConfig(t *testing.T) {
 		{id: "proofline/no_queue", check: func(t *testing.T, c *Config) {
 			if c.QueueConfig.HasValue() || c.BackOffConfig.Enabled || c.Token != "t0ken" {
 				t.Errorf("got queue=%v retry=%v token=%q", c.QueueConfig.HasValue(), c.BackOffConfig.Enabled, c.Token)
+			}
+		}},
+		{id: "proofline/tls", check: func(t *testing.T, c *Config) {
+			tc := c.TLS.Get()
+			if tc == nil || tc.CAFile != "/etc/otelcol/nats-ca.pem" || tc.CertFile != "/etc/otelcol/client.pem" || tc.KeyFile != "/etc/otelcol/client-key.pem" || c.CredentialsFile == "" {
+				t.Errorf("tls: %+v", tc)
 			}
 		}},
 		{id: "proofline/bad_queue", wantErr: "queue_size"},

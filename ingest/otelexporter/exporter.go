@@ -51,7 +51,7 @@ func newTracesExporter(cfg *Config, set exporter.Settings) (*tracesExporter, err
 // NATS restarts are routine, the connection keeps retrying in the
 // background, and until it is up every batch fails with a retryable
 // error that exporterhelper's queue and retry absorb.
-func (e *tracesExporter) start(_ context.Context, _ component.Host) error {
+func (e *tracesExporter) start(ctx context.Context, _ component.Host) error {
 	opts := []nats.Option{
 		nats.Name("proofline-collector " + e.id.String()),
 		nats.MaxReconnects(-1),
@@ -86,6 +86,17 @@ func (e *tracesExporter) start(_ context.Context, _ component.Host) error {
 		opts = append(opts, nats.UserInfo(e.cfg.User, string(e.cfg.Password)))
 	case e.cfg.CredentialsFile != "":
 		opts = append(opts, nats.UserCredentials(e.cfg.CredentialsFile))
+	}
+	if tc := e.cfg.TLS.Get(); tc != nil {
+		// A CA or certificate that cannot be loaded is a configuration
+		// error: fail the start, as for a missing token file.
+		tlsCfg, err := tc.LoadTLSConfig(ctx)
+		if err != nil {
+			return fmt.Errorf("nats tls: %w", err)
+		}
+		if tlsCfg != nil { // nil: `insecure: true`, plain text
+			opts = append(opts, nats.Secure(tlsCfg))
+		}
 	}
 	nc, err := nats.Connect(e.cfg.NATSURL, opts...)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
@@ -27,6 +28,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/testpki"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -406,4 +408,50 @@ func TestExporterTokenFile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExporterTLS publishes to a NATS that speaks TLS only (proofline's
+// embedded server with --nats-listen-cert): with the CA in the tls section
+// the records are stored; without it the batch is refused as retryable and
+// nothing reaches the stream; a CA file that cannot be read fails start.
+func TestExporterTLS(t *testing.T) {
+	pki := testpki.New(t)
+	addr := freeAddr(t)
+	b, err := bus.Open(ctxT(t, 30*time.Second), bus.Config{DataDir: t.TempDir(), Listen: addr, ListenCertFile: pki.ServerCert, ListenKeyFile: pki.ServerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	url := "tls://" + addr
+
+	untrusting := syncConfig(url)
+	exp, _ := newExporter(t, untrusting)
+	err = exp.ConsumeTraces(ctxT(t, 10*time.Second), toolCalls())
+	if err == nil || consumererror.IsPermanent(err) {
+		t.Fatalf("without the CA: %v, want a retryable error", err)
+	}
+	if n := len(storedRecords(t, b.JS)); n != 0 {
+		t.Fatalf("without the CA the stream holds %d records", n)
+	}
+
+	trusting := syncConfig(url)
+	trusting.TLS = configoptional.Some(configtls.ClientConfig{Config: configtls.Config{CAFile: pki.CAFile}})
+	exp, _ = newExporter(t, trusting)
+	if err := exp.ConsumeTraces(ctxT(t, 10*time.Second), toolCalls()); err != nil {
+		t.Fatalf("with the CA: %v", err)
+	}
+	if n := len(storedRecords(t, b.JS)); n != 2 {
+		t.Fatalf("with the CA the stream holds %d records, want 2", n)
+	}
+
+	broken := syncConfig(url)
+	broken.TLS = configoptional.Some(configtls.ClientConfig{Config: configtls.Config{CAFile: filepath.Join(t.TempDir(), "absent.pem")}})
+	e, err := newTracesExporter(broken, exportertest.NewNopSettings(component.MustNewType(TypeStr)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.start(ctxT(t, 10*time.Second), componenttest.NewNopHost()); err == nil || !strings.Contains(err.Error(), "nats tls") {
+		t.Fatalf("start with a missing CA file: %v, want a nats tls error", err)
+	}
+	_ = e.shutdown(context.Background())
 }
