@@ -20,7 +20,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -78,15 +77,7 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 		bad.Close()
 		t.Fatal("the exposed NATS accepted a client without its token")
 	}
-	nc, err := nats.Connect(e.natsURL, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := jetStreamAt(t, e.natsURL, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(js), SpoolPath: filepath.Join(t.TempDir(), "agent-spool"),
 		PublishTimeout: 500 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
