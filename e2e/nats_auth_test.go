@@ -164,6 +164,7 @@ func TestExternalNATSAuthUsage(t *testing.T) {
 	}{
 		{"creds without --nats", []string{"--nats-creds", missing}, "external NATS"},
 		{"missing creds file", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing}, "nope.creds"},
+		{"creds file that is not one", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", pki.CAFile}, "nats creds file"},
 		{"two kinds of credentials", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing, "--nats-token-file", missing}, "one of"},
 		{"certificate without key", []string{"--nats", "nats://127.0.0.1:1", "--nats-cert", pki.ClientCert}, "needs its key"},
 		{"CA file that is not PEM", []string{"--nats", "nats://127.0.0.1:1", "--nats-ca", pki.ClientKey}, "no PEM certificate"},

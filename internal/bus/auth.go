@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 )
 
@@ -52,8 +53,8 @@ func (a ClientAuth) Validate() error {
 		return errors.New("nats tls: a client certificate needs its key, and a key its certificate")
 	}
 	if a.CredsFile != "" {
-		if _, err := os.Stat(a.CredsFile); err != nil {
-			return fmt.Errorf("nats creds file: %w", err)
+		if err := checkCreds(a.CredsFile); err != nil {
+			return err
 		}
 	}
 	if a.NKeyFile != "" {
@@ -114,6 +115,23 @@ func (a ClientAuth) options() ([]nats.Option, error) {
 		opts = append(opts, nats.ClientCert(a.CertFile, a.KeyFile))
 	}
 	return opts, nil
+}
+
+// checkCreds parses a creds file as the client will at every connect.
+func checkCreds(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("nats creds file: %w", err)
+	}
+	if _, err := jwt.ParseDecoratedJWT(b); err != nil {
+		return fmt.Errorf("nats creds file %s: %w", path, err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return fmt.Errorf("nats creds file %s: %w", path, err)
+	}
+	kp.Wipe()
+	return nil
 }
 
 func readToken(path string) (string, error) {
