@@ -13,6 +13,7 @@ import (
 
 	"github.com/proofline/proofline/internal/auth"
 	"github.com/proofline/proofline/internal/httpx"
+	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/internal/ratelimit"
 	"github.com/proofline/proofline/schemas"
 )
@@ -25,6 +26,8 @@ type Config struct {
 	MaxRecords int
 	// PublishTimeout bounds the wait for JetStream to confirm storage.
 	PublishTimeout time.Duration
+	// Metrics, when set, counts the records by result.
+	Metrics *metrics.Ingest
 }
 
 // DefaultConfig is used for zero fields.
@@ -217,6 +220,7 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 		}
 	}
 	h.log.InfoContext(ctx, "ingested", "principal", principal, "accepted", resp.Accepted, "duplicates", resp.Duplicates, "rejected", resp.Rejected)
+	h.cfg.Metrics.Records(resp.Accepted, resp.Duplicates, resp.Rejected)
 	if resp.Accepted+resp.Duplicates == 0 {
 		return resp, http.StatusBadRequest
 	}

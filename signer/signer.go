@@ -17,6 +17,7 @@ import (
 
 	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/schemas"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	// records with: a message whose attestation verifies is appended
 	// without decoding it again. Every other message is checked in full.
 	Attestation *attest.Key
+	// Metrics, when set, counts the records appended.
+	Metrics *metrics.Signer
 }
 
 // Signer is the log's only writer.
@@ -241,6 +244,7 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 			}
 		}
 		s.logger.DebugContext(ctx, "appended", "records", len(f.msgs), "duplicates", dups)
+		s.cfg.Metrics.Appended(len(f.msgs), dups)
 		acks <- f.msgs
 	}
 	var prev *inFlight

@@ -21,6 +21,7 @@ import (
 	"github.com/proofline/proofline/internal/api"
 	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/internal/ratelimit"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/query/spanstore"
@@ -41,7 +42,7 @@ type serveFlags struct {
 	maxRecords                            int
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
-	debugListen                           string
+	debugListen, metricsListen            string
 	clickhouseDSN, chdbLib, chCluster     string
 	retentionDays                         int
 	costCap                               float64
@@ -87,6 +88,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.costCurrency, "cost-currency", "USD", "currency of the cost KPI (records in other currencies are left out)")
 	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline")
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -233,11 +235,24 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		}
 	}
 
+	// Metrics exist only when served; the roles take nil parts otherwise.
+	var met *metrics.Registry
+	var ingestMet *metrics.Ingest
+	var signerMet *metrics.Signer
+	if f.metricsListen != "" {
+		met = metrics.New()
+		met.WatchStream(b)
+		if lg != nil {
+			met.WatchLog(lg)
+		}
+		ingestMet, signerMet = met.Ingest, met.Signer
+	}
+
 	var wg sync.WaitGroup
 	runCtx, cancelRun := context.WithCancel(ctx)
 	defer func() { cancelRun(); wg.Wait() }()
 	if roles["signer"] {
-		s := signer.New(signer.Config{Attestation: attestKey}, b, lg, logger)
+		s := signer.New(signer.Config{Attestation: attestKey, Metrics: signerMet}, b, lg, logger)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -264,7 +279,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		if lg != nil {
 			inLog = lg.LookupMany
 		}
-		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords},
+		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet},
 			ingest.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
@@ -275,6 +290,15 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	})
 	if f.debugListen != "" {
 		go serveDebug(f.debugListen, logger)
+	}
+	if met != nil {
+		// Bound now, so a taken port fails the start instead of leaving
+		// the server unmonitored.
+		mln, err := net.Listen("tcp", f.metricsListen)
+		if err != nil {
+			return fmt.Errorf("metrics listen %s: %w", f.metricsListen, err)
+		}
+		go serveMetrics(mln, met, logger)
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -301,6 +325,19 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return srv.Shutdown(sctx)
+}
+
+// serveMetrics serves /metrics on its own listener: Prometheus scrapes
+// without proofline's short-lived tokens, so the port is kept apart from
+// the API and left to the network to protect, as is usual.
+func serveMetrics(ln net.Listener, met *metrics.Registry, logger *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", met.Handler())
+	logger.Info("metrics server", "listen", ln.Addr().String())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.Serve(ln); err != nil {
+		logger.Error("metrics server", "err", err)
+	}
 }
 
 // serveDebug serves pprof on its own listener, so profiling is never

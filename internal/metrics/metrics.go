@@ -1,0 +1,160 @@
+// Package metrics serves proofline's own numbers to Prometheus: what
+// ingest took, what the signer appended, how far each consumer is behind
+// the stream, and how big the published log is. With the stream keeping
+// every record until the signer has it, the signer's backlog is the
+// number to alert on: it grows while the signer is down, and it is the
+// stream's disk use.
+//
+// A server builds one Registry and hands its parts to the roles it runs.
+// Nothing is registered globally, so several servers in one process (the
+// tests) do not collide. Every part is nil-safe: a role given no metrics
+// records none.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/ledger"
+)
+
+// Registry is one server's metrics.
+type Registry struct {
+	reg    *prometheus.Registry
+	Ingest *Ingest
+	Signer *Signer
+}
+
+// New makes a registry with the Go runtime's and the process's metrics.
+func New() *Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &Registry{reg: reg,
+		Ingest: &Ingest{records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofline_ingest_records_total",
+			Help: "Records posted to /v1/records, by result: accepted (stored), duplicate, rejected.",
+		}, []string{"result"})},
+		Signer: &Signer{records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proofline_signer_records_total",
+			Help: "Records the signer took from the stream, by result: appended (a new leaf) or duplicate (already in the log).",
+		}, []string{"result"})},
+	}
+	reg.MustRegister(r.Ingest.records, r.Signer.records)
+	// Zero series exist from the start, so a rate() over them is defined
+	// before the first record.
+	for _, res := range []string{"accepted", "duplicate", "rejected"} {
+		r.Ingest.records.WithLabelValues(res)
+	}
+	for _, res := range []string{"appended", "duplicate"} {
+		r.Signer.records.WithLabelValues(res)
+	}
+	return r
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+}
+
+// WatchStream reports the CALLS stream's size and each proofline
+// consumer's backlog, read from JetStream at every scrape.
+func (r *Registry) WatchStream(b *bus.Bus) { r.reg.MustRegister(&streamCollector{bus: b}) }
+
+// WatchLog reports the size of the log's latest published checkpoint.
+func (r *Registry) WatchLog(l *ledger.Log) {
+	r.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "proofline_log_size",
+		Help: "Leaves in the log's latest published (signed) checkpoint.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		cp, _, err := l.Checkpoint(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(cp.Size)
+	}))
+}
+
+// Ingest counts what ingest did with the records it was given.
+type Ingest struct{ records *prometheus.CounterVec }
+
+// Records adds one request's outcome.
+func (m *Ingest) Records(accepted, duplicates, rejected int) {
+	if m == nil {
+		return
+	}
+	m.records.WithLabelValues("accepted").Add(float64(accepted))
+	m.records.WithLabelValues("duplicate").Add(float64(duplicates))
+	m.records.WithLabelValues("rejected").Add(float64(rejected))
+}
+
+// Signer counts what the signer appended.
+type Signer struct{ records *prometheus.CounterVec }
+
+// Appended adds one batch: n records, dups of them already in the log.
+func (m *Signer) Appended(n, dups int) {
+	if m == nil {
+		return
+	}
+	m.records.WithLabelValues("appended").Add(float64(n - dups))
+	m.records.WithLabelValues("duplicate").Add(float64(dups))
+}
+
+var (
+	streamRecordsDesc = prometheus.NewDesc("proofline_stream_records",
+		"Records in the CALLS stream: those some consumer has not acknowledged yet.", nil, nil)
+	streamBytesDesc = prometheus.NewDesc("proofline_stream_bytes",
+		"Bytes the CALLS stream holds.", nil, nil)
+	backlogDesc = prometheus.NewDesc("proofline_consumer_backlog_records",
+		"Records a consumer has not acknowledged: not yet delivered plus delivered and unacknowledged. For the signer, records answered 202 that are not in the log yet.",
+		[]string{"consumer"}, nil)
+	scrapeErrDesc = prometheus.NewDesc("proofline_stream_scrape_error",
+		"1 when JetStream did not answer this scrape (the stream and backlog series are then missing).", nil, nil)
+)
+
+// streamCollector reads the stream and its consumers at scrape time;
+// JetStream keeps the numbers, so there is nothing to update in between.
+type streamCollector struct{ bus *bus.Bus }
+
+func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- streamRecordsDesc
+	ch <- streamBytesDesc
+	ch <- backlogDesc
+	ch <- scrapeErrDesc
+}
+
+func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	failed := 0.0
+	defer func() { ch <- prometheus.MustNewConstMetric(scrapeErrDesc, prometheus.GaugeValue, failed) }()
+	s, err := c.bus.JS.Stream(ctx, bus.StreamName)
+	if err != nil {
+		failed = 1
+		return
+	}
+	st := s.CachedInfo().State
+	ch <- prometheus.MustNewConstMetric(streamRecordsDesc, prometheus.GaugeValue, float64(st.Msgs))
+	ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
+	for _, name := range []string{bus.SignerConsumer, bus.SpanConsumer} {
+		ci, err := s.Consumer(ctx, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue // a role this deployment does not run
+		}
+		if err != nil {
+			failed = 1
+			continue
+		}
+		info := ci.CachedInfo()
+		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.NumPending)+float64(info.NumAckPending), name)
+	}
+}
