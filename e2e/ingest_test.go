@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/proofline/proofline/internal/testpki"
 )
 
 // TestRetriesMakeOneLeaf: the same batch posted three times, and once more
@@ -182,14 +185,20 @@ func TestBadInput(t *testing.T) {
 
 // TestServeRejectsBadConfig: configuration mistakes stop the server at
 // once with exit 2 and a message naming the problem, before any engine
-// starts or any data is written.
+// starts or any data is written. Among them: the external NATS's
+// credential and TLS flags, which are for --nats and whose files are
+// checked at start, and the exposed NATS's certificate flags, which need
+// each other and --nats-listen.
 func TestServeRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	badSLO := filepath.Join(dir, "slo.yaml")
 	if err := os.WriteFile(badSLO, []byte("slos:\n  - group: g\n    target: 99\n    latency_ms: 10\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
+	pki := testpki.New(t)
+	missing := filepath.Join(dir, "nope.creds")
+	const ext = "nats://127.0.0.1:1"
+	for i, c := range []struct {
 		args []string
 		want string
 	}{
@@ -197,8 +206,17 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{[]string{"--roles", "spanstore"}, "signer"},
 		{[]string{"--roles", "everything"}, "unknown role"},
 		{[]string{"--log-level", "loud"}, "log-level"},
+		{[]string{"--nats-creds", missing}, "external NATS"},
+		{[]string{"--nats", ext, "--nats-creds", missing}, "nope.creds"},
+		{[]string{"--nats", ext, "--nats-creds", pki.CAFile}, "nats creds file"},
+		{[]string{"--nats", ext, "--nats-creds", missing, "--nats-token-file", missing}, "one of"},
+		{[]string{"--nats", ext, "--nats-cert", pki.ClientCert}, "needs its key"},
+		{[]string{"--nats", ext, "--nats-ca", pki.ClientKey}, "no PEM certificate"},
+		{[]string{"--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "--nats-listen"},
+		{[]string{"--nats", ext, "--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "embedded NATS"},
+		{[]string{"--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert}, "go together"},
 	} {
-		data := filepath.Join(dir, "data-"+c.want)
+		data := filepath.Join(dir, fmt.Sprintf("data-%d", i))
 		_, errOut, code := cli(t, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, c.args...)...)
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("serve %v: exit %d %q, want 2 mentioning %q", c.args, code, errOut, c.want)

@@ -152,34 +152,6 @@ func TestExternalNATSAuth(t *testing.T) {
 	}
 }
 
-// TestExternalNATSAuthUsage: the client credential flags are for an
-// external NATS, and a file that cannot be used is named at start.
-func TestExternalNATSAuthUsage(t *testing.T) {
-	pki := testpki.New(t)
-	missing := filepath.Join(t.TempDir(), "nope.creds")
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"creds without --nats", []string{"--nats-creds", missing}, "external NATS"},
-		{"missing creds file", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing}, "nope.creds"},
-		{"creds file that is not one", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", pki.CAFile}, "nats creds file"},
-		{"two kinds of credentials", []string{"--nats", "nats://127.0.0.1:1", "--nats-creds", missing, "--nats-token-file", missing}, "one of"},
-		{"certificate without key", []string{"--nats", "nats://127.0.0.1:1", "--nats-cert", pki.ClientCert}, "needs its key"},
-		{"CA file that is not PEM", []string{"--nats", "nats://127.0.0.1:1", "--nats-ca", pki.ClientKey}, "no PEM certificate"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"serve", "--data", t.TempDir(), "--listen", freeAddr(t)}, tc.args...)
-			_, errOut, code := cli(t, args...)
-			if code != 2 || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("exit %d, want 2 and %q in:\n%s", code, tc.want, errOut)
-			}
-		})
-	}
-}
-
 // serveUntilExit runs proofline serve, which is expected to give up by
 // itself, and returns its exit code and output.
 func serveUntilExit(t *testing.T, data string, extra ...string) (int, string) {
@@ -334,27 +306,4 @@ func TestNATSListenTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.waitProof(s.token("auditor", "query", "1h"), "tls-1")
-}
-
-// TestNATSListenTLSUsage: the listener's certificate flags need each other
-// and an exposed embedded NATS.
-func TestNATSListenTLSUsage(t *testing.T) {
-	pki := testpki.New(t)
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"without --nats-listen", []string{"--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "--nats-listen"},
-		{"with an external NATS", []string{"--nats", "nats://127.0.0.1:1", "--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert, "--nats-listen-key", pki.ServerKey}, "embedded NATS"},
-		{"certificate without key", []string{"--nats-listen", "127.0.0.1:0", "--nats-listen-cert", pki.ServerCert}, "go together"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, errOut, code := cli(t, append([]string{"serve", "--data", t.TempDir(), "--listen", freeAddr(t)}, tc.args...)...)
-			if code != 2 || !strings.Contains(errOut, tc.want) {
-				t.Fatalf("exit %d, want 2 and %q in:\n%s", code, tc.want, errOut)
-			}
-		})
-	}
 }
