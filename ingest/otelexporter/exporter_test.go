@@ -60,6 +60,24 @@ func openBus(t *testing.T, addr string) *bus.Bus {
 	return b
 }
 
+// startNATS runs a nats-server in the test process on a free loopback
+// port with opts' other settings (auth, JetStream), for the tests whose
+// server is not proofline's own (bus.Open).
+func startNATS(t *testing.T, opts *server.Options) *server.Server {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoLog, opts.NoSigs = "127.0.0.1", -1, true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return srv
+}
+
 // storedRecords reads every message of the CALLS stream, by record id.
 func storedRecords(t *testing.T, js jetstream.JetStream) map[string]*schemas.CallRecord {
 	t.Helper()
@@ -289,18 +307,7 @@ func TestExporterRetriesUntilNATSIsUp(t *testing.T) {
 // the batch fails, retryably, and the stream still does not exist. The
 // server requires a user and password, which the exporter presents.
 func TestExporterNeverCreatesTheStream(t *testing.T) {
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		Username: "collector", Password: "s3cret", NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	srv := startNATS(t, &server.Options{JetStream: true, StoreDir: t.TempDir(), Username: "collector", Password: "s3cret"})
 
 	cfg := syncConfig(srv.ClientURL())
 	cfg.User, cfg.Password = "collector", "s3cret"
@@ -358,17 +365,7 @@ func TestExporterDefaultQueueDeliversBeforeShutdown(t *testing.T) {
 // serve --nats-listen` writes; a missing or empty file fails the start.
 func TestExporterTokenFile(t *testing.T) {
 	const token = "4f1c0ffee4f1c0ffee"
-	srv, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, Authorization: token, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	t.Cleanup(srv.Shutdown)
-	if !srv.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server not ready")
-	}
+	srv := startNATS(t, &server.Options{Authorization: token})
 	dir := t.TempDir()
 	good, empty := filepath.Join(dir, "nats.token"), filepath.Join(dir, "empty.token")
 	if err := os.WriteFile(good, []byte(token+"\n"), 0o600); err != nil {
