@@ -23,9 +23,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -78,7 +78,7 @@ func newMCPEnv(t *testing.T) *mcpEnv {
 		t.Fatal("the exposed NATS accepted a client without its token")
 	}
 	js := jetStreamAt(t, e.natsURL, nats.Token(strings.TrimSpace(string(tok))), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(js), SpoolPath: filepath.Join(t.TempDir(), "agent-spool"),
+	ob, err := outbox.Open(outbox.Config{Publisher: publish.NewPublisher(js), SpoolPath: filepath.Join(t.TempDir(), "agent-spool"),
 		PublishTimeout: 500 * time.Millisecond, RetryInterval: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/auth"
 	"github.com/proofline/proofline/internal/httpx"
 	"github.com/proofline/proofline/internal/metrics"
@@ -65,7 +66,7 @@ type InLog func(ids []string) (map[string]uint64, error)
 // Handler serves POST /v1/records.
 type Handler struct {
 	cfg     Config
-	pub     *Publisher
+	pub     *publish.Publisher
 	inLog   InLog
 	limiter *ratelimit.Limiter
 	log     *slog.Logger
@@ -73,7 +74,7 @@ type Handler struct {
 
 // NewHandler builds the ingest handler. It expects to run behind
 // auth.Keys.Require(auth.ScopeIngest, ...).
-func NewHandler(cfg Config, pub *Publisher, inLog InLog, limiter *ratelimit.Limiter, logger *slog.Logger) *Handler {
+func NewHandler(cfg Config, pub *publish.Publisher, inLog InLog, limiter *ratelimit.Limiter, logger *slog.Logger) *Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultConfig.MaxBodyBytes
 	}
@@ -143,7 +144,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // or already present.
 func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (*Response, int) {
 	resp := &Response{Results: make([]Result, len(raws))}
-	var msgs []Message
+	var msgs []publish.Message
 	var msgIdx []int // result index of each message
 	firstByID := map[string]int{}
 	for i, raw := range raws {
@@ -170,7 +171,7 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 			continue
 		}
 		res.Status = StatusAccepted
-		msgs = append(msgs, Message{RecordID: rec.RecordID, Data: canon})
+		msgs = append(msgs, publish.Message{RecordID: rec.RecordID, Data: canon})
 		msgIdx = append(msgIdx, i)
 	}
 	if h.inLog != nil && len(msgs) > 0 {

@@ -27,10 +27,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook"
 	"github.com/proofline/proofline/ingest/mcphook/policy"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/bus"
 )
 
@@ -152,7 +152,7 @@ func run(ctx context.Context, n int, out string) error {
 		return err
 	}
 	hooked := func(name string) (*mcphook.Hook, *outbox.Outbox, error) {
-		ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(dir, name+"-spool"),
+		ob, err := outbox.Open(outbox.Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(dir, name+"-spool"),
 			SpoolMaxBytes: 1 << 30, QueueSize: 1 << 16, Logger: quiet})
 		if err != nil {
 			return nil, nil, err

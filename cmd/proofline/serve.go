@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/api"
 	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
@@ -280,7 +281,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 			inLog = lg.LookupMany
 		}
 		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet},
-			ingest.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
+			publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,

@@ -26,9 +26,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(js), SpoolPath: filepath.Join(os.TempDir(), "agent-"+*id+"-spool")})
+		ob, err := outbox.Open(outbox.Config{Publisher: publish.NewPublisher(js), SpoolPath: filepath.Join(os.TempDir(), "agent-"+*id+"-spool")})
 		if err != nil {
 			return err
 		}

@@ -33,10 +33,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"gopkg.in/yaml.v3"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook"
 	"github.com/proofline/proofline/ingest/mcphook/policy"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	ob, err := outbox.Open(outbox.Config{
-		Publisher: ingest.NewPublisher(js), SpoolPath: *spool, Logger: logger,
+		Publisher: publish.NewPublisher(js), SpoolPath: *spool, Logger: logger,
 		PublishTimeout: 500 * time.Millisecond, RetryInterval: 200 * time.Millisecond,
 	})
 	if err != nil {

@@ -36,9 +36,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook/policy"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -564,7 +564,7 @@ func (h *Hook) complete(ctx context.Context, p pending) {
 		h.log.ErrorContext(ctx, "mcphook: call record is invalid; not recorded", "tool", r.Tool.Name, "err", err)
 		return
 	}
-	if err := h.cfg.Outbox.Enqueue(ingest.Message{RecordID: r.RecordID, Data: data}); err != nil {
+	if err := h.cfg.Outbox.Enqueue(publish.Message{RecordID: r.RecordID, Data: data}); err != nil {
 		h.log.ErrorContext(ctx, "mcphook: call record dropped", "record_id", r.RecordID, "err", err)
 	}
 }

@@ -20,9 +20,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/mcphook/policy"
 	"github.com/proofline/proofline/ingest/outbox"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/schemas"
 )
@@ -68,7 +68,7 @@ func newHarness(t testing.TB, cfg Config, pol string) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	ob, err := outbox.Open(outbox.Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool"), Logger: slog.New(slog.DiscardHandler)})
+	ob, err := outbox.Open(outbox.Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package otelexporter
 
 import (
+	"github.com/proofline/proofline/ingest/publish"
+
 	"errors"
 	"fmt"
 	"net/url"
@@ -14,7 +16,6 @@ import (
 	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
-	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -60,7 +61,7 @@ type Config struct {
 	// collector here.
 	Principal string `mapstructure:"principal"`
 	// Subject the records are published on. The stream binds one
-	// subject, proofline.calls.v1, and ingest.Publisher owns that
+	// subject, proofline.calls.v1, and publish.Publisher owns that
 	// convention; the field lets a config say so explicitly and makes any
 	// other value fail at start instead of publishing where no stream
 	// listens.
@@ -92,7 +93,7 @@ func createDefaultConfig() component.Config {
 		QueueConfig:   configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
 		BackOffConfig: configretry.NewDefaultBackOffConfig(),
 		Principal:     DefaultPrincipal,
-		Subject:       bus.SubjectRecords,
+		Subject:       publish.Subject,
 		CopyAttributes: []string{
 			"gen_ai.tool.call.id",
 		},
@@ -129,8 +130,8 @@ func (c *Config) Validate() error {
 	if c.Principal == "" || len(c.Principal) > 256 {
 		errs = append(errs, fmt.Errorf("principal must be 1 to 256 bytes, got %d", len(c.Principal)))
 	}
-	if c.Subject != "" && c.Subject != bus.SubjectRecords {
-		errs = append(errs, fmt.Errorf("subject %q: the %s stream is bound to %s only", c.Subject, bus.StreamName, bus.SubjectRecords))
+	if c.Subject != "" && c.Subject != publish.Subject {
+		errs = append(errs, fmt.Errorf("subject %q: the %s stream is bound to %s only", c.Subject, publish.Stream, publish.Subject))
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, errors.New("timeout must be positive: it bounds how long a batch waits for JetStream before it is retried"))

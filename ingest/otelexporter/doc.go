@@ -1,7 +1,7 @@
 // Package otelexporter is an OpenTelemetry Collector exporter (type
 // "proofline") that turns agent→tool call spans into proofline call
 // records and publishes them to the CALLS JetStream stream through
-// ingest.Publisher, the same publisher as the HTTP ingest API.
+// publish.Publisher, the same publisher as the HTTP ingest API.
 //
 // It exists so that a deployment that already traces its agents and MCP
 // servers with OpenTelemetry gets signed evidence of every tool call

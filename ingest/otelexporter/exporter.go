@@ -17,8 +17,7 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/proofline/proofline/ingest"
-	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/ingest/publish"
 )
 
 // maxPendingPublishes bounds the asynchronous publishes in flight on the
@@ -36,7 +35,7 @@ type tracesExporter struct {
 	tel    *telemetry
 
 	nc  *nats.Conn
-	pub *ingest.Publisher
+	pub *publish.Publisher
 }
 
 func newTracesExporter(cfg *Config, set exporter.Settings) (*tracesExporter, error) {
@@ -109,7 +108,7 @@ func (e *tracesExporter) start(ctx context.Context, _ component.Host) error {
 		nc.Close()
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	e.nc, e.pub = nc, ingest.NewPublisher(js)
+	e.nc, e.pub = nc, publish.NewPublisher(js)
 	if nc.IsConnected() {
 		e.logger.Info("nats connected", zap.String("url", nc.ConnectedUrlRedacted()))
 	} else {
@@ -152,7 +151,7 @@ func (e *tracesExporter) pushTraces(ctx context.Context, td ptrace.Traces) error
 		// Retryable: exporterhelper retries the whole batch; what did get
 		// stored is reported as duplicate then.
 		return fmt.Errorf("publish %d call records to stream %s at %s (is `proofline serve` running on this NATS?): %w",
-			len(b.Messages), bus.StreamName, e.cfg.NATSURL, err)
+			len(b.Messages), publish.Stream, e.cfg.NATSURL, err)
 	}
 	stored, dup := 0, 0
 	for _, a := range acks {

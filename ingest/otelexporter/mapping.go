@@ -15,7 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.41.0"
 
-	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -114,7 +114,7 @@ type Invalid struct {
 type Batch struct {
 	// Messages are canonical, validated records with distinct ids, in
 	// span order.
-	Messages []ingest.Message
+	Messages []publish.Message
 	// Ignored counts spans that are not tool calls.
 	Ignored int
 	// Repeated counts tool-call spans whose record id already occurred
@@ -156,7 +156,7 @@ func (m *Mapper) Map(td ptrace.Traces) Batch {
 					b.Invalid = append(b.Invalid, Invalid{RecordID: id, Err: err})
 					continue
 				}
-				b.Messages = append(b.Messages, ingest.Message{RecordID: id, Data: data})
+				b.Messages = append(b.Messages, publish.Message{RecordID: id, Data: data})
 			}
 		}
 	}

@@ -29,13 +29,13 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/publish"
 )
 
 // Publisher stores messages in JetStream and returns when they are
-// acknowledged; *ingest.Publisher is one.
+// acknowledged; *publish.Publisher is one.
 type Publisher interface {
-	Publish(ctx context.Context, msgs []ingest.Message) ([]ingest.PubResult, error)
+	Publish(ctx context.Context, msgs []publish.Message) ([]publish.PubResult, error)
 	// Connected is false while the connection is known to be down:
 	// records then go to the spool at once instead of waiting out a
 	// publish that cannot succeed.
@@ -92,7 +92,7 @@ type Stats struct {
 type Outbox struct {
 	cfg   Config
 	log   *slog.Logger
-	queue chan ingest.Message
+	queue chan publish.Message
 
 	// mu guards the spool: the file, its size and how much of it is
 	// already published (drained).
@@ -152,7 +152,7 @@ func Open(cfg Config) (*Outbox, error) {
 		return nil, err
 	}
 	o := &Outbox{
-		cfg: cfg, log: cfg.Logger, queue: make(chan ingest.Message, cfg.QueueSize),
+		cfg: cfg, log: cfg.Logger, queue: make(chan publish.Message, cfg.QueueSize),
 		spool: f, size: size, stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if size > 0 {
@@ -247,7 +247,7 @@ func completeLines(f *os.File) (int64, error) {
 // Enqueue hands a record over without waiting for JetStream or the disk
 // beyond one buffered write: to the queue if there is room, else to the
 // spool. It fails with ErrFull only when both are full.
-func (o *Outbox) Enqueue(m ingest.Message) error {
+func (o *Outbox) Enqueue(m publish.Message) error {
 	// The read lock keeps Close from sweeping the queue between the check
 	// and the send, which would strand this record in the queue.
 	o.closeMu.RLock()
@@ -261,7 +261,7 @@ func (o *Outbox) Enqueue(m ingest.Message) error {
 		return nil
 	default:
 	}
-	if err := o.writeSpool([]ingest.Message{m}, false); err != nil {
+	if err := o.writeSpool([]publish.Message{m}, false); err != nil {
 		if errors.Is(err, ErrFull) {
 			o.dropped.Add(1)
 		}
@@ -302,7 +302,7 @@ func (o *Outbox) Close(ctx context.Context) error {
 	}
 	// Whatever the relay did not get to goes to the spool: nothing
 	// enqueued is dropped by a shutdown.
-	var rest []ingest.Message
+	var rest []publish.Message
 	for {
 		select {
 		case m := <-o.queue:
@@ -345,8 +345,8 @@ func (o *Outbox) run() {
 	}
 }
 
-func (o *Outbox) collect(first ingest.Message) []ingest.Message {
-	batch := []ingest.Message{first}
+func (o *Outbox) collect(first publish.Message) []publish.Message {
+	batch := []publish.Message{first}
 	for len(batch) < o.cfg.BatchSize {
 		select {
 		case m := <-o.queue:
@@ -384,7 +384,7 @@ func (o *Outbox) flushQueue() {
 // send publishes a batch, or spools it. While the spool holds records the
 // batch goes behind them, so records reach JetStream in the order they
 // were made.
-func (o *Outbox) send(batch []ingest.Message) {
+func (o *Outbox) send(batch []publish.Message) {
 	if o.pending() == 0 {
 		if err := o.publish(batch); err == nil {
 			return
@@ -408,7 +408,7 @@ var errDisconnected = errors.New("not connected to NATS")
 // send them on reconnecting, ahead of records spooled before them. (Until
 // the client notices an outage that can still happen: order in the stream
 // is then not spool order; nothing is lost or stored twice.)
-func (o *Outbox) publish(batch []ingest.Message) error {
+func (o *Outbox) publish(batch []publish.Message) error {
 	if !o.cfg.Publisher.Connected() {
 		return errDisconnected
 	}
@@ -429,7 +429,7 @@ func (o *Outbox) pending() int64 {
 
 // writeSpool writes records behind the spool's end, refusing them all
 // when they do not fit; sync makes them durable before it returns.
-func (o *Outbox) writeSpool(batch []ingest.Message, sync bool) error {
+func (o *Outbox) writeSpool(batch []publish.Message, sync bool) error {
 	var buf bytes.Buffer
 	for _, m := range batch {
 		if strings.ContainsAny(m.RecordID, " \n") || bytes.IndexByte(m.Data, '\n') >= 0 {
@@ -513,9 +513,9 @@ func (o *Outbox) drain() {
 
 // readBatch reads up to BatchSize spooled records starting at offset
 // from, and returns them with the bytes they took.
-func (o *Outbox) readBatch(from, to int64) ([]ingest.Message, int64, error) {
+func (o *Outbox) readBatch(from, to int64) ([]publish.Message, int64, error) {
 	r := bufio.NewReader(io.NewSectionReader(o.spool, from, to-from))
-	var batch []ingest.Message
+	var batch []publish.Message
 	var n int64
 	for len(batch) < o.cfg.BatchSize {
 		line, err := r.ReadBytes('\n')
@@ -531,7 +531,7 @@ func (o *Outbox) readBatch(from, to int64) ([]ingest.Message, int64, error) {
 			o.log.Error("outbox: skipping a malformed spool line", "offset", from+n-int64(len(line)))
 			continue
 		}
-		batch = append(batch, ingest.Message{RecordID: string(id), Data: bytes.Clone(data)})
+		batch = append(batch, publish.Message{RecordID: string(id), Data: bytes.Clone(data)})
 	}
 	return batch, n, nil
 }

@@ -16,7 +16,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/proofline/proofline/ingest"
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/bus"
 )
 
@@ -81,9 +81,9 @@ func openBus(t *testing.T, url string) *bus.Bus {
 	return b
 }
 
-func msg(i int) ingest.Message {
+func msg(i int) publish.Message {
 	id := fmt.Sprintf("rec-%05d", i)
-	return ingest.Message{RecordID: id, Data: []byte(`{"record_id":"` + id + `"}`)}
+	return publish.Message{RecordID: id, Data: []byte(`{"record_id":"` + id + `"}`)}
 }
 
 // streamIDs returns the message ids stored in the CALLS stream, in order.
@@ -136,7 +136,7 @@ func open(t *testing.T, cfg Config) *Outbox {
 func TestPublishesDirectly(t *testing.T) {
 	n := startNATS(t)
 	b := openBus(t, n.url())
-	o := open(t, Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool")})
+	o := open(t, Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool")})
 	for i := range 100 {
 		if err := o.Enqueue(msg(i)); err != nil {
 			t.Fatal(err)
@@ -158,7 +158,7 @@ func TestSpoolsWhileNATSIsDownAndDrains(t *testing.T) {
 	n := startNATS(t)
 	b := openBus(t, n.url())
 	spool := filepath.Join(t.TempDir(), "spool")
-	o := open(t, Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: spool,
+	o := open(t, Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: spool,
 		PublishTimeout: 200 * time.Millisecond, RetryInterval: 50 * time.Millisecond, BatchSize: 16})
 	for i := range 10 {
 		if err := o.Enqueue(msg(i)); err != nil {
@@ -209,7 +209,7 @@ func TestSpoolsWhileNATSIsDownAndDrains(t *testing.T) {
 func TestSpoolsAtOnceWhenDisconnected(t *testing.T) {
 	n := startNATS(t)
 	b := openBus(t, n.url())
-	pub := ingest.NewPublisher(b.JS)
+	pub := publish.NewPublisher(b.JS)
 	o := open(t, Config{Publisher: pub, SpoolPath: filepath.Join(t.TempDir(), "spool"),
 		PublishTimeout: time.Minute, RetryInterval: 50 * time.Millisecond, BatchSize: 16})
 	n.stop()
@@ -233,7 +233,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	n := startNATS(t)
 	b := openBus(t, n.url())
 	spool := filepath.Join(t.TempDir(), "spool")
-	pub := ingest.NewPublisher(b.JS)
+	pub := publish.NewPublisher(b.JS)
 	n.stop()
 	// Until the client notices the outage, a publish hands it messages it
 	// keeps and sends after reconnecting, ahead of the spool's drain; this
@@ -261,7 +261,7 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 	_ = f.Close()
 
 	n.start()
-	o2 := open(t, Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: spool, RetryInterval: 50 * time.Millisecond})
+	o2 := open(t, Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: spool, RetryInterval: 50 * time.Millisecond})
 	waitFor(t, "50 in the stream", func() bool { return len(streamIDs(t, b.JS)) >= 50 })
 	waitFor(t, "spool drained", func() bool { return o2.Stats().SpoolBytes == 0 })
 	ids := streamIDs(t, b.JS)
@@ -275,7 +275,7 @@ func TestFullSpoolRefuses(t *testing.T) {
 	b := openBus(t, n.url())
 	n.stop()
 	reader := sdkmetric.NewManualReader()
-	o := open(t, Config{Publisher: ingest.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool"),
+	o := open(t, Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(t.TempDir(), "spool"),
 		SpoolMaxBytes: 1000, QueueSize: 1, PublishTimeout: 50 * time.Millisecond, RetryInterval: time.Hour,
 		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))})
 	var full int

@@ -20,13 +20,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/proofline/proofline/ingest/publish"
 )
 
 const (
 	// StreamName is the JetStream stream holding every call record.
-	StreamName = "CALLS"
+	StreamName = publish.Stream
 	// SubjectRecords is the subject call records are published on.
-	SubjectRecords = "proofline.calls.v1"
+	SubjectRecords = publish.Subject
 	// SignerConsumer is the durable consumer the signer reads from.
 	SignerConsumer = "signer"
 	// SpanConsumer is the durable consumer the span writer reads from.

@@ -20,7 +20,7 @@ func open(t *testing.T, ctx context.Context, dir string) *Bus {
 	return b
 }
 
-func publish(t *testing.T, ctx context.Context, b *Bus, prefix string, n int) {
+func publishRecord(t *testing.T, ctx context.Context, b *Bus, prefix string, n int) {
 	t.Helper()
 	for i := range n {
 		m := &nats.Msg{Subject: SubjectRecords, Data: []byte(`{}`), Header: nats.Header{}}
@@ -82,7 +82,7 @@ func TestRecordsStayUntilEveryConsumerHasThem(t *testing.T) {
 	b := open(t, ctx, t.TempDir())
 	defer b.Close()
 
-	publish(t, ctx, b, "early", 10) // no process has read the stream yet
+	publishRecord(t, ctx, b, "early", 10) // no process has read the stream yet
 	waitMsgs(t, ctx, b, 10)
 
 	consume(t, ctx, b, SpanConsumer, 10)
@@ -127,7 +127,7 @@ func TestOpenMigratesAgeLimitedStream(t *testing.T) {
 	if _, err := b.JS.CreateConsumer(ctx, StreamName, spanCfg); err != nil {
 		t.Fatal(err)
 	}
-	publish(t, ctx, b, "old", 8)
+	publishRecord(t, ctx, b, "old", 8)
 	consume(t, ctx, b, SignerConsumer, 3) // logged; the span writer has none
 	b.Close()
 

@@ -1,4 +1,9 @@
-package ingest
+// Package publish puts call records on proofline's CALLS stream. It is the
+// one piece every producer shares (HTTP ingest, the MCP hook's outbox, the
+// collector exporter), so it depends on nats.go alone: a Go MCP server that
+// imports the hook must not link nats-server, tessera or bbolt
+// (TestProducersStayLean).
+package publish
 
 import (
 	"context"
@@ -9,7 +14,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/proofline/proofline/internal/attest"
-	"github.com/proofline/proofline/internal/bus"
+)
+
+const (
+	// Stream is the JetStream stream holding every call record.
+	Stream = "CALLS"
+	// Subject is the subject call records are published on.
+	Subject = "proofline.calls.v1"
 )
 
 // Message is one canonical call record ready for the stream.
@@ -58,12 +69,12 @@ func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, error) {
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
-		nm := &nats.Msg{Subject: bus.SubjectRecords, Data: m.Data, Header: nats.Header{}}
+		nm := &nats.Msg{Subject: Subject, Data: m.Data, Header: nats.Header{}}
 		nm.Header.Set(jetstream.MsgIDHeader, m.RecordID)
 		if p.attest != nil {
 			nm.Header.Set(attest.Header, p.attest.Sign(m.RecordID, m.Data))
 		}
-		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(bus.StreamName))
+		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(Stream))
 		if err != nil {
 			return nil, fmt.Errorf("publish %s: %w", m.RecordID, err)
 		}
