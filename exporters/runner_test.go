@@ -1,0 +1,386 @@
+package exporters_test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/proofline/proofline/exporters"
+	"github.com/proofline/proofline/ledger"
+)
+
+// A real tessera log on disk, written through the ledger as the signer
+// writes it; the exporters read it back over C2SP tlog-tiles from files.
+type testLog struct {
+	dir string
+	log *ledger.Log
+	s   note.Signer
+	v   note.Verifier
+}
+
+func newKeys(t *testing.T) (note.Signer, note.Verifier) {
+	t.Helper()
+	skey, vkey, err := note.GenerateKey(rand.Reader, "exporters.test/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := note.NewSigner(skey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(vkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, v
+}
+
+func openLog(t *testing.T, dir string, s note.Signer, v note.Verifier) *testLog {
+	t.Helper()
+	l, err := ledger.Open(context.Background(), ledger.Config{Dir: dir, Signer: s, Verifier: v,
+		BatchMaxAge: 5 * time.Millisecond, CheckpointInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close(context.Background()) })
+	return &testLog{dir: dir, log: l, s: s, v: v}
+}
+
+// appendRecords appends n records; record i gets a region and data class
+// from the given functions (empty: none).
+func (l *testLog) appendRecords(t *testing.T, prefix string, n int, region, class func(int) string) {
+	t.Helper()
+	es := make([]ledger.Entry, n)
+	for i := range es {
+		id := fmt.Sprintf("%s-%05d", prefix, i)
+		extra := ""
+		if region != nil && region(i) != "" {
+			extra += fmt.Sprintf(`,"region":%q`, region(i))
+		}
+		if class != nil && class(i) != "" {
+			extra += fmt.Sprintf(`,"data_class":%q`, class(i))
+		}
+		es[i] = ledger.Entry{ID: id, Data: []byte(fmt.Sprintf(`{"record_id":%q%s}`, id, extra))}
+	}
+	if _, err := l.log.Append(context.Background(), es); err != nil {
+		t.Fatal(err)
+	}
+	size, err := l.log.IntegratedSize(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool {
+		cp, _, err := l.log.Checkpoint(context.Background())
+		return err == nil && cp.Size >= size
+	}, "checkpoint covers the appended records")
+}
+
+// eventually is the package's one polling helper.
+func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// faultSink is a sink whose failures the test scripts: it implements the
+// Sink contract (acknowledge, reject some, throttle, fail) and remembers
+// every event it acknowledged and every anchor it was given.
+type faultSink struct {
+	mu        sync.Mutex
+	got       []exporters.Event
+	anchors   []*exporters.Anchor
+	sends     int
+	poisoned  map[string]bool // record ids refused for good
+	failNext  int             // the next sends fail transiently
+	throttle  int             // the next sends are throttled
+	fatal     bool            // fail every send as misconfigured
+	closed    bool
+	beforeAck func(b exporters.Batch) // called before acknowledging
+}
+
+func (s *faultSink) Send(_ context.Context, b exporters.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sends++
+	switch {
+	case s.fatal:
+		return exporters.Fatal(errors.New("401 invalid token"))
+	case s.failNext > 0:
+		s.failNext--
+		return errors.New("503 server busy")
+	case s.throttle > 0:
+		s.throttle--
+		return exporters.Throttle(20*time.Millisecond, errors.New("429"))
+	}
+	if s.beforeAck != nil {
+		s.beforeAck(b)
+	}
+	if b.Anchor != nil {
+		s.anchors = append(s.anchors, b.Anchor)
+	}
+	rej := map[int]string{}
+	for i, e := range b.Events {
+		if s.poisoned[e.Evidence.RecordID] {
+			rej[i] = "invalid-event-number"
+			continue
+		}
+		s.got = append(s.got, e)
+	}
+	if len(rej) > 0 {
+		return &exporters.RejectedError{Reasons: rej}
+	}
+	return nil
+}
+
+func (s *faultSink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	return nil
+}
+
+func (s *faultSink) leaves() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]uint64, len(s.got))
+	for i, e := range s.got {
+		out[i] = e.Evidence.LeafIndex
+	}
+	return out
+}
+
+type run struct {
+	cancel context.CancelFunc
+	done   chan error
+	state  *exporters.StateDir
+}
+
+func startRunner(t *testing.T, l *testLog, stateDir string, sinks ...exporters.SinkSpec) *run {
+	t.Helper()
+	st, err := exporters.OpenStateDir(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := exporters.New(exporters.Config{
+		Source: exporters.NewFileSource(l.log.TilesDir(), l.v), State: st, Sinks: sinks,
+		PollInterval: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rn := &run{cancel: cancel, done: make(chan error, 1), state: st}
+	go func() { rn.done <- r.Run(ctx) }()
+	t.Cleanup(func() { rn.stop(t) })
+	return rn
+}
+
+func (r *run) stop(t *testing.T) error {
+	t.Helper()
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	r.cancel = nil
+	err := <-r.done
+	r.state.Close()
+	return err
+}
+
+func seq(from, to uint64) []uint64 {
+	var out []uint64
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+func TestRunnerDeliversEveryLeafInOrderThroughFailures(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "a", 700, nil, nil)
+
+	sink := &faultSink{poisoned: map[string]bool{"a-00123": true}, failNext: 3, throttle: 2}
+	state := t.TempDir()
+	r := startRunner(t, l, state, exporters.SinkSpec{Name: "siem", Sink: sink, BatchSize: 100, BreakerFailures: 2, BreakerOpen: 50 * time.Millisecond})
+	eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 699 }, "699 leaves delivered")
+	l.appendRecords(t, "b", 300, nil, nil)
+	eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 999 }, "999 leaves delivered")
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	want := slices.DeleteFunc(seq(0, 1000), func(i uint64) bool { return i == 123 })
+	if got := sink.leaves(); !slices.Equal(got, want) {
+		t.Fatalf("delivered leaves out of order or missing: %v…", got[:min(10, len(got))])
+	}
+	for _, e := range sink.got {
+		if e.Evidence.Origin != "exporters.test/log" || e.Evidence.TreeSize <= e.Evidence.LeafIndex || e.Evidence.RecordID == "" {
+			t.Fatalf("event without its evidence: %+v", e.Evidence)
+		}
+	}
+	// Each event's tree size is that of an anchor the sink held no later
+	// than the event.
+	if len(sink.anchors) == 0 || sink.anchors[len(sink.anchors)-1].TreeSize != 1000 {
+		t.Fatalf("anchors: %d, last not at 1000", len(sink.anchors))
+	}
+	for _, a := range sink.anchors {
+		if _, err := note.Open(a.Note, note.VerifierList(v)); err != nil {
+			t.Fatalf("anchor does not verify: %v", err)
+		}
+	}
+	dls, err := exporters.ReadDeadLetters(state, "siem")
+	if err != nil || len(dls) != 1 || dls[0].RecordID != "a-00123" || dls[0].LeafIndex != 123 || dls[0].Reason != "invalid-event-number" {
+		t.Fatalf("dead letters: %+v, %v", dls, err)
+	}
+	st, err := exporters.LoadStatus(state, "siem")
+	if err != nil || st.Cursor != 1000 || st.LagLeaves != 0 || st.DeadLettered != 1 || st.Delivered != 999 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	if !sink.closed {
+		t.Fatal("sink not closed")
+	}
+}
+
+func TestRunnerResumesFromItsCursor(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "a", 600, nil, nil)
+	state := t.TempDir()
+
+	// The first run stops after the sink acknowledged some batches.
+	first := &faultSink{}
+	r := startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: first, BatchSize: 50})
+	eventually(t, 20*time.Second, func() bool { return len(first.leaves()) >= 200 }, "200 leaves")
+	_ = r.stop(t)
+	c, err := exporters.LoadCursor(state, "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Next != uint64(len(first.leaves())) {
+		t.Fatalf("cursor %d after %d acknowledged leaves", c.Next, len(first.leaves()))
+	}
+
+	second := &faultSink{}
+	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: second, BatchSize: 50})
+	eventually(t, 20*time.Second, func() bool { return len(second.leaves()) == 600-int(c.Next) }, "the rest")
+	if got := append(first.leaves(), second.leaves()...); !slices.Equal(got, seq(0, 600)) {
+		t.Fatalf("leaves lost or doubled across a restart")
+	}
+}
+
+func TestRunnerReplayAndStateDirLock(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "a", 100, nil, nil)
+	state := t.TempDir()
+	sink := &faultSink{}
+	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink})
+	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 100 }, "100 leaves")
+
+	if _, err := exporters.OpenStateDir(state); err == nil {
+		t.Fatal("a second exporter could take the same state dir")
+	}
+	if err := exporters.RequestReplay(state, "s", 90); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 110 }, "leaves 90..99 again")
+	if got := sink.leaves()[100:]; !slices.Equal(got, seq(90, 100)) {
+		t.Fatalf("replayed %v", got)
+	}
+}
+
+func TestRunnerRoutesByRegionAndDataClass(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	regions := []string{"", "eu", "us"}
+	classes := []string{"", "pii", "internal"}
+	l.appendRecords(t, "r", 90, func(i int) string { return regions[i%3] }, func(i int) string { return classes[(i/3)%3] })
+
+	eu := &faultSink{}
+	vendor := &faultSink{}
+	startRunner(t, l, t.TempDir(),
+		exporters.SinkSpec{Name: "eu", Sink: eu, Route: exporters.Route{Regions: []string{"eu"}}},
+		exporters.SinkSpec{Name: "vendor", Sink: vendor, Route: exporters.Route{DataClasses: []string{"internal"}}},
+	)
+	// eu: records with region eu or none (60); vendor: class internal or none (60).
+	eventually(t, 10*time.Second, func() bool { return len(eu.leaves()) == 60 && len(vendor.leaves()) == 60 }, "routed leaves")
+	for _, e := range eu.got {
+		if i := e.Evidence.LeafIndex; regions[i%3] == "us" {
+			t.Fatalf("leaf %d of region us reached the eu sink", i)
+		}
+	}
+	for _, e := range vendor.got {
+		if i := e.Evidence.LeafIndex; classes[(i/3)%3] == "pii" {
+			t.Fatalf("pii leaf %d reached the vendor sink", i)
+		}
+	}
+}
+
+func TestRunnerStopsOnAForkedLog(t *testing.T) {
+	s, v := newKeys(t)
+	dir := t.TempDir()
+	l := openLog(t, dir, s, v)
+	l.appendRecords(t, "a", 50, nil, nil)
+	state := t.TempDir()
+	sink := &faultSink{}
+	r := startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink})
+	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 50 }, "50 leaves")
+	_ = r.stop(t)
+
+	// Another log under the same key and origin with a different history:
+	// what an operator rewriting the log would serve.
+	forked := openLog(t, t.TempDir(), s, v)
+	forked.appendRecords(t, "evil", 80, nil, nil)
+	sink2 := &faultSink{}
+	r2 := startRunner(t, forked, state, exporters.SinkSpec{Name: "s", Sink: sink2})
+	select {
+	case err := <-r2.done:
+		r2.cancel, r2.done = nil, nil
+		r2.state.Close()
+		if !errors.Is(err, exporters.ErrInconsistent) {
+			t.Fatalf("runner over a forked log returned %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("runner kept running over a forked log")
+	}
+	if n := len(sink2.leaves()); n != 0 {
+		t.Fatalf("%d leaves of the forked log were exported", n)
+	}
+}
+
+func TestRunnerKeepsCursorWhileSinkIsMisconfigured(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "a", 20, nil, nil)
+	state := t.TempDir()
+	sink := &faultSink{fatal: true}
+	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink, BreakerFailures: 100})
+	eventually(t, 10*time.Second, func() bool {
+		st, err := exporters.LoadStatus(state, "s")
+		return err == nil && st.LastError != "" && st.LagLeaves == 20
+	}, "status shows the fatal error and the lag")
+	c, _ := exporters.LoadCursor(state, "s")
+	if c.Next != 0 {
+		t.Fatalf("cursor moved to %d while the sink refused everything", c.Next)
+	}
+	if dls, _ := exporters.ReadDeadLetters(state, "s"); len(dls) != 0 {
+		t.Fatalf("a misconfigured sink dead-lettered %d events", len(dls))
+	}
+	sink.mu.Lock()
+	sink.fatal = false
+	sink.mu.Unlock()
+	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 20 }, "delivery once fixed")
+}

@@ -1,0 +1,249 @@
+package exporters
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Cursor is a sink's durable position in the log: every leaf below Next
+// has been acknowledged by the sink (or dead-lettered), and the sink holds
+// the anchor of size AnchorSize.
+type Cursor struct {
+	Next       uint64    `json:"next_leaf"`
+	AnchorSize uint64    `json:"anchor_size"`
+	Updated    time.Time `json:"updated"`
+}
+
+// Status is what `proofline export status` shows of a sink; the runner
+// rewrites it as it goes (not fsynced: it is a view, the cursor is the
+// truth).
+type Status struct {
+	Sink         string    `json:"sink"`
+	Origin       string    `json:"log_origin"`
+	Cursor       uint64    `json:"cursor"`
+	TreeSize     uint64    `json:"tree_size"`
+	LagLeaves    uint64    `json:"lag_leaves"`
+	LagSeconds   float64   `json:"lag_seconds"`
+	Breaker      string    `json:"breaker"`
+	Delivered    uint64    `json:"delivered"`
+	DeadLettered uint64    `json:"dead_lettered"`
+	LastError    string    `json:"last_error,omitempty"`
+	Updated      time.Time `json:"updated"`
+}
+
+// DeadLetter is one event a sink refused for good.
+type DeadLetter struct {
+	Time      time.Time `json:"time"`
+	Sink      string    `json:"sink"`
+	LeafIndex uint64    `json:"leaf_index"`
+	RecordID  string    `json:"record_id"`
+	Reason    string    `json:"reason"`
+}
+
+// StateDir holds the cursors, statuses, dead letters and replay requests
+// of the sinks of one exporter process. Only one process may use it at a
+// time (an exclusive lock), so two exporters cannot both move a cursor.
+type StateDir struct {
+	dir  string
+	lock *os.File
+}
+
+// OpenStateDir creates (0700) and locks dir.
+func OpenStateDir(dir string) (*StateDir, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("exporter state dir: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("exporter state dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("exporter state dir %s is in use by another exporter process: %w", dir, err)
+	}
+	return &StateDir{dir: dir, lock: f}, nil
+}
+
+// Close releases the lock.
+func (d *StateDir) Close() error { return d.lock.Close() }
+
+// Dir is the directory.
+func (d *StateDir) Dir() string { return d.dir }
+
+func (d *StateDir) path(sink, kind string) string { return filepath.Join(d.dir, sink+"."+kind) }
+
+// LoadCursor returns the sink's cursor (zero for a new sink).
+func LoadCursor(dir, sink string) (Cursor, error) {
+	var c Cursor
+	b, err := os.ReadFile(filepath.Join(dir, sink+".cursor"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("cursor of sink %s: %w", sink, err)
+	}
+	return c, nil
+}
+
+// SaveCursor writes c durably: a temporary file, fsync, rename, fsync of
+// the directory, so a crash leaves the old or the new cursor, never a torn
+// one.
+func (d *StateDir) SaveCursor(sink string, c Cursor) error {
+	b, _ := json.Marshal(c)
+	return writeAtomic(d.path(sink, "cursor"), b, true)
+}
+
+// SaveStatus writes the sink's status for readers (not fsynced).
+func (d *StateDir) SaveStatus(s Status) error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return writeAtomic(d.path(s.Sink, "status"), b, false)
+}
+
+// LoadStatus reads a sink's last status.
+func LoadStatus(dir, sink string) (Status, error) {
+	var s Status
+	b, err := os.ReadFile(filepath.Join(dir, sink+".status"))
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(b, &s)
+}
+
+// AppendDeadLetters appends to the sink's dead-letter file and fsyncs it
+// before the runner moves the cursor past the events.
+func (d *StateDir) AppendDeadLetters(sink string, dls []DeadLetter) error {
+	f, err := os.OpenFile(d.path(sink, "deadletter.ndjson"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, dl := range dls {
+		if err := enc.Encode(dl); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// ReadDeadLetters returns a sink's dead letters, oldest first.
+func ReadDeadLetters(dir, sink string) ([]DeadLetter, error) {
+	f, err := os.Open(filepath.Join(dir, sink+".deadletter.ndjson"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []DeadLetter
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var dl DeadLetter
+		if err := json.Unmarshal(sc.Bytes(), &dl); err != nil {
+			// A torn last line after a crash: the cursor did not move
+			// past it, so the event will be dead-lettered again.
+			continue
+		}
+		out = append(out, dl)
+	}
+	return out, sc.Err()
+}
+
+// RequestReplay asks the runner of sink to move its cursor back to leaf
+// from. The runner applies it at its next step (or at start), so replay
+// works whether or not the exporter is running.
+func RequestReplay(dir, sink string, from uint64) error {
+	b, _ := json.Marshal(struct {
+		From uint64 `json:"from"`
+	}{from})
+	return writeAtomic(filepath.Join(dir, sink+".replay"), b, true)
+}
+
+// takeReplay returns a pending replay request and removes it.
+func (d *StateDir) takeReplay(sink string) (uint64, bool, error) {
+	p := d.path(sink, "replay")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var r struct {
+		From uint64 `json:"from"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, false, fmt.Errorf("replay request %s: %w", p, err)
+	}
+	return r.From, true, os.Remove(p)
+}
+
+// SaveTrusted records the newest checkpoint the source proved consistent,
+// so a restarted exporter detects a log rolled back behind it.
+func (d *StateDir) SaveTrusted(note []byte) error {
+	return writeAtomic(filepath.Join(d.dir, "checkpoint"), note, true)
+}
+
+// LoadTrusted returns the checkpoint SaveTrusted wrote, or nil.
+func (d *StateDir) LoadTrusted() ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(d.dir, "checkpoint"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func writeAtomic(path string, b []byte, durable bool) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if durable {
+		if err := tmp.Sync(); err != nil {
+			tmp.Close()
+			return err
+		}
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	if !durable {
+		return nil
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
