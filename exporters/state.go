@@ -207,8 +207,12 @@ func (d *StateDir) SaveTrusted(note []byte) error {
 }
 
 // LoadTrusted returns the checkpoint SaveTrusted wrote, or nil.
-func (d *StateDir) LoadTrusted() ([]byte, error) {
-	b, err := os.ReadFile(filepath.Join(d.dir, "checkpoint"))
+func (d *StateDir) LoadTrusted() ([]byte, error) { return LoadTrusted(d.dir) }
+
+// LoadTrusted reads the trusted checkpoint of the state directory dir
+// without taking its lock (for status readers).
+func LoadTrusted(dir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "checkpoint"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

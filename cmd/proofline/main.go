@@ -34,6 +34,8 @@ Usage:
   proofline verify  --bundle FILE --key FILE                          verify a proof bundle offline
   proofline verify  --log URL --key FILE [--state FILE] [--token T]  audit a live log
   proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
+  proofline export run --exporters FILE (--data DIR | --log URL --key FILE)   deliver the log to SIEMs and files
+  proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
   proofline version
 
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdVerify(ctx, args[1:], stdout, stderr)
 	case "kpi":
 		err = cmdKPI(ctx, args[1:], stdout, stderr)
+	case "export":
+		code, err = cmdExport(ctx, args[1:], stdout, stderr)
 	case "policy":
 		code, err = cmdPolicy(args[1:], stdout, stderr)
 	case "version":

@@ -1,0 +1,238 @@
+// Package config reads the exporters file (`--exporters FILE`): which sinks
+// exist, what each receives, and where they may send. Every problem is
+// reported at start, each with its line in the file, before anything is
+// delivered.
+package config
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/proofline/proofline/exporters"
+	"github.com/proofline/proofline/exporters/filesink"
+	"github.com/proofline/proofline/exporters/splunkhec"
+)
+
+// File is the exporters file.
+type File struct {
+	// StateDir holds cursors, statuses and dead letters (default: the data
+	// directory's exporters/).
+	StateDir string `yaml:"state_dir"`
+	// EgressAllow lists the hosts network sinks may send to ("*.example.com"
+	// matches subdomains). A network sink whose host is not listed fails
+	// start; so does one without TLS to a host other than loopback.
+	EgressAllow []string `yaml:"egress_allow"`
+	Sinks       []Sink   `yaml:"sinks"`
+
+	path string
+}
+
+// Sink is one sink's configuration.
+type Sink struct {
+	Name        string   `yaml:"name"`
+	Type        string   `yaml:"type"` // file | splunk_hec
+	Regions     []string `yaml:"regions"`
+	DataClasses []string `yaml:"data_classes"`
+	BatchSize   int      `yaml:"batch_size"`
+
+	File      *FileSink `yaml:"file"`
+	SplunkHEC *HECSink  `yaml:"splunk_hec"`
+
+	line int
+}
+
+// FileSink configures a file sink.
+type FileSink struct {
+	Dir         string        `yaml:"dir"`
+	Prefix      string        `yaml:"prefix"`
+	MaxBytes    int64         `yaml:"max_bytes"`
+	MaxAge      time.Duration `yaml:"max_age"`
+	RetainAge   time.Duration `yaml:"retain_age"`
+	RetainBytes int64         `yaml:"retain_bytes"`
+}
+
+// HECSink configures a Splunk HEC sink.
+type HECSink struct {
+	URL        string        `yaml:"url"`
+	TokenFile  string        `yaml:"token_file"`
+	Index      string        `yaml:"index"`
+	Source     string        `yaml:"source"`
+	Sourcetype string        `yaml:"sourcetype"`
+	Host       string        `yaml:"host"`
+	Ack        bool          `yaml:"ack"`
+	AckTimeout time.Duration `yaml:"ack_timeout"`
+	CAFile     string        `yaml:"ca_file"`
+}
+
+// Load reads and validates the file at p.
+func Load(p string) (*File, error) {
+	raw, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("exporters file: %w", err)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(raw, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	f.path = p
+	// Remember where each sink starts, for errors.
+	if len(root.Content) == 1 {
+		doc := root.Content[0]
+		for i := 0; i+1 < len(doc.Content); i += 2 {
+			if doc.Content[i].Value == "sinks" {
+				for j, n := range doc.Content[i+1].Content {
+					if j < len(f.Sinks) {
+						f.Sinks[j].line = n.Line
+					}
+				}
+			}
+		}
+	}
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// Validate reports every problem, each with the line of its sink.
+func (f *File) Validate() error {
+	var errs []error
+	at := func(s *Sink, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s:%d: sink %q: %s", f.path, s.line, s.Name, fmt.Sprintf(format, args...)))
+	}
+	if len(f.Sinks) == 0 {
+		errs = append(errs, fmt.Errorf("%s: no sinks", f.path))
+	}
+	names := map[string]bool{}
+	for i := range f.Sinks {
+		s := &f.Sinks[i]
+		if s.Name == "" {
+			at(s, "name is required")
+		} else if names[s.Name] {
+			at(s, "a second sink has this name")
+		}
+		names[s.Name] = true
+		if s.BatchSize < 0 || s.BatchSize > 10000 {
+			at(s, "batch_size %d: 1..10000", s.BatchSize)
+		}
+		switch s.Type {
+		case "file":
+			if s.File == nil || s.File.Dir == "" {
+				at(s, "type file needs file.dir")
+			}
+		case "splunk_hec":
+			h := s.SplunkHEC
+			if h == nil {
+				at(s, "type splunk_hec needs a splunk_hec section")
+				continue
+			}
+			if h.TokenFile == "" {
+				at(s, "splunk_hec.token_file is required (secrets come from files)")
+			}
+			if err := f.checkEgress(h.URL); err != nil {
+				at(s, "%v", err)
+			}
+		case "":
+			at(s, "type is required (file, splunk_hec)")
+		default:
+			at(s, "unknown type %q (file, splunk_hec)", s.Type)
+		}
+		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil {
+			at(s, "has a section for another type than %q", s.Type)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkEgress enforces the allow list and TLS outside loopback.
+func (f *File) checkEgress(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("url %q: want https://host[:port]", raw)
+	}
+	host := u.Hostname()
+	if u.Scheme != "https" && !isLoopback(host) {
+		return fmt.Errorf("url %q: TLS (https) is required outside loopback", raw)
+	}
+	for _, pat := range f.EgressAllow {
+		if ok, _ := path.Match(strings.ToLower(pat), strings.ToLower(host)); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %q is not on egress_allow", host)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Build makes the sinks. Secrets and CA files are read here, so a missing
+// file fails start.
+func (f *File) Build() ([]exporters.SinkSpec, error) {
+	var specs []exporters.SinkSpec
+	var errs []error
+	for i := range f.Sinks {
+		s := &f.Sinks[i]
+		spec := exporters.SinkSpec{Name: s.Name, BatchSize: s.BatchSize,
+			Route: exporters.Route{Regions: s.Regions, DataClasses: s.DataClasses}}
+		var err error
+		switch s.Type {
+		case "file":
+			spec.Sink, err = filesink.New(filesink.Config{Dir: s.File.Dir, Prefix: s.File.Prefix, MaxBytes: s.File.MaxBytes,
+				MaxAge: s.File.MaxAge, RetainAge: s.File.RetainAge, RetainBytes: s.File.RetainBytes})
+		case "splunk_hec":
+			spec.Sink, err = buildHEC(s.SplunkHEC)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: sink %q: %w", f.path, s.line, s.Name, err))
+			continue
+		}
+		specs = append(specs, spec)
+	}
+	return specs, errors.Join(errs...)
+}
+
+func buildHEC(h *HECSink) (exporters.Sink, error) {
+	tok, err := os.ReadFile(h.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("token_file: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // egress goes only where configured, never through an environment proxy
+	if h.CAFile != "" {
+		pem, err := os.ReadFile(h.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificates", h.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return splunkhec.New(splunkhec.Config{URL: h.URL, Token: strings.TrimSpace(string(tok)), Index: h.Index, Source: h.Source,
+		Sourcetype: h.Sourcetype, Host: h.Host, Ack: h.Ack, AckTimeout: h.AckTimeout,
+		Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+}
