@@ -13,7 +13,9 @@ need_pkgs=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
-command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)   # the file sink's tests read its files with the zstd CLI
+command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
+[ -x /usr/sbin/rsyslogd ] || need_pkgs+=(rsyslog)   # a real syslog receiver for the syslog sink's tests
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # the file sink's tests read its files with the zstd CLI
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq

@@ -130,6 +130,7 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	f.Version = version
 	specs, err := f.Build()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

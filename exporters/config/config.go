@@ -23,6 +23,7 @@ import (
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/filesink"
 	"github.com/proofline/proofline/exporters/splunkhec"
+	"github.com/proofline/proofline/exporters/syslogsink"
 )
 
 // File is the exporters file.
@@ -36,6 +37,9 @@ type File struct {
 	EgressAllow []string `yaml:"egress_allow"`
 	Sinks       []Sink   `yaml:"sinks"`
 
+	// Version is the proofline version, for encodings that carry it.
+	Version string `yaml:"-"`
+
 	path string
 }
 
@@ -47,8 +51,9 @@ type Sink struct {
 	DataClasses []string `yaml:"data_classes"`
 	BatchSize   int      `yaml:"batch_size"`
 
-	File      *FileSink `yaml:"file"`
-	SplunkHEC *HECSink  `yaml:"splunk_hec"`
+	File      *FileSink   `yaml:"file"`
+	SplunkHEC *HECSink    `yaml:"splunk_hec"`
+	Syslog    *SyslogSink `yaml:"syslog"`
 
 	line int
 }
@@ -74,6 +79,18 @@ type HECSink struct {
 	Ack        bool          `yaml:"ack"`
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	CAFile     string        `yaml:"ca_file"`
+}
+
+// SyslogSink configures RFC 5424 syslog over TLS (RFC 5425 framing).
+type SyslogSink struct {
+	Addr       string `yaml:"addr"`
+	Format     string `yaml:"format"` // cef (default) or json
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+	AppName    string `yaml:"app_name"`
+	Facility   int    `yaml:"facility"`
 }
 
 // Load reads and validates the file at p.
@@ -150,12 +167,27 @@ func (f *File) Validate() error {
 			if err := f.checkEgress(h.URL); err != nil {
 				at(s, "%v", err)
 			}
+		case "syslog":
+			sy := s.Syslog
+			if sy == nil {
+				at(s, "type syslog needs a syslog section")
+				continue
+			}
+			if err := f.checkEgress("https://" + sy.Addr); err != nil {
+				at(s, "syslog.addr: %v", err)
+			}
+			if sy.Format != "" && sy.Format != "cef" && sy.Format != "json" {
+				at(s, "syslog.format %q: cef or json", sy.Format)
+			}
+			if (sy.CertFile == "") != (sy.KeyFile == "") {
+				at(s, "syslog.cert_file and syslog.key_file go together")
+			}
 		case "":
-			at(s, "type is required (file, splunk_hec)")
+			at(s, "type is required (file, splunk_hec, syslog)")
 		default:
-			at(s, "unknown type %q (file, splunk_hec)", s.Type)
+			at(s, "unknown type %q (file, splunk_hec, syslog)", s.Type)
 		}
-		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil {
+		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil || s.Type != "syslog" && s.Syslog != nil {
 			at(s, "has a section for another type than %q", s.Type)
 		}
 	}
@@ -204,6 +236,8 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 				MaxAge: s.File.MaxAge, RetainAge: s.File.RetainAge, RetainBytes: s.File.RetainBytes})
 		case "splunk_hec":
 			spec.Sink, err = buildHEC(s.SplunkHEC)
+		case "syslog":
+			spec.Sink, err = buildSyslog(s.Syslog, f.Version)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: sink %q: %w", f.path, s.line, s.Name, err))
@@ -214,6 +248,37 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 	return specs, errors.Join(errs...)
 }
 
+func tlsConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificates", caFile)
+		}
+		c.RootCAs = pool
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+func buildSyslog(sy *SyslogSink, version string) (exporters.Sink, error) {
+	tc, err := tlsConfig(sy.CAFile, sy.CertFile, sy.KeyFile, sy.ServerName)
+	if err != nil {
+		return nil, err
+	}
+	return syslogsink.New(syslogsink.Config{Addr: sy.Addr, TLS: tc, Format: sy.Format, AppName: sy.AppName, Facility: sy.Facility, Version: version})
+}
+
 func buildHEC(h *HECSink) (exporters.Sink, error) {
 	tok, err := os.ReadFile(h.TokenFile)
 	if err != nil {
@@ -221,17 +286,11 @@ func buildHEC(h *HECSink) (exporters.Sink, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil // egress goes only where configured, never through an environment proxy
-	if h.CAFile != "" {
-		pem, err := os.ReadFile(h.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s: no PEM certificates", h.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tc, err := tlsConfig(h.CAFile, "", "", "")
+	if err != nil {
+		return nil, err
 	}
+	tr.TLSClientConfig = tc
 	return splunkhec.New(splunkhec.Config{URL: h.URL, Token: strings.TrimSpace(string(tok)), Index: h.Index, Source: h.Source,
 		Sourcetype: h.Sourcetype, Host: h.Host, Ack: h.Ack, AckTimeout: h.AckTimeout,
 		Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}})

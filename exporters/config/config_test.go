@@ -44,6 +44,8 @@ sinks:
 			`:11: sink "lake": a second sink has this name`,
 			`:11: sink "lake": unknown type "kafka"`,
 		}},
+		{"syslog", "egress_allow: [siem.example.com]\nsinks:\n  - name: qradar\n    type: syslog\n    syslog: {addr: \"other.example.com:6514\", format: leef, cert_file: /c}\n",
+			[]string{`:3: sink "qradar": syslog.addr: host "other.example.com" is not on egress_allow`, `syslog.format "leef"`, `cert_file and syslog.key_file go together`}},
 		{"no token file", "egress_allow: [127.0.0.1]\nsinks:\n  - name: s\n    type: splunk_hec\n    splunk_hec: {url: \"http://127.0.0.1:8088\"}\n",
 			[]string{`:3: sink "s": splunk_hec.token_file is required`}},
 	}
