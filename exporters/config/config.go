@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/proofline/proofline/exporters"
+	"github.com/proofline/proofline/exporters/encode"
 	"github.com/proofline/proofline/exporters/filesink"
 	"github.com/proofline/proofline/exporters/splunkhec"
 	"github.com/proofline/proofline/exporters/syslogsink"
@@ -61,6 +63,7 @@ type Sink struct {
 // FileSink configures a file sink.
 type FileSink struct {
 	Dir         string        `yaml:"dir"`
+	Encoding    string        `yaml:"encoding"` // native (default) or ocsf
 	Prefix      string        `yaml:"prefix"`
 	MaxBytes    int64         `yaml:"max_bytes"`
 	MaxAge      time.Duration `yaml:"max_age"`
@@ -154,6 +157,8 @@ func (f *File) Validate() error {
 		case "file":
 			if s.File == nil || s.File.Dir == "" {
 				at(s, "type file needs file.dir")
+			} else if e := s.File.Encoding; e != "" && e != "native" && e != "ocsf" {
+				at(s, "file.encoding %q: native or ocsf", e)
 			}
 		case "splunk_hec":
 			h := s.SplunkHEC
@@ -232,8 +237,14 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 		var err error
 		switch s.Type {
 		case "file":
-			spec.Sink, err = filesink.New(filesink.Config{Dir: s.File.Dir, Prefix: s.File.Prefix, MaxBytes: s.File.MaxBytes,
-				MaxAge: s.File.MaxAge, RetainAge: s.File.RetainAge, RetainBytes: s.File.RetainBytes})
+			fc := filesink.Config{Dir: s.File.Dir, Prefix: s.File.Prefix, MaxBytes: s.File.MaxBytes,
+				MaxAge: s.File.MaxAge, RetainAge: s.File.RetainAge, RetainBytes: s.File.RetainBytes}
+			if s.File.Encoding == "ocsf" {
+				v := f.Version
+				fc.Encode = func(e exporters.Event) ([]byte, error) { return encode.OCSFJSON(e, v) }
+				fc.EncodeAnchor = func(a *exporters.Anchor) ([]byte, error) { return json.Marshal(encode.OCSFAnchor(a, v)) }
+			}
+			spec.Sink, err = filesink.New(fc)
 		case "splunk_hec":
 			spec.Sink, err = buildHEC(s.SplunkHEC)
 		case "syslog":
