@@ -13,7 +13,8 @@ import (
 // cmdPolicy runs a policy file's own test cases: exit 0 when every case
 // gets its expected decision, 1 when one does not, 2 when the file does
 // not load (a rule that does not compile fails here, in CI, rather than in
-// front of a tool).
+// front of a tool). A file that does not load gets one line per problem,
+// "FILE:LINE:COL: message", on stderr.
 func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(args) == 0 || args[0] != "test" {
 		return exitUsage, fmt.Errorf("%w: proofline policy test FILE", errUsage)
@@ -41,6 +42,11 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitUsage, fmt.Errorf("%w: proofline policy test [-v] FILE", errUsage)
 	}
 	p, err := policy.Load(file)
+	var le *policy.LoadError
+	if errors.As(err, &le) {
+		fmt.Fprintln(stderr, le.Error())
+		return exitUsage, fmt.Errorf("%s does not load: %d problem(s)", file, len(le.Problems))
+	}
 	if err != nil {
 		return exitUsage, err
 	}
@@ -62,10 +68,16 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 			by = "(default)"
 		}
 		line := fmt.Sprintf("%s %s: got %s by %s", status, r.Name, r.Got.Effect, by)
+		if r.Got.Failed {
+			line += " (the rule failed: on_error deny)"
+		}
 		if !r.Passed {
 			want := r.Expected
 			if r.Rule != "" {
 				want += " by " + r.Rule
+			}
+			if r.ExpectError {
+				want += " failing to evaluate"
 			}
 			line += ", want " + want
 		}

@@ -10,9 +10,11 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -22,6 +24,9 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"gopkg.in/yaml.v3"
 )
 
@@ -66,8 +71,25 @@ type File struct {
 	Version int    `yaml:"version"`
 	Mode    string `yaml:"mode"`
 	Default string `yaml:"default"`
-	Rules   []Rule `yaml:"rules"`
-	Tests   []Test `yaml:"tests"`
+	// OnError is what a rule that fails to evaluate decides: Deny (the
+	// default) or Allow. A rule can override it.
+	OnError string `yaml:"on_error"`
+	// Tools declares tools' argument types, by tool name.
+	Tools map[string]ToolDecl `yaml:"tools"`
+	Rules []Rule              `yaml:"rules"`
+	Tests []Test              `yaml:"tests"`
+}
+
+// ToolDecl is what a policy file declares about one tool.
+type ToolDecl struct {
+	// Args maps an argument's name to its type: ArgString, ArgNumber,
+	// ArgInteger, ArgBoolean, ArgArray, ArgObject or ArgAny. In a rule
+	// pinned to the tool (a top-level `tool.name == "NAME"` conjunct),
+	// args is an object with exactly these fields: reading another is a
+	// load error, comparing one with a value of another type is a load
+	// error, and a call whose argument has another type (or lacks it)
+	// makes the rule fail to evaluate.
+	Args map[string]string `yaml:"args"`
 }
 
 // Rule is one CEL rule.
@@ -77,6 +99,8 @@ type Rule struct {
 	Decision string     `yaml:"decision"`
 	Reason   string     `yaml:"reason"`
 	Redact   *Redaction `yaml:"redact"`
+	// OnError overrides the file's on_error for this rule.
+	OnError string `yaml:"on_error"`
 }
 
 // Redaction names the argument paths a redact rule masks.
@@ -95,13 +119,16 @@ type Test struct {
 	Expect string `yaml:"expect"`
 	// Rule, when set, is the rule expected to decide.
 	Rule string `yaml:"rule"`
+	// Error, when true, expects the deciding rule to have failed to
+	// evaluate (and on_error to have decided).
+	Error bool `yaml:"error"`
 }
 
 // Input is what rules see of a call. In CEL: actor.id, actor.type,
-// actor.on_behalf_of, tool.name, tool.server, tool.group, tool.version,
-// tool.write, method, scopes (list of strings), args (the arguments as
-// JSON values), data_class, session.tools (tools called earlier in the
-// session, oldest first).
+// actor.on_behalf_of, tool.name, tool.server, tool.group, tool.version
+// (strings), tool.write (bool), method, data_class (strings), scopes
+// (list of strings), args (the arguments as JSON values), session.tools
+// (tools called earlier in the session, oldest first).
 type Input struct {
 	Actor     Actor          `yaml:"actor" json:"actor"`
 	Tool      Tool           `yaml:"tool" json:"tool"`
@@ -141,6 +168,10 @@ type Decision struct {
 	// Enforced is false in staging mode: the decision is recorded, not
 	// applied.
 	Enforced bool
+	// Failed is true when Rule failed to evaluate and its on_error
+	// decided (Deny): the call is refused because the policy could not
+	// tell whether it may run.
+	Failed bool
 }
 
 // Policy is a compiled policy, safe for concurrent use.
@@ -156,6 +187,8 @@ type Policy struct {
 	// calls which tool with which scopes, a small set that repeats call
 	// after call, and CEL rules are pure.
 	memo *lru.Cache[string, Decision]
+	// ruleErrors counts rules that failed to evaluate.
+	ruleErrors metric.Int64Counter
 }
 
 // memoSize bounds the remembered decisions.
@@ -164,112 +197,173 @@ const memoSize = 4096
 type compiled struct {
 	Rule
 	prg cel.Program
+	// onError is the rule's effective on_error.
+	onError string
+	// errAttrs are the rule's attributes on the rule-error counter, made
+	// once: a failing rule may fail on every call.
+	errAttrs metric.AddOption
 }
 
-// Load reads and compiles a policy file.
-func Load(path string) (*Policy, error) {
+// Option configures Load, Parse and Compile.
+type Option func(*options)
+
+type options struct {
+	mp metric.MeterProvider
+}
+
+// WithMeterProvider sets where the policy's metric goes:
+// proofline.policy.rule_errors, a counter of rules that failed to
+// evaluate, with the attributes policy.rule and policy.on_error. Without
+// it the global MeterProvider is used, a no-op unless an OpenTelemetry
+// SDK is installed (as the outbox does).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.mp = mp }
+}
+
+// Load reads and compiles a policy file. A file that does not load
+// returns a *LoadError naming the file, and every problem's line and
+// column in it.
+func Load(path string, opts ...Option) (*Policy, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
-	p, err := Parse(raw)
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", path, err)
+	p, err := Parse(raw, opts...)
+	var le *LoadError
+	if errors.As(err, &le) {
+		le.File = path
 	}
-	return p, nil
+	return p, err
 }
 
 // Parse compiles a policy from YAML. Every rule is type checked here, so a
 // policy with a mistake fails when it is loaded, not at the first call it
-// should have stopped.
-func Parse(raw []byte) (*Policy, error) {
-	var f File
-	dec := yaml.NewDecoder(strings.NewReader(string(raw)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("yaml: %w", err)
+// should have stopped. Its error is a *LoadError.
+func Parse(raw []byte, opts ...Option) (*Policy, error) {
+	f, pos, err := parseFile(raw)
+	if err != nil {
+		return nil, err
 	}
-	return Compile(f)
+	return compile(f, pos, opts)
 }
 
-// Compile compiles a parsed policy.
-func Compile(f File) (*Policy, error) {
+// Compile compiles a policy built in Go. Its problems have no lines.
+func Compile(f File, opts ...Option) (*Policy, error) {
+	return compile(f, nil, opts)
+}
+
+func compile(f File, pos *positions, opts []Option) (*Policy, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var bad problems
 	if f.Version != 0 && f.Version != 1 {
-		return nil, fmt.Errorf("version %d: this proofline reads version 1", f.Version)
+		bad.at(pos.topKey("version"), "version %d: this proofline reads version 1", f.Version)
 	}
 	p := &Policy{mode: f.Mode, deflt: f.Default, tests: f.Tests, reads: map[string]bool{}}
 	if p.mode == "" {
 		p.mode = Enforce
 	}
 	if p.mode != Enforce && p.mode != Staging {
-		return nil, fmt.Errorf("mode %q: want enforce or staging", f.Mode)
+		bad.at(pos.topKey("mode"), "mode %q: want enforce or staging", f.Mode)
 	}
 	if p.deflt == "" {
 		p.deflt = Allow
 	}
 	if p.deflt != Allow && p.deflt != Deny {
-		return nil, fmt.Errorf("default %q: want allow or deny", f.Default)
+		bad.at(pos.topKey("default"), "default %q: want allow or deny", f.Default)
 	}
-	env, err := newEnv()
+	onError := f.OnError
+	if onError == "" {
+		onError = Deny
+	}
+	if onError != Allow && onError != Deny {
+		bad.at(pos.topKey("on_error"), "on_error %q: want deny or allow", f.OnError)
+	}
+	toolNames := make([]string, 0, len(f.Tools))
+	for name := range f.Tools {
+		toolNames = append(toolNames, name)
+	}
+	sort.Strings(toolNames)
+	for _, name := range toolNames {
+		for _, sp := range validateSchema(f.Tools[name].Args) {
+			bad.at(pos.arg(name, sp.arg), "tools.%s.args.%s: %s", name, sp.arg, sp.msg)
+		}
+	}
+	if len(bad) > 0 {
+		// The rules are checked against the declarations: with a broken
+		// one, their errors would only repeat it.
+		return nil, &LoadError{Problems: bad}
+	}
+	envs, err := newEnvs(f.Tools)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
+	mp := o.mp
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	p.ruleErrors, err = mp.Meter("github.com/proofline/proofline/ingest/mcphook/policy").Int64Counter("proofline.policy.rule_errors",
+		metric.WithDescription("Policy rules that failed to evaluate; each decided its on_error."), metric.WithUnit("{error}"))
+	if err != nil {
+		return nil, fmt.Errorf("policy metrics: %w", err)
+	}
 	seen := map[string]bool{}
 	for i, r := range f.Rules {
 		where := fmt.Sprintf("rule %d (%s)", i+1, r.Name)
+		at := func(key string) *yaml.Node { return pos.rule(i, key) }
 		if r.Name == "" {
-			errs = append(errs, fmt.Errorf("rule %d: name is required", i+1))
+			bad.at(at(""), "rule %d: name is required", i+1)
 			continue
 		}
 		if seen[r.Name] {
-			errs = append(errs, fmt.Errorf("%s: name used twice", where))
+			bad.at(at("name"), "%s: name used twice", where)
 		}
 		seen[r.Name] = true
+		if r.OnError == "" {
+			r.OnError = onError
+		}
+		if r.OnError != Allow && r.OnError != Deny {
+			bad.at(at("on_error"), "%s: on_error %q: want deny or allow", where, r.OnError)
+		}
 		switch r.Decision {
 		case Allow, Deny:
 			if r.Redact != nil {
-				errs = append(errs, fmt.Errorf("%s: redact is only for decision redact", where))
+				bad.at(at("redact"), "%s: redact is only for decision redact", where)
 			}
 		case Redact:
 			if r.Redact == nil || len(r.Redact.Paths) == 0 {
-				errs = append(errs, fmt.Errorf("%s: decision redact needs redact.paths", where))
+				bad.at(at("decision"), "%s: decision redact needs redact.paths", where)
 				continue
 			}
 			if r.Redact.In == "" {
 				r.Redact.In = InTool
 			}
 			if r.Redact.In != InTool && r.Redact.In != InRecord {
-				errs = append(errs, fmt.Errorf("%s: redact.in %q: want tool or record", where, r.Redact.In))
+				bad.at(at("redact"), "%s: redact.in %q: want tool or record", where, r.Redact.In)
 			}
 			for _, path := range r.Redact.Paths {
 				if path == "" || strings.Contains(path, "..") || strings.HasPrefix(path, ".") || strings.HasSuffix(path, ".") {
-					errs = append(errs, fmt.Errorf("%s: redact path %q: want dot-separated keys", where, path))
+					bad.at(at("redact"), "%s: redact path %q: want dot-separated keys", where, path)
 				}
 			}
 		default:
-			errs = append(errs, fmt.Errorf("%s: decision %q: want allow, deny or redact", where, r.Decision))
+			bad.at(at("decision"), "%s: decision %q: want allow, deny or redact", where, r.Decision)
 			continue
 		}
-		ast, iss := env.Compile(r.When)
-		if iss.Err() != nil {
-			errs = append(errs, fmt.Errorf("%s: when: %w", where, iss.Err()))
+		env, ast, issues := envs.check(r.When)
+		if issues != nil {
+			bad = append(bad, pos.celProblems(issues, pos.rule(i, "when"), where+": when: ")...)
 			continue
 		}
-		if ast.OutputType() != cel.BoolType {
-			errs = append(errs, fmt.Errorf("%s: when must be a bool expression, is %s", where, ast.OutputType()))
+		if !ast.OutputType().IsExactType(cel.BoolType) {
+			bad.at(at("when"), "%s: when must be a bool expression, is %s", where, ast.OutputType())
 			continue
 		}
-		opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
-		// Tracking cost at run time is a third of a simple rule's
-		// evaluation; it is only needed for rules whose cost depends on
-		// the input (comprehensions and the like over arguments).
-		if est, err := env.EstimateCost(ast, unknownSizes{}); err != nil || est.Max > costLimit {
-			opts = append(opts, cel.CostLimit(costLimit))
-		}
-		prg, err := env.Program(ast, opts...)
+		prg, err := program(env, ast)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", where, err))
+			bad.at(at("when"), "%s: %v", where, err)
 			continue
 		}
 		for _, ref := range ast.NativeRep().ReferenceMap() {
@@ -277,15 +371,16 @@ func Compile(f File) (*Policy, error) {
 				p.reads[ref.Name] = true
 			}
 		}
-		p.rules = append(p.rules, compiled{Rule: r, prg: prg})
+		p.rules = append(p.rules, compiled{Rule: r, prg: prg, onError: r.OnError,
+			errAttrs: metric.WithAttributeSet(attribute.NewSet(attribute.String("policy.rule", r.Name), attribute.String("policy.on_error", r.OnError)))})
 	}
 	for i, t := range f.Tests {
 		if t.Expect != Allow && t.Expect != Deny && t.Expect != Redact {
-			errs = append(errs, fmt.Errorf("test %d (%s): expect %q: want allow, deny or redact", i+1, t.Name, t.Expect))
+			bad.at(pos.test(i, "expect"), "test %d (%s): expect %q: want allow, deny or redact", i+1, t.Name, t.Expect)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	if len(bad) > 0 {
+		return nil, &LoadError{Problems: bad}
 	}
 	if !p.reads["args"] && !p.reads["session"] {
 		if p.memo, err = lru.New[string, Decision](memoSize); err != nil {
@@ -306,20 +401,79 @@ func (unknownSizes) EstimateCallCost(string, string, *checker.AstNode, []checker
 	return nil
 }
 
-func newEnv() (*cel.Env, error) {
-	env, err := cel.NewEnv(
-		cel.Variable("actor", cel.MapType(cel.StringType, cel.StringType)),
-		cel.Variable("tool", cel.MapType(cel.StringType, cel.DynType)),
+// envs are the CEL environments rules are checked in: one where args is a
+// map of JSON values, and one per tool with declared arguments, where it
+// is that tool's object type.
+type envs struct {
+	untyped *cel.Env
+	typed   map[string]*cel.Env
+}
+
+func newEnvs(tools map[string]ToolDecl) (*envs, error) {
+	structs := fixedTypes()
+	for name, decl := range tools {
+		if len(decl.Args) > 0 {
+			st := argsType(name, decl.Args)
+			structs[st.t.TypeName()] = st
+		}
+	}
+	base, err := cel.NewEnv(
+		cel.CustomTypeProvider(&provider{base: types.NewEmptyRegistry(), structs: structs}),
+		cel.Variable("actor", cel.ObjectType(actorTypeName)),
+		cel.Variable("tool", cel.ObjectType(toolTypeName)),
 		cel.Variable("method", cel.StringType),
 		cel.Variable("scopes", cel.ListType(cel.StringType)),
-		cel.Variable("args", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("data_class", cel.StringType),
-		cel.Variable("session", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("session", cel.ObjectType(sessionTypeName)),
+		// JSON numbers are doubles: `args.amount > 1000` must not need
+		// `1000.0` to load.
+		cel.CrossTypeNumericComparisons(true),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("cel environment: %w", err)
 	}
-	return env, nil
+	e := &envs{typed: map[string]*cel.Env{}}
+	if e.untyped, err = base.Extend(cel.Variable("args", cel.MapType(cel.StringType, cel.DynType))); err != nil {
+		return nil, fmt.Errorf("cel environment: %w", err)
+	}
+	for name, decl := range tools {
+		if len(decl.Args) == 0 {
+			continue
+		}
+		if e.typed[name], err = base.Extend(cel.Variable("args", cel.ObjectType(argsTypeName(name)))); err != nil {
+			return nil, fmt.Errorf("cel environment for %s: %w", name, err)
+		}
+	}
+	return e, nil
+}
+
+// check parses and type checks one rule, in its tool's environment when
+// it is pinned to a tool with declared arguments.
+func (e *envs) check(src string) (*cel.Env, *cel.Ast, *cel.Issues) {
+	parsed, iss := e.untyped.Parse(src)
+	if iss.Err() != nil {
+		return nil, nil, iss
+	}
+	env := e.untyped
+	if tool, ok := pinnedTool(parsed); ok && e.typed[tool] != nil {
+		env = e.typed[tool]
+	}
+	checked, iss := env.Check(parsed)
+	if iss.Err() != nil {
+		return nil, nil, iss
+	}
+	return env, checked, nil
+}
+
+func program(env *cel.Env, ast *cel.Ast) (cel.Program, error) {
+	opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	// Tracking cost at run time is a third of a simple rule's
+	// evaluation; it is only needed for rules whose cost depends on the
+	// input (comprehensions and the like over arguments).
+	if est, err := env.EstimateCost(ast, unknownSizes{}); err != nil || est.Max > costLimit {
+		opts = append(opts, cel.CostLimit(costLimit))
+	}
+	return env.Program(ast, opts...)
 }
 
 // Mode is Enforce or Staging.
@@ -331,11 +485,12 @@ func (p *Policy) Mode() string { return p.mode }
 // is most of what a policy costs on the call's path.
 func (p *Policy) Reads(variable string) bool { return p.reads[variable] }
 
-// Evaluate decides a call. A rule that fails to evaluate (a missing
-// argument it did not guard with has(), the cost limit) does not match,
-// and the error is returned alongside the decision of the rules after it
-// so the caller can log it: a broken rule must be visible, but must not
-// turn every call into an error.
+// Evaluate decides a call. A rule that fails to evaluate (a type error on
+// the call's arguments, an argument it reads that the call lacks, the cost
+// limit) decides its on_error: Deny (the default) refuses the call with
+// Decision.Failed set, Allow passes over the rule to the next ones. Either
+// way the error is returned alongside the decision, for the caller to log,
+// and counted in proofline.policy.rule_errors.
 func (p *Policy) Evaluate(in Input) (Decision, error) {
 	if p.memo == nil {
 		return p.evaluate(in)
@@ -374,10 +529,16 @@ func (in *Input) memoKey() string {
 func (p *Policy) evaluate(in Input) (Decision, error) {
 	vars := &activation{in: &in}
 	var errs []error
-	for _, r := range p.rules {
+	for i := range p.rules {
+		r := &p.rules[i]
 		out, _, err := r.prg.Eval(vars)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %s: %w", r.Name, err))
+			// Evaluate has no context of its own; the counter needs none.
+			p.ruleErrors.Add(context.Background(), 1, r.errAttrs)
+			if r.onError == Deny {
+				return Decision{Effect: Deny, Rule: r.Name, Reason: failedReason(r.Name, err), Enforced: p.mode == Enforce, Failed: true}, errors.Join(errs...)
+			}
 			continue
 		}
 		if match, ok := out.Value().(bool); ok && match {
@@ -389,6 +550,19 @@ func (p *Policy) evaluate(in Input) (Decision, error) {
 		}
 	}
 	return Decision{Effect: p.deflt, Reason: "no rule matched: default " + p.deflt, Enforced: p.mode == Enforce}, errors.Join(errs...)
+}
+
+// failedReason is the recorded reason of a call refused because a rule
+// failed. It goes into the call record, which never holds argument
+// values, so only an ArgError (names and types) is quoted: CEL's own
+// messages can include values ("cannot convert '…' to int"); they are in
+// the error Evaluate returns, for the log.
+func failedReason(rule string, err error) string {
+	reason := "rule " + rule + " failed to evaluate (on_error: deny)"
+	if ae := (*ArgError)(nil); errors.As(err, &ae) {
+		reason += ": " + ae.Error()
+	}
+	return reason
 }
 
 // The rules' variables, as indices into activation.vals.
@@ -449,23 +623,26 @@ func (a *activation) convert(i int) ref.Val {
 	in, ad := a.in, types.DefaultTypeAdapter
 	switch i {
 	case varActor:
-		return types.NewStringStringMap(ad, map[string]string{"id": in.Actor.ID, "type": in.Actor.Type, "on_behalf_of": in.Actor.OnBehalfOf})
+		return object{st: actorStruct, v: &in.Actor}
 	case varTool:
-		return ad.NativeToValue(map[string]any{"name": in.Tool.Name, "server": in.Tool.Server, "group": in.Tool.Group, "version": in.Tool.Version, "write": in.Tool.Write})
+		return object{st: toolStruct, v: &in.Tool}
 	case varMethod:
 		return types.String(in.Method)
 	case varScopes:
 		return types.NewStringList(ad, nonNil(in.Scopes))
 	case varArgs:
+		// A map of JSON values in every rule; in a rule typed by a tool's
+		// declared arguments its fields are read from this same map
+		// (argsType), so it is converted once for all rules.
 		args := in.Args
 		if args == nil {
 			args = map[string]any{}
 		}
-		return ad.NativeToValue(args)
+		return types.NewStringInterfaceMap(ad, args)
 	case varDataClass:
 		return types.String(in.DataClass)
 	default: // session
-		return ad.NativeToValue(map[string]any{"tools": nonNil(in.SessionTools)})
+		return object{st: sessionStruct, v: &session{tools: in.SessionTools}}
 	}
 }
 
@@ -483,7 +660,10 @@ type TestResult struct {
 	Got      Decision
 	Expected string
 	Rule     string
-	Err      error
+	// ExpectError is the case's `error: true`: the deciding rule must
+	// have failed to evaluate.
+	ExpectError bool
+	Err         error
 }
 
 // RunTests runs the policy's own test cases.
@@ -499,8 +679,8 @@ func (p *Policy) RunTests() []TestResult {
 			in.Method = "tools/call"
 		}
 		d, err := p.Evaluate(in)
-		ok := d.Effect == t.Expect && (t.Rule == "" || d.Rule == t.Rule)
-		out = append(out, TestResult{Name: name, Passed: ok, Got: d, Expected: t.Expect, Rule: t.Rule, Err: err})
+		ok := d.Effect == t.Expect && (t.Rule == "" || d.Rule == t.Rule) && (!t.Error || d.Failed)
+		out = append(out, TestResult{Name: name, Passed: ok, Got: d, Expected: t.Expect, Rule: t.Rule, ExpectError: t.Error, Err: err})
 	}
 	return out
 }

@@ -169,8 +169,8 @@ func TestRedactArgs(t *testing.T) {
 }
 
 // TestCostLimit: a rule whose cost grows with the arguments is stopped at
-// the cost limit instead of stalling the call; it does not match, and the
-// error names it.
+// the cost limit instead of stalling the call; it fails, and so denies the
+// call (on_error: deny), with an error naming it.
 func TestCostLimit(t *testing.T) {
 	p := mustParse(t, `
 rules:
@@ -183,12 +183,12 @@ rules:
 		items[i] = fmt.Sprint(i)
 	}
 	d, err := p.Evaluate(Input{Tool: Tool{Name: "x"}, Args: map[string]any{"items": items}})
-	if err == nil || !strings.Contains(err.Error(), "quadratic") || d.Effect != Allow {
-		t.Fatalf("decision %+v, error %v: want the default and a cost error naming the rule", d, err)
+	if err == nil || !strings.Contains(err.Error(), "quadratic") || !strings.Contains(err.Error(), "cost") || d.Effect != Deny || d.Rule != "quadratic" || !d.Failed {
+		t.Fatalf("decision %+v, error %v: want a deny by the failed rule and a cost error naming it", d, err)
 	}
 	// Small inputs evaluate normally.
 	d, err = p.Evaluate(Input{Tool: Tool{Name: "x"}, Args: map[string]any{"items": []any{"needle"}}})
-	if err != nil || d.Effect != Deny {
+	if err != nil || d.Effect != Deny || d.Failed {
 		t.Fatalf("small input: %+v %v", d, err)
 	}
 }
