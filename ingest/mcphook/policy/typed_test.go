@@ -276,6 +276,12 @@ rules:
     decision: deny
     reason: over 1000
 `)
+	guarded := mustParse(t, transferSchema+`
+rules:
+  - name: blocked-account
+    when: tool.name == "transfer_funds" && has(args.to) && args.to == "acct-666"
+    decision: deny
+`)
 	transfer := func(args map[string]any) Input {
 		return Input{Actor: Actor{ID: "agent-7", Type: "agent"}, Tool: Tool{Name: "transfer_funds"}, Args: args}
 	}
@@ -297,6 +303,9 @@ rules:
 		{"typed: integer with a fraction", typed, transfer(map[string]any{"amount": 10.0, "count": 4.5, "urgent": false}), Deny, "many", true, "is number, declared integer"},
 		{"typed: boolean as a string", typed, transfer(map[string]any{"amount": 10.0, "count": 4.0, "urgent": "false"}), Deny, "many", true, "is string, declared boolean"},
 		{"typed: another tool is not affected", typed, Input{Tool: Tool{Name: "search"}, Args: map[string]any{"amount": "x"}}, Allow, "", false, "no rule matched"},
+		{"typed, guarded by has(): argument missing", guarded, transfer(map[string]any{"amount": 1.0}), Allow, "", false, "no rule matched"},
+		{"typed, guarded by has(): argument present", guarded, transfer(map[string]any{"to": "acct-666"}), Deny, "blocked-account", false, ""},
+		{"typed, guarded by has(): argument of the wrong type", guarded, transfer(map[string]any{"to": 666.0}), Deny, "blocked-account", true, `argument "to" of transfer_funds is number, declared string`},
 		{"untyped: amount as a string", untyped, transfer(map[string]any{"amount": "5000"}), Deny, "big-transfers", true, "failed to evaluate (on_error: deny)"},
 		{"untyped: over the limit", untyped, transfer(map[string]any{"amount": 5000.0}), Deny, "big-transfers", false, "over 1000"},
 	} {
