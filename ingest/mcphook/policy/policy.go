@@ -7,6 +7,13 @@
 // Kubernetes admission policies and Envoy use for the same job — side
 // effect free, type checked when the file is loaded, and bounded in cost,
 // so a policy cannot hang or crash the server it guards.
+//
+// A policy fails closed: its variables are typed (types.go), so a typo or
+// a type mismatch in a rule stops the load with the file's line and
+// column (load.go), and a rule that still fails on some call — an argument
+// of the wrong type, a missing one, the cost limit — denies that call
+// unless the file opts out with on_error: allow. A broken rule must never
+// be a way around the policy.
 package policy
 
 import (
