@@ -489,3 +489,16 @@ func TestREADMEPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileChecksTypes: a policy built in Go is checked as a file is,
+// its problems without a place.
+func TestCompileChecksTypes(t *testing.T) {
+	_, err := Compile(File{
+		Tools: map[string]ToolDecl{"refund": {Args: map[string]string{"amount": ArgNumber}}},
+		Rules: []Rule{{Name: "r", When: `tool.name == "refund" && args.amout > 1`, Decision: Deny}},
+	})
+	var le *LoadError
+	if !errors.As(err, &le) || len(le.Problems) != 1 || le.Problems[0].Line != 0 || err.Error() != "policy: rule 1 (r): when: undefined field 'amout'" {
+		t.Fatalf("error %v", err)
+	}
+}
