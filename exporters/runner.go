@@ -3,7 +3,6 @@ package exporters
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -272,12 +271,6 @@ func (r *Runner) lagSince(next uint64) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// routeFields are the record fields routing reads.
-type routeFields struct {
-	Region    string `json:"region"`
-	DataClass string `json:"data_class"`
-}
-
 func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct{}) error {
 	log := r.log.With("sink", spec.Name)
 	cur, err := LoadCursor(r.cfg.State.Dir(), spec.Name)
@@ -309,6 +302,10 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 	})
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval, bo.MaxInterval = 200*time.Millisecond, r.cfg.MaxBackoff
+	var lastSave time.Time
+	// saveStatus updates the metrics and, at most every 250ms unless the
+	// sink is idle or failing, the status file (a view for `export status`,
+	// not the cursor; writing it per batch cost as much as the delivery).
 	saveStatus := func(a *Anchor) {
 		st.Cursor, st.Updated = cur.Next, time.Now().UTC()
 		if a != nil {
@@ -323,6 +320,10 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 		}
 		r.m.lagLeaves.WithLabelValues(spec.Name).Set(float64(st.LagLeaves))
 		r.m.lagSeconds.WithLabelValues(spec.Name).Set(st.LagSeconds)
+		if st.LagLeaves > 0 && st.LastError == "" && time.Since(lastSave) < 250*time.Millisecond {
+			return
+		}
+		lastSave = time.Now()
 		if err := r.cfg.State.SaveStatus(*st); err != nil {
 			log.Warn("saving status", "error", err)
 		}
@@ -387,9 +388,7 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 		}
 		kept := events[:0:0]
 		for _, e := range events {
-			var rf routeFields
-			_ = json.Unmarshal(e.Record, &rf) // a leaf is a valid call record
-			if spec.Route.Match(rf.Region, rf.DataClass) {
+			if spec.Route.Match(e.region, e.dataClass) {
 				kept = append(kept, e)
 			}
 		}

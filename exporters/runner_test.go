@@ -1,10 +1,13 @@
 package exporters_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -383,4 +386,52 @@ func TestRunnerKeepsCursorWhileSinkIsMisconfigured(t *testing.T) {
 	sink.fatal = false
 	sink.mu.Unlock()
 	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 20 }, "delivery once fixed")
+}
+
+// TestSourceRejectsTamperedEntriesAndTiles: a byte changed in an entry
+// bundle or in a hash tile on disk (what a compromised log host could
+// serve) never reaches a sink: the batch does not lead to the signed root.
+func TestSourceRejectsTamperedEntriesAndTiles(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "t", 600, nil, nil)
+	src := exporters.NewFileSource(l.log.TilesDir(), v)
+	a, err := src.Latest(context.Background(), nil)
+	if err != nil || a.TreeSize != 600 {
+		t.Fatalf("latest: %+v %v", a, err)
+	}
+	if _, err := src.Read(context.Background(), a, 300, 400); err != nil {
+		t.Fatalf("untampered read: %v", err)
+	}
+	tamper := func(t *testing.T, rel string, find, repl string) {
+		t.Helper()
+		p := filepath.Join(l.log.TilesDir(), rel)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		i := bytes.Index(b, []byte(find))
+		if i < 0 {
+			t.Fatalf("%q not in %s", find, rel)
+		}
+		orig := slices.Clone(b)
+		copy(b[i:], repl)
+		os.WriteFile(p, b, 0o644)
+		t.Cleanup(func() { os.WriteFile(p, orig, 0o644) })
+	}
+	t.Run("entry bundle", func(t *testing.T) {
+		tamper(t, "tile/entries/001", "t-00350", "t-00X50") // leaf 350's record id
+		_, err := src.Read(context.Background(), a, 300, 400)
+		if !errors.Is(err, exporters.ErrInconsistent) {
+			t.Fatalf("a tampered entry was read: %v", err)
+		}
+	})
+	t.Run("hash tile", func(t *testing.T) {
+		raw, _ := os.ReadFile(filepath.Join(l.log.TilesDir(), "tile/0/001"))
+		tamper(t, "tile/0/001", string(raw[100:104]), "\x00\x01\x02\x03") // leaf 259's hash, below the batch
+		_, err := src.Read(context.Background(), a, 300, 400)
+		if !errors.Is(err, exporters.ErrInconsistent) {
+			t.Fatalf("a tampered tile was used: %v", err)
+		}
+	})
 }

@@ -31,6 +31,9 @@ type Evidence struct {
 type Event struct {
 	Evidence Evidence
 	Record   []byte
+
+	// The record's routing fields, read once when the leaf is read.
+	region, dataClass string
 }
 
 // Anchor is a signed checkpoint, delivered to every sink as an event of its

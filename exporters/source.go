@@ -1,6 +1,7 @@
 package exporters
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,8 +11,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
+	"github.com/transparency-dev/tessera/api"
+	"github.com/transparency-dev/tessera/api/layout"
 	"github.com/transparency-dev/tessera/client"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -104,17 +108,28 @@ func (s *Source) wrap(err error) error {
 	return fmt.Errorf("read checkpoint of %s: %w", s.origin, err)
 }
 
-// Read returns the leaves [from, to) of the tree committed to by a, each
-// proven included in it (RFC 6962 inclusion proof from the log's tiles
-// against a's signed root). It reads whole entry bundles, so a range
-// costs one fetch per 256 leaves.
+// Read returns the leaves [from, to) of the tree committed to by a, proven
+// to be exactly those leaves of a's signed tree: the compact range of
+// [0, from) is read from the log's tiles, the batch's leaf hashes are
+// appended to it, and the resulting root of the tree of size `to` is
+// proven consistent with a's root (RFC 6962 consistency proof, or equal
+// when to is a's size). Forged tiles or entries cannot pass: they would
+// give another root. This costs about two hashes per leaf and one proof
+// per batch, not an inclusion proof per leaf.
 func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event, error) {
 	if to > a.TreeSize || from > to {
 		return nil, fmt.Errorf("read [%d, %d) beyond tree size %d", from, to, a.TreeSize)
 	}
-	pb, err := s.proofBuilder(ctx, a.TreeSize)
+	if from == to {
+		return nil, nil
+	}
+	left, err := s.rangeNodes(ctx, from, a.TreeSize)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the tree's nodes below leaf %d: %w", from, err)
+	}
+	rng, err := rangeFactory.NewRange(0, from, left)
+	if err != nil {
+		return nil, fmt.Errorf("compact range [0, %d): %w", from, err)
 	}
 	out := make([]Event, 0, to-from)
 	for i := from; i < to; {
@@ -129,22 +144,87 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 				return nil, fmt.Errorf("entry bundle %d has %d entries, want leaf %d", bundleIdx, len(b.Entries), i)
 			}
 			leaf := b.Entries[k]
-			p, err := pb.InclusionProof(ctx, i)
-			if err != nil {
-				return nil, fmt.Errorf("inclusion proof for leaf %d: %w", i, err)
+			if err := rng.Append(rfc6962.DefaultHasher.HashLeaf(leaf), nil); err != nil {
+				return nil, err
 			}
-			if err := proof.VerifyInclusion(rfc6962.DefaultHasher, i, a.TreeSize, rfc6962.DefaultHasher.HashLeaf(leaf), p, a.RootHash); err != nil {
-				return nil, fmt.Errorf("%w: leaf %d does not verify against the checkpoint at size %d: %v", ErrInconsistent, i, a.TreeSize, err)
-			}
-			id, err := recordID(leaf)
+			f, err := leafFields(leaf)
 			if err != nil {
 				return nil, fmt.Errorf("leaf %d: %w", i, err)
 			}
 			out = append(out, Event{
-				Evidence: Evidence{Origin: s.origin, LeafIndex: i, TreeSize: a.TreeSize, RecordID: id},
-				Record:   leaf,
+				Evidence: Evidence{Origin: s.origin, LeafIndex: i, TreeSize: a.TreeSize, RecordID: f.RecordID},
+				Record:   leaf, region: f.Region, dataClass: f.DataClass,
 			})
 		}
+	}
+	root, err := rng.GetRootHash(nil)
+	if err != nil {
+		return nil, err
+	}
+	if to == a.TreeSize {
+		if !bytes.Equal(root, a.RootHash) {
+			return nil, fmt.Errorf("%w: leaves [%d, %d) do not give the checkpoint's root at size %d", ErrInconsistent, from, to, a.TreeSize)
+		}
+		return out, nil
+	}
+	pb, err := s.proofBuilder(ctx, a.TreeSize)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pb.ConsistencyProof(ctx, to, a.TreeSize)
+	if err != nil {
+		return nil, fmt.Errorf("consistency proof %d → %d: %w", to, a.TreeSize, err)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, to, a.TreeSize, p, root, a.RootHash); err != nil {
+		return nil, fmt.Errorf("%w: leaves [%d, %d) are not the first %d leaves of the checkpoint at size %d: %v", ErrInconsistent, from, to, to, a.TreeSize, err)
+	}
+	return out, nil
+}
+
+var rangeFactory = compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// rangeNodes returns the hashes of the compact range [0, end) read from the
+// tiles of the tree of size treeSize. tessera's client.FetchRangeNodes reads
+// the partial tiles of a tree of size end, which a log that has grown
+// beyond end no longer serves; here every node is a perfect subtree of the
+// published tree, computed from the tile row below it. The hashes are not
+// trusted: Read checks the root they lead to against the checkpoint.
+func (s *Source) rangeNodes(ctx context.Context, end, treeSize uint64) ([][]byte, error) {
+	ids := compact.RangeNodes(0, end, nil)
+	out := make([][]byte, 0, len(ids))
+	tiles := map[[2]uint64][][]byte{}
+	for _, id := range ids {
+		tileLevel := uint64(id.Level) / layout.TileHeight
+		base := tileLevel * layout.TileHeight
+		span := uint64(1) << (uint64(id.Level) - base) // nodes of the tile's row under id
+		first := id.Index * span
+		tileIdx := first / layout.TileWidth
+		key := [2]uint64{tileLevel, tileIdx}
+		row, ok := tiles[key]
+		if !ok {
+			raw, err := s.fetcher.ReadTile(ctx, tileLevel, tileIdx, layout.PartialTileSize(tileLevel, tileIdx, treeSize))
+			if err != nil {
+				return nil, fmt.Errorf("tile %d/%d: %w", tileLevel, tileIdx, err)
+			}
+			var ht api.HashTile
+			if err := ht.UnmarshalText(raw); err != nil {
+				return nil, fmt.Errorf("tile %d/%d: %w", tileLevel, tileIdx, err)
+			}
+			row, tiles[key] = ht.Nodes, ht.Nodes
+		}
+		lo := first % layout.TileWidth
+		if lo+span > uint64(len(row)) {
+			return nil, fmt.Errorf("tile %d/%d has %d hashes, node %d/%d needs %d", tileLevel, tileIdx, len(row), id.Level, id.Index, lo+span)
+		}
+		hs := append([][]byte(nil), row[lo:lo+span]...)
+		for len(hs) > 1 {
+			next := make([][]byte, len(hs)/2)
+			for j := range next {
+				next[j] = rfc6962.DefaultHasher.HashChildren(hs[2*j], hs[2*j+1])
+			}
+			hs = next
+		}
+		out = append(out, hs[0])
 	}
 	return out, nil
 }
@@ -163,13 +243,17 @@ func (s *Source) proofBuilder(ctx context.Context, size uint64) (*client.ProofBu
 	return pb, nil
 }
 
-// recordID reads the record id from a leaf's canonical record bytes.
-func recordID(leaf []byte) (string, error) {
-	var r struct {
-		RecordID string `json:"record_id"`
+type fields struct {
+	RecordID  string `json:"record_id"`
+	Region    string `json:"region"`
+	DataClass string `json:"data_class"`
+}
+
+// leafFields reads what the runner needs from a leaf's canonical record.
+func leafFields(leaf []byte) (fields, error) {
+	var f fields
+	if err := json.Unmarshal(leaf, &f); err != nil || f.RecordID == "" {
+		return f, fmt.Errorf("not a call record")
 	}
-	if err := json.Unmarshal(leaf, &r); err != nil || r.RecordID == "" {
-		return "", fmt.Errorf("not a call record")
-	}
-	return r.RecordID, nil
+	return f, nil
 }
