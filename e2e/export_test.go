@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,5 +260,65 @@ func TestExportReplayAndDeadLetters(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	if !bytes.Contains([]byte(p.logs()), []byte("replay: cursor moved")) {
 		t.Fatalf("no replay in the exporter's log:\n%s", p.logs())
+	}
+}
+
+// TestExportPrometheusMetrics: a prometheus sink in the exporters file
+// serves per-tool call counters and per-SLO good/bad counters on the
+// exporter's /metrics, counting calls logged after it started (the log's
+// older calls are not counted again by a restarted exporter).
+func TestExportPrometheusMetrics(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	tok := s.token("gw-1", "ingest", "1h")
+	old := record("old-1")
+	if code, _, _, err := s.post(tok, jsonArray(t, old), nil); err != nil || code != 202 {
+		t.Fatalf("post: %d %v", code, err)
+	}
+	s.waitProof(s.token("q", "query", "1h"), "old-1")
+	slo := filepath.Join(t.TempDir(), "slo.yaml")
+	writeFile(t, slo, []byte("slos:\n  - {group: ticketing, target: 0.99, latency_ms: 100}\n"))
+	cfg := filepath.Join(t.TempDir(), "exporters.yaml")
+	writeFile(t, cfg, []byte(fmt.Sprintf("sinks:\n  - name: metrics\n    type: prometheus\n    prometheus: {slo_file: %s}\n", slo)))
+	addr := freeAddr(t)
+	p := startExporter(t, "--data", data, "--exporters", cfg, "--poll", "50ms", "--metrics-listen", addr)
+	defer p.signal(syscall.SIGTERM)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exporter's metrics listener did not come up:\n%s", p.logs())
+		}
+	}
+	waitMetric(t, addr, "proofline_slo_calls_total{good=false}{tool_group=ticketing}", 0)
+
+	var recs []map[string]any
+	for i := range 5 {
+		r := record(fmt.Sprintf("new-%d", i))
+		r["tool"] = map[string]any{"name": "search_tickets", "server": "jira-mcp", "group": "ticketing"}
+		r["ts_end"] = "2026-11-25T10:00:00.050Z" // within the 100 ms objective
+		if i == 4 {
+			r["outcome"] = map[string]any{"status": "tool_error", "error_code": "E1"}
+		}
+		recs = append(recs, r)
+	}
+	if code, _, _, err := s.post(tok, jsonArray(t, recs...), nil); err != nil || code != 202 {
+		t.Fatalf("post: %d %v", code, err)
+	}
+	waitMetric(t, addr, "proofline_slo_calls_total{good=false}{tool_group=ticketing}", 1)
+	got := waitMetric(t, addr, "proofline_slo_calls_total{good=true}{tool_group=ticketing}", 4)
+	var calls float64
+	for k, v := range got {
+		if strings.HasPrefix(k, "proofline_tool_calls_total{") && strings.Contains(k, "{tool=search_tickets}") && strings.Contains(k, "{server=jira-mcp}") {
+			calls += v
+		}
+	}
+	if calls != 5 {
+		t.Fatalf("%v calls of jira-mcp/search_tickets counted, want the 5 posted after start (the old one not again):\n%v", calls, got)
+	}
+	if got["proofline_slo_objective_ratio{tool_group=ticketing}"] != 0.99 {
+		t.Fatalf("objective: %v", got["proofline_slo_objective_ratio{tool_group=ticketing}"])
 	}
 }

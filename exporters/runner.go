@@ -48,6 +48,10 @@ type SinkSpec struct {
 	// it stays open BreakerOpen (default 30s) before a probe.
 	BreakerFailures uint32
 	BreakerOpen     time.Duration
+	// FromEnd starts the sink at the log's size when the runner starts,
+	// whatever its cursor says: for sinks whose state lives only in the
+	// process (metrics), which must not count old calls again.
+	FromEnd bool
 }
 
 // Config configures a Runner.
@@ -337,6 +341,23 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 		case <-t.C:
 			return true
 		}
+	}
+	if spec.FromEnd {
+		a := r.current()
+		for a == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-wake:
+			case <-time.After(r.cfg.PollInterval):
+			}
+			a = r.current()
+		}
+		cur.Next, cur.AnchorSize = a.TreeSize, a.TreeSize
+		if err := r.cfg.State.SaveCursor(spec.Name, cur); err != nil {
+			return fmt.Errorf("exporters: sink %s: %w", spec.Name, err)
+		}
+		log.Info("starting at the log's end", "leaf", cur.Next)
 	}
 	for ctx.Err() == nil {
 		if from, ok, err := r.cfg.State.takeReplay(spec.Name); err != nil {

@@ -15,6 +15,7 @@ command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
 command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
 [ -x /usr/sbin/rsyslogd ] || need_pkgs+=(rsyslog)   # a real syslog receiver for the syslog sink's tests
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool tests the shipped alert rules
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # the file sink's tests read its files with the zstd CLI
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}"

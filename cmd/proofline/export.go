@@ -130,7 +130,12 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f.Version = version
+	if *metricsListen != "" {
+		f.Registerer = reg
+	}
 	specs, err := f.Build()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -140,8 +145,6 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	r, err := exporters.New(exporters.Config{Source: src, State: st, Sinks: specs, PollInterval: *poll, Logger: logger, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

@@ -19,11 +19,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/encode"
 	"github.com/proofline/proofline/exporters/filesink"
+	"github.com/proofline/proofline/exporters/metricsink"
 	"github.com/proofline/proofline/exporters/splunkhec"
 	"github.com/proofline/proofline/exporters/syslogsink"
 )
@@ -41,6 +43,8 @@ type File struct {
 
 	// Version is the proofline version, for encodings that carry it.
 	Version string `yaml:"-"`
+	// Registerer receives the metrics of prometheus sinks.
+	Registerer prometheus.Registerer `yaml:"-"`
 
 	path string
 }
@@ -56,6 +60,7 @@ type Sink struct {
 	File      *FileSink   `yaml:"file"`
 	SplunkHEC *HECSink    `yaml:"splunk_hec"`
 	Syslog    *SyslogSink `yaml:"syslog"`
+	Prom      *PromSink   `yaml:"prometheus"`
 
 	line int
 }
@@ -94,6 +99,14 @@ type SyslogSink struct {
 	ServerName string `yaml:"server_name"`
 	AppName    string `yaml:"app_name"`
 	Facility   int    `yaml:"facility"`
+}
+
+// PromSink configures per-tool Prometheus metrics from the log.
+type PromSink struct {
+	// SLOFile is an SLO file in serve's --slo format (slos: [{group,
+	// target, latency_ms}]).
+	SLOFile  string `yaml:"slo_file"`
+	MaxTools int    `yaml:"max_tools"`
 }
 
 // Load reads and validates the file at p.
@@ -187,12 +200,19 @@ func (f *File) Validate() error {
 			if (sy.CertFile == "") != (sy.KeyFile == "") {
 				at(s, "syslog.cert_file and syslog.key_file go together")
 			}
+		case "prometheus":
+			if s.Prom == nil {
+				s.Prom = &PromSink{}
+			}
+			if len(s.Regions) > 0 || len(s.DataClasses) > 0 {
+				at(s, "a prometheus sink counts every call: regions and data_classes do not apply")
+			}
 		case "":
-			at(s, "type is required (file, splunk_hec, syslog)")
+			at(s, "type is required (file, splunk_hec, syslog, prometheus)")
 		default:
-			at(s, "unknown type %q (file, splunk_hec, syslog)", s.Type)
+			at(s, "unknown type %q (file, splunk_hec, syslog, prometheus)", s.Type)
 		}
-		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil || s.Type != "syslog" && s.Syslog != nil {
+		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil || s.Type != "syslog" && s.Syslog != nil || s.Type != "prometheus" && s.Prom != nil {
 			at(s, "has a section for another type than %q", s.Type)
 		}
 	}
@@ -249,6 +269,9 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 			spec.Sink, err = buildHEC(s.SplunkHEC)
 		case "syslog":
 			spec.Sink, err = buildSyslog(s.Syslog, f.Version)
+		case "prometheus":
+			spec.Sink, err = f.buildProm(s.Prom)
+			spec.FromEnd = true
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: sink %q: %w", f.path, s.line, s.Name, err))
@@ -288,6 +311,35 @@ func buildSyslog(sy *SyslogSink, version string) (exporters.Sink, error) {
 		return nil, err
 	}
 	return syslogsink.New(syslogsink.Config{Addr: sy.Addr, TLS: tc, Format: sy.Format, AppName: sy.AppName, Facility: sy.Facility, Version: version})
+}
+
+func (f *File) buildProm(p *PromSink) (exporters.Sink, error) {
+	if f.Registerer == nil {
+		return nil, errors.New("a prometheus sink needs --metrics-listen")
+	}
+	var slos []metricsink.SLO
+	if p.SLOFile != "" {
+		raw, err := os.ReadFile(p.SLOFile)
+		if err != nil {
+			return nil, fmt.Errorf("slo_file: %w", err)
+		}
+		// The --slo format (query/spanstore.SLOFile); read here so the
+		// exporters do not depend on the span store.
+		var sf struct {
+			SLOs []struct {
+				Group     string  `yaml:"group"`
+				Target    float64 `yaml:"target"`
+				LatencyMs float64 `yaml:"latency_ms"`
+			} `yaml:"slos"`
+		}
+		if err := yaml.Unmarshal(raw, &sf); err != nil {
+			return nil, fmt.Errorf("slo_file %s: %w", p.SLOFile, err)
+		}
+		for _, s := range sf.SLOs {
+			slos = append(slos, metricsink.SLO{Group: s.Group, Target: s.Target, LatencyMs: s.LatencyMs})
+		}
+	}
+	return metricsink.New(metricsink.Config{Registerer: f.Registerer, SLOs: slos, MaxTools: p.MaxTools})
 }
 
 func buildHEC(h *HECSink) (exporters.Sink, error) {
