@@ -111,3 +111,20 @@ func BenchmarkCanonicalize(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIJSONErrors is the I-JSON walk over one realistic record. Only
+// the fallback runs it (the fast path gets the same strictness from its
+// decoders); this is what it would cost on every record.
+func BenchmarkIJSONErrors(b *testing.B) {
+	recs := realisticRecords(4096)
+	b.ReportAllocs()
+	i := 0
+	cpu0 := cpuNs(b)
+	for b.Loop() {
+		if bad, err := ijsonErrors(recs[i%len(recs)]); err != nil || len(bad) > 0 {
+			b.Fatal(err, bad)
+		}
+		i++
+	}
+	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
