@@ -128,3 +128,22 @@ func BenchmarkIJSONErrors(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkStrictFastPathChecks is the work the I-JSON rules add to the
+// fast path per record: the fraction-digit count of both timestamps and
+// the underflow test of an amount (only a zero amount pays for it; this
+// pays it on every record).
+func BenchmarkStrictFastPathChecks(b *testing.B) {
+	ts := [2]string{"2026-11-26T03:32:22.825149821Z", "2026-11-26T03:32:23.842323277+01:00"}
+	amount := []byte("0.001257")
+	n := 0
+	for b.Loop() {
+		n += fractionDigits(ts[0]) + fractionDigits(ts[1])
+		if nonZeroMantissa(amount) {
+			n++
+		}
+	}
+	if n == 0 {
+		b.Fatal("no work done")
+	}
+}
