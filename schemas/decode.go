@@ -109,6 +109,14 @@ func decodeSchema(data []byte) (*CallRecord, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: got %s", ErrMalformed, jsonKind(inst))
 	}
+	// JSON that is not I-JSON has no single reading (which of two equal
+	// names counts?), so the schema's view of it, built by encoding/json,
+	// would already be a choice: report only where it is not I-JSON.
+	if bad, err := ijsonErrors(data); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	} else if len(bad) > 0 {
+		return nil, newValidationError(bad)
+	}
 	sch, err := compiled()
 	if err != nil {
 		return nil, fmt.Errorf("compile call record schema: %w", err)

@@ -13,6 +13,18 @@ import (
 // gives the same canonical bytes, and canonicalising it is a no-op. A leaf
 // hash that depended on anything but the record's content would break
 // every proof.
+//
+// It also holds Decode's two decoders to one reading of every input: the
+// fast path (the scanner, else JSON v2) and the fallback (encoding/json
+// under the JSON Schema validator) agree on accept/reject and on the
+// canonical bytes. The fast path may say "not sure" (its validity checks
+// are conservative), so agreement is: Decode, whichever path answered,
+// accepts exactly what the fallback accepts, with the same bytes; what
+// the fast path accepts the fallback accepts; and for whatever the
+// fallback accepts, the fast decoders decode the same record — so input
+// that is not I-JSON (duplicate names, lone surrogates, numbers a double
+// does not hold, over-long fractions), which the fallback rejects, is
+// never taken by the fast path either.
 func FuzzDecodeCanonical(f *testing.F) {
 	for _, s := range []string{
 		fullRecord, minimalRecord, `{}`, `[]`, `null`, `{"record_id":1}`,
@@ -24,6 +36,9 @@ func FuzzDecodeCanonical(f *testing.F) {
 	}
 	f.Add([]byte(`{"record_id":"r","RECORD_ID":"x","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
 	f.Add([]byte(`{"record_id":"r","record_id":"s","ts_start":"2026-01-02T03:04:05Z","ts_end":"2026-01-02T03:04:05Z","actor":{"id":"a","type":"user"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`))
+	for _, c := range ijsonCases() {
+		f.Add([]byte(c.in))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// The one-pass scanner must agree with JSON v2 on all it accepts;
 		// like the fast path, it is only given valid UTF-8 (Decode's check).
@@ -46,6 +61,27 @@ func FuzzDecodeCanonical(f *testing.F) {
 			cs, _ := slow.Canonical()
 			if !bytes.Equal(cf, cs) {
 				t.Fatalf("fast and schema paths decode differently:\n%s\n%s", cf, cs)
+			}
+		}
+		if valid && len(data) <= MaxRecordBytes {
+			slow, errSlow := decodeSchema(data)
+			got, errGot := Decode(data)
+			if (errGot == nil) != (errSlow == nil) {
+				t.Fatalf("Decode says %v, the fallback says %v:\n%s", errGot, errSlow, data)
+			}
+			if errSlow == nil {
+				cs, _ := slow.Canonical()
+				cg, _ := got.Canonical()
+				if !bytes.Equal(cg, cs) {
+					t.Fatalf("Decode and the fallback give different bytes:\n%s\n%s", cg, cs)
+				}
+				v2, ok := decodeV2(data)
+				if !ok {
+					t.Fatalf("the fallback accepted what JSON v2 rejects:\n%s", data)
+				}
+				if c2, _ := v2.Canonical(); !bytes.Equal(c2, cs) {
+					t.Fatalf("JSON v2 and the fallback decode differently:\n%s\n%s", c2, cs)
+				}
 			}
 		}
 		// Seal must accept a struct exactly when Decode accepts its

@@ -165,11 +165,33 @@ func (t *Timestamp) UnmarshalJSONFrom(dec *jsontext.Decoder) error {
 }
 
 // ParseTimestamp parses an RFC 3339 timestamp with optional fractional
-// seconds (at most nanoseconds).
+// seconds, at most nine digits of them: time.Parse would drop a tenth
+// digit and beyond without a word, and the leaf would then hold another
+// instant than the one sent.
 func ParseTimestamp(s string) (time.Time, error) {
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("not an RFC 3339 timestamp: %q", s)
 	}
+	if n := fractionDigits(s); n > 9 {
+		return time.Time{}, fmt.Errorf("%d fractional digits in %q; at most 9 (nanoseconds) are kept exactly", n, s)
+	}
 	return v, nil
+}
+
+// fractionDigits counts the digits after the seconds of an RFC 3339
+// timestamp that time.Parse accepted ("2006-01-02T15:04:05" is 19 bytes;
+// time.Parse takes '.' or ',' before the fraction).
+func fractionDigits(s string) int {
+	if len(s) < 21 || (s[19] != '.' && s[19] != ',') {
+		return 0
+	}
+	n := 0
+	for _, c := range s[20:] {
+		if c < '0' || c > '9' {
+			break
+		}
+		n++
+	}
+	return n
 }

@@ -391,7 +391,9 @@ func (s *scanner) float() float64 {
 		return 0
 	}
 	f, err := strconv.ParseFloat(lit, 64)
-	if err != nil {
+	if err != nil || f == 0 && nonZeroMantissa([]byte(lit)) {
+		// Out of range, or a non-zero number a double rounds to 0 (not
+		// I-JSON): the schema path names it.
 		s.fail()
 	}
 	return f
