@@ -32,8 +32,16 @@ type Event struct {
 	Evidence Evidence
 	Record   []byte
 
-	// The record's routing fields, read once when the leaf is read.
-	region, dataClass string
+	// The record's routing fields and start time, read once when the leaf
+	// is read.
+	region, dataClass, tsStart string
+}
+
+// StartTime is the call's ts_start (zero when the event was not read from
+// a log).
+func (e Event) StartTime() time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, e.tsStart)
+	return t
 }
 
 // Anchor is a signed checkpoint, delivered to every sink as an event of its

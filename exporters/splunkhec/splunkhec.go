@@ -133,20 +133,7 @@ func (s *Sink) encode(b exporters.Batch) ([]item, map[int]string) {
 		items = append(items, item{idx: -1, body: body})
 	}
 	for i, e := range b.Events {
-		var ts struct {
-			TSStart time.Time `json:"ts_start"`
-		}
-		_ = json.Unmarshal(e.Record, &ts)
-		ev := hecEvent{
-			Host: s.cfg.Host, Source: s.cfg.Source, Sourcetype: s.cfg.Sourcetype, Index: s.cfg.Index,
-			Event: exporters.NativeEvent{Type: exporters.TypeCall, Evidence: e.Evidence, Record: e.Record},
-			Fields: map[string]any{"log_origin": e.Evidence.Origin, "leaf_index": e.Evidence.LeafIndex,
-				"tree_size": e.Evidence.TreeSize, "record_id": e.Evidence.RecordID},
-		}
-		if !ts.TSStart.IsZero() {
-			ev.Time = float64(ts.TSStart.UnixMicro()) / 1e6
-		}
-		body, err := json.Marshal(ev)
+		body, err := s.encodeEvent(e)
 		if err != nil {
 			rejected[i] = "encode: " + err.Error()
 			continue
@@ -154,6 +141,49 @@ func (s *Sink) encode(b exporters.Batch) ([]item, map[int]string) {
 		items = append(items, item{idx: i, body: body})
 	}
 	return items, rejected
+}
+
+// encodeEvent writes one HEC event by hand around the native encoding:
+// json.Marshal would re-validate the leaf's canonical JSON on every event,
+// which cost more than the rest of the sink together.
+func (s *Sink) encodeEvent(e exporters.Event) ([]byte, error) {
+	native, err := exporters.EncodeNative(e)
+	if err != nil {
+		return nil, err
+	}
+	ev := e.Evidence
+	b := make([]byte, 0, len(native)+256)
+	b = append(b, '{')
+	if t := e.StartTime(); !t.IsZero() {
+		b = append(b, `"time":`...)
+		b = strconv.AppendFloat(b, float64(t.UnixMicro())/1e6, 'f', 6, 64)
+		b = append(b, ',')
+	}
+	for _, kv := range [][2]string{{"host", s.cfg.Host}, {"source", s.cfg.Source}, {"sourcetype", s.cfg.Sourcetype}, {"index", s.cfg.Index}} {
+		if kv[1] != "" {
+			b = append(b, '"')
+			b = append(b, kv[0]...)
+			b = append(b, `":`...)
+			b = appendString(b, kv[1])
+			b = append(b, ',')
+		}
+	}
+	b = append(b, `"event":`...)
+	b = append(b, native...)
+	b = append(b, `,"fields":{"log_origin":`...)
+	b = appendString(b, ev.Origin)
+	b = append(b, `,"leaf_index":`...)
+	b = strconv.AppendUint(b, ev.LeafIndex, 10)
+	b = append(b, `,"tree_size":`...)
+	b = strconv.AppendUint(b, ev.TreeSize, 10)
+	b = append(b, `,"record_id":`...)
+	b = appendString(b, ev.RecordID)
+	return append(b, "}}"...), nil
+}
+
+func appendString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
 }
 
 func suffix(s, sfx string) string {
