@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/proofline/proofline/exporters"
+	"github.com/proofline/proofline/exporters/ecssink"
 	"github.com/proofline/proofline/exporters/encode"
 	"github.com/proofline/proofline/exporters/filesink"
 	"github.com/proofline/proofline/exporters/metricsink"
@@ -52,7 +53,7 @@ type File struct {
 // Sink is one sink's configuration.
 type Sink struct {
 	Name        string   `yaml:"name"`
-	Type        string   `yaml:"type"` // file | splunk_hec
+	Type        string   `yaml:"type"` // file | splunk_hec | syslog | elasticsearch
 	Regions     []string `yaml:"regions"`
 	DataClasses []string `yaml:"data_classes"`
 	BatchSize   int      `yaml:"batch_size"`
@@ -61,6 +62,7 @@ type Sink struct {
 	SplunkHEC *HECSink    `yaml:"splunk_hec"`
 	Syslog    *SyslogSink `yaml:"syslog"`
 	Prom      *PromSink   `yaml:"prometheus"`
+	Elastic   *ESSink     `yaml:"elasticsearch"`
 
 	line int
 }
@@ -87,6 +89,19 @@ type HECSink struct {
 	Ack        bool          `yaml:"ack"`
 	AckTimeout time.Duration `yaml:"ack_timeout"`
 	CAFile     string        `yaml:"ca_file"`
+}
+
+// ESSink configures an Elasticsearch `_bulk` sink (ECS documents).
+// Credentials: api_key_file (the encoded API key) or username +
+// password_file.
+type ESSink struct {
+	URL             string `yaml:"url"`
+	Index           string `yaml:"index"`
+	CheckpointIndex string `yaml:"checkpoint_index"`
+	APIKeyFile      string `yaml:"api_key_file"`
+	Username        string `yaml:"username"`
+	PasswordFile    string `yaml:"password_file"`
+	CAFile          string `yaml:"ca_file"`
 }
 
 // SyslogSink configures RFC 5424 syslog over TLS (RFC 5425 framing).
@@ -207,12 +222,27 @@ func (f *File) Validate() error {
 			if len(s.Regions) > 0 || len(s.DataClasses) > 0 {
 				at(s, "a prometheus sink counts every call: regions and data_classes do not apply")
 			}
+		case "elasticsearch":
+			es := s.Elastic
+			if es == nil {
+				at(s, "type elasticsearch needs an elasticsearch section")
+				continue
+			}
+			if (es.APIKeyFile == "") == (es.Username == "" && es.PasswordFile == "") {
+				at(s, "elasticsearch: give api_key_file, or username and password_file (secrets come from files)")
+			} else if (es.Username == "") != (es.PasswordFile == "") {
+				at(s, "elasticsearch.username and elasticsearch.password_file go together")
+			}
+			if err := f.checkEgress(es.URL); err != nil {
+				at(s, "%v", err)
+			}
 		case "":
-			at(s, "type is required (file, splunk_hec, syslog, prometheus)")
+			at(s, "type is required (file, splunk_hec, syslog, elasticsearch, prometheus)")
 		default:
-			at(s, "unknown type %q (file, splunk_hec, syslog, prometheus)", s.Type)
+			at(s, "unknown type %q (file, splunk_hec, syslog, elasticsearch, prometheus)", s.Type)
 		}
-		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil || s.Type != "syslog" && s.Syslog != nil || s.Type != "prometheus" && s.Prom != nil {
+		if s.Type != "file" && s.File != nil || s.Type != "splunk_hec" && s.SplunkHEC != nil || s.Type != "syslog" && s.Syslog != nil ||
+			s.Type != "elasticsearch" && s.Elastic != nil || s.Type != "prometheus" && s.Prom != nil {
 			at(s, "has a section for another type than %q", s.Type)
 		}
 	}
@@ -272,6 +302,8 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 		case "prometheus":
 			spec.Sink, err = f.buildProm(s.Prom)
 			spec.FromEnd = true
+		case "elasticsearch":
+			spec.Sink, err = buildES(s.Elastic, f.Version)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s:%d: sink %q: %w", f.path, s.line, s.Name, err))
@@ -357,4 +389,30 @@ func buildHEC(h *HECSink) (exporters.Sink, error) {
 	return splunkhec.New(splunkhec.Config{URL: h.URL, Token: strings.TrimSpace(string(tok)), Index: h.Index, Source: h.Source,
 		Sourcetype: h.Sourcetype, Host: h.Host, Ack: h.Ack, AckTimeout: h.AckTimeout,
 		Client: &http.Client{Transport: tr, Timeout: 30 * time.Second}})
+}
+
+func buildES(es *ESSink, version string) (exporters.Sink, error) {
+	cfg := ecssink.Config{URL: es.URL, Index: es.Index, CheckpointIndex: es.CheckpointIndex, Username: es.Username, Version: version}
+	if es.APIKeyFile != "" {
+		k, err := os.ReadFile(es.APIKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("api_key_file: %w", err)
+		}
+		cfg.APIKey = strings.TrimSpace(string(k))
+	} else {
+		p, err := os.ReadFile(es.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("password_file: %w", err)
+		}
+		cfg.Password = strings.TrimRight(string(p), "\r\n")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil // egress goes only where configured, never through an environment proxy
+	tc, err := tlsConfig(es.CAFile, "", "", "")
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig = tc
+	cfg.Client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	return ecssink.New(cfg)
 }

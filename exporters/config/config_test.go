@@ -1,12 +1,16 @@
 package config_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/config"
+	"github.com/proofline/proofline/exporters/ecssink"
+	"github.com/proofline/proofline/exporters/ecssink/estest"
 )
 
 func write(t *testing.T, body string) string {
@@ -46,6 +50,9 @@ sinks:
 		}},
 		{"syslog", "egress_allow: [siem.example.com]\nsinks:\n  - name: qradar\n    type: syslog\n    syslog: {addr: \"other.example.com:6514\", format: leef, cert_file: /c}\n",
 			[]string{`:3: sink "qradar": syslog.addr: host "other.example.com" is not on egress_allow`, `syslog.format "leef"`, `cert_file and syslog.key_file go together`}},
+		{"elasticsearch", "egress_allow: [es.example.com]\nsinks:\n  - name: elastic\n    type: elasticsearch\n    elasticsearch: {url: \"https://other.example.com:9200\", api_key_file: /k, username: u}\n  - name: elastic2\n    type: elasticsearch\n    elasticsearch: {url: \"http://es.example.com:9200\", username: u}\n",
+			[]string{`:3: sink "elastic": host "other.example.com" is not on egress_allow`, `:3: sink "elastic": elasticsearch: give api_key_file, or username and password_file`,
+				`:6: sink "elastic2": elasticsearch.username and elasticsearch.password_file go together`, `:6: sink "elastic2": url "http://es.example.com:9200": TLS (https) is required outside loopback`}},
 		{"no token file", "egress_allow: [127.0.0.1]\nsinks:\n  - name: s\n    type: splunk_hec\n    splunk_hec: {url: \"http://127.0.0.1:8088\"}\n",
 			[]string{`:3: sink "s": splunk_hec.token_file is required`}},
 	}
@@ -89,5 +96,37 @@ sinks:
 	}
 	if len(specs) != 2 || specs[0].Route.Regions[0] != "eu" || specs[1].Route.DataClasses[0] != "internal" {
 		t.Fatalf("specs: %+v", specs)
+	}
+}
+
+// An elasticsearch sink built from the file reads its API key from
+// api_key_file and delivers to the cluster it names.
+func TestBuildAnElasticsearchSinkFromTheFile(t *testing.T) {
+	key := estest.EncodeAPIKey("proofline", "k3y")
+	es := estest.New(estest.Options{APIKey: key})
+	defer es.Close()
+	dir := t.TempDir()
+	kf := filepath.Join(dir, "es.apikey")
+	os.WriteFile(kf, []byte(key+"\n"), 0o600)
+	f, err := config.Load(write(t, "egress_allow: [127.0.0.1]\nsinks:\n  - name: elastic\n    type: elasticsearch\n"+
+		"    elasticsearch: {url: \""+es.URL+"\", index: proofline-calls, api_key_file: "+kf+"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := f.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := exporters.Event{Evidence: exporters.Evidence{Origin: "o", LeafIndex: 3, TreeSize: 4, RecordID: "r"},
+		Record: []byte(`{"record_id":"r","ts_start":"2026-12-01T10:00:00Z","ts_end":"2026-12-01T10:00:01Z","actor":{"id":"a","type":"agent"},"tool":{"name":"t"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`)}
+	if err := specs[0].Sink.Send(context.Background(), exporters.Batch{Events: []exporters.Event{ev}}); err != nil {
+		t.Fatal(err)
+	}
+	if es.Docs("proofline-calls")["o:3"] == nil || len(es.Docs(ecssink.DefaultCheckpointIndex)) != 0 {
+		t.Fatalf("documents: %v", es.Docs("proofline-calls"))
+	}
+	os.Remove(kf)
+	if _, err := f.Build(); err == nil || !strings.Contains(err.Error(), "api_key_file") {
+		t.Fatalf("a missing api_key_file built: %v", err)
 	}
 }
