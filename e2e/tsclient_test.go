@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,13 @@ type tsOutcome struct {
 	} `json:"error"`
 }
 
+func (o tsOutcome) String() string {
+	if o.Error != nil {
+		return fmt.Sprintf("error %d %q", o.Error.Code, o.Error.Message)
+	}
+	return fmt.Sprintf("text %q isError %v tools %v", o.Text, o.IsError, o.Tools)
+}
+
 // TestTypeScriptClientAgainstTheHook: an agent on the official TypeScript
 // SDK, over stdio and streamable HTTP, against examples/tickets with the
 // hook and examples/policy.yaml. listTools() (a tools/list without
@@ -91,20 +99,20 @@ func TestTypeScriptClientAgainstTheHook(t *testing.T) {
 			}
 			for _, k := range []string{"list", "again"} {
 				if o := out[k]; o.Error != nil || !slices.Contains(o.Tools, "search_tickets") || !slices.Contains(o.Tools, "transfer_funds") {
-					t.Errorf("listTools() (%s) answered %+v", k, o)
+					t.Errorf("listTools() (%s) answered %v", k, o)
 				}
 			}
 			if o := out["search"]; o.Error != nil || o.IsError || !strings.Contains(o.Text, "#1 printer on fire") {
-				t.Errorf("search answered %+v", o)
+				t.Errorf("search answered %v", o)
 			}
 			if o := out["unknown"]; o.Error == nil || o.Error.Code != -32602 || !strings.Contains(o.Error.Message, "no_such_tool") {
-				t.Errorf("a call of an unknown tool answered %+v, want the SDK's -32602", o)
+				t.Errorf("a call of an unknown tool answered %v, want the SDK's -32602", o)
 			}
 			if o := out["denied"]; o.Error == nil || o.Error.Code != mcphook.CodePolicyDenied || !strings.Contains(o.Error.Message, "agents may not delete tickets") {
-				t.Errorf("the denied call answered %+v", o)
+				t.Errorf("the denied call answered %v", o)
 			}
 			if o := out["redacted"]; o.Error != nil || o.Text != "sent 2 bytes to [REDACTED]" {
-				t.Errorf("the redacted call answered %+v", o)
+				t.Errorf("the redacted call answered %v", o)
 			}
 			if srv != nil {
 				srv.alive(t)
