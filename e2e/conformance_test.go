@@ -114,10 +114,16 @@ func (m *httpMCP) alive(t *testing.T) {
 // server-<scenario>-<timestamp>.
 var scenarioDir = regexp.MustCompile(`^server-(.+)-\d{4}-\d{2}-\d{2}T[0-9-]+Z$`)
 
+// confCheck is one check's result: its status (SUCCESS, FAILURE, …) and
+// what the suite said when it failed.
+type confCheck struct {
+	Status, ErrorMessage string
+}
+
 // conformance runs the official MCP conformance suite's server scenarios
-// against url and returns each check's status (SUCCESS, FAILURE, …) by
-// "scenario/check", read from the checks.json it writes per scenario.
-func conformance(t *testing.T, url string) map[string]string {
+// against url and returns each check's result by "scenario/check", read
+// from the checks.json it writes per scenario.
+func conformance(t *testing.T, url string) map[string]confCheck {
 	t.Helper()
 	prefix, node := npmTools(t)
 	out := t.TempDir()
@@ -134,7 +140,7 @@ func conformance(t *testing.T, url string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checks := map[string]string{}
+	checks := map[string]confCheck{}
 	for _, e := range entries {
 		m := scenarioDir.FindStringSubmatch(e.Name())
 		if m == nil {
@@ -151,10 +157,7 @@ func conformance(t *testing.T, url string) map[string]string {
 			t.Fatalf("scenario %s: checks.json: %v", m[1], err)
 		}
 		for _, c := range cs {
-			checks[m[1]+"/"+c.ID] = c.Status
-			if c.Status == "FAILURE" {
-				t.Logf("%s: %s/%s failed: %s", url, m[1], c.ID, c.ErrorMessage)
-			}
+			checks[m[1]+"/"+c.ID] = confCheck{c.Status, c.ErrorMessage}
 		}
 	}
 	if len(checks) == 0 {
@@ -165,7 +168,7 @@ func conformance(t *testing.T, url string) map[string]string {
 
 // sameAsBare fails on every check that passes against the bare server and
 // not against the hooked one, and returns how many passed on both.
-func sameAsBare(t *testing.T, bare, hooked map[string]string) int {
+func sameAsBare(t *testing.T, bare, hooked map[string]confCheck) int {
 	t.Helper()
 	var both int
 	keys := make([]string, 0, len(bare))
@@ -174,11 +177,11 @@ func sameAsBare(t *testing.T, bare, hooked map[string]string) int {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if bare[k] != "SUCCESS" {
+		if bare[k].Status != "SUCCESS" {
 			continue
 		}
-		if hooked[k] != "SUCCESS" {
-			t.Errorf("conformance check %s passes without the hook and not with it (%q)", k, hooked[k])
+		if h := hooked[k]; h.Status != "SUCCESS" {
+			t.Errorf("conformance check %s passes without the hook and not with it: %q %s", k, h.Status, h.ErrorMessage)
 			continue
 		}
 		both++
@@ -194,6 +197,9 @@ func sameAsBare(t *testing.T, bare, hooked map[string]string) int {
 // without the hook must pass with it, and the hooked servers must still
 // be up afterwards.
 func TestConformanceWithTheHook(t *testing.T) {
+	// Both servers build while proofline starts.
+	go func() { _, _ = confServerBinary() }()
+	go func() { _, _ = ticketsBinary() }()
 	e := newMCPEnv(t)
 	natsArgs := []string{"--nats", e.natsURL, "--nats-token-file", e.natsTokenFile}
 
@@ -211,8 +217,8 @@ func TestConformanceWithTheHook(t *testing.T) {
 		// wraps.
 		for _, k := range []string{"tools-list/tools-list", "tools-call-simple-text/tools-call-simple-text", "tools-call-error/tools-call-error",
 			"tools-call-sampling/tools-call-sampling", "resources-read-text/resources-read-text", "prompts-get-with-args/prompts-get-with-args"} {
-			if bare[k] != "SUCCESS" {
-				t.Errorf("the bare server fails %s (%q): the comparison would prove little", k, bare[k])
+			if bare[k].Status != "SUCCESS" {
+				t.Errorf("the bare server fails %s (%+v): the comparison would prove little", k, bare[k])
 			}
 		}
 		n := sameAsBare(t, bare, hooked)
@@ -230,8 +236,8 @@ func TestConformanceWithTheHook(t *testing.T) {
 		hooked := conformance(t, srv.url)
 		defer srv.alive(t)
 		for _, k := range []string{"server-initialize/server-initialize", "tools-list/tools-list", "ping/ping"} {
-			if hooked[k] != "SUCCESS" {
-				t.Errorf("tickets with the hook fails %s (%q)", k, hooked[k])
+			if hooked[k].Status != "SUCCESS" {
+				t.Errorf("tickets with the hook fails %s (%+v)", k, hooked[k])
 			}
 		}
 		n := sameAsBare(t, bare, hooked)
