@@ -196,10 +196,17 @@ type provenRecord struct {
 // verify`; it returns the records from the verified bundles.
 func (e *mcpEnv) proven(traceID string, n int, within time.Duration) []provenRecord {
 	e.t.Helper()
+	return e.provenWhere("trace_id="+traceID, n, within)
+}
+
+// provenWhere is proven for the spans a /v1/spans filter selects ("" for
+// all of them).
+func (e *mcpEnv) provenWhere(filter string, n int, within time.Duration) []provenRecord {
+	e.t.Helper()
 	var listed []string
 	deadline := time.Now().Add(within)
 	for {
-		code, body := e.srv.get(e.queryTok, "/v1/spans?limit=1000&trace_id="+traceID)
+		code, body := e.srv.get(e.queryTok, "/v1/spans?limit=1000&"+filter)
 		var page struct {
 			Spans []struct {
 				RecordID string `json:"record_id"`
@@ -215,12 +222,12 @@ func (e *mcpEnv) proven(traceID string, n int, within time.Duration) []provenRec
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("trace %s: %d records in the span store, want %d\n%s", traceID, len(listed), n, e.srv.logs())
+			e.t.Fatalf("spans %q: %d records in the span store, want %d\n%s", filter, len(listed), n, e.srv.logs())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	if len(listed) != n {
-		e.t.Fatalf("trace %s: %d records, want exactly %d", traceID, len(listed), n)
+		e.t.Fatalf("spans %q: %d records, want exactly %d", filter, len(listed), n)
 	}
 	dir := e.t.TempDir()
 	var out []provenRecord

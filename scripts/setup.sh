@@ -27,6 +27,10 @@ if [ -x scripts/install-chdb.sh ]; then
   $SUDO scripts/install-chdb.sh
 fi
 
+# MCP software the hook's e2e tests run against (conformance suite,
+# TypeScript SDK, everything server, Node 22), pinned by tools/npm's lock.
+$SUDO scripts/install-npm-tools.sh
+
 command -v go >/dev/null 2>&1 || { echo "setup: Go is required (https://go.dev/doc/install); this machine has none on PATH" >&2; exit 1; }
 go mod download
 mkdir -p bin

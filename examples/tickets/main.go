@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string) error {
 	tokensPath := fs.String("tokens", "", "HTTP only: YAML file of bearer tokens (by SHA-256) and the identity and scopes each grants; requests without a valid token get 401")
 	actor := fs.String("actor", "", "the agent this server process serves, when callers bring no bearer token (stdio: one server process per agent, launched by its MCP host)")
 	scopes := fs.String("scopes", "", "comma-separated scopes granted to --actor")
+	hooked := fs.Bool("hook", true, "put proofline's hook on the server; --hook=false serves the same tools bare (to compare behaviour, as the conformance test does)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -137,6 +138,9 @@ func run(ctx context.Context, args []string) error {
 		defer cancel()
 		_ = hook.Close(cctx)
 	}()
+	if !*hooked {
+		hook = nil
+	}
 	srv := newServer(hook)
 	if *httpAddr == "" {
 		return srv.Run(ctx, &mcp.StdioTransport{})
@@ -304,6 +308,8 @@ func newServer(hook *mcphook.Hook) *mcp.Server {
 		func(_ context.Context, _ *mcp.CallToolRequest, in transferIn) (*mcp.CallToolResult, any, error) {
 			return text("transferred %.2f to %s", in.Amount, in.To), nil, nil
 		})
-	srv.AddReceivingMiddleware(hook.ServerMiddleware())
+	if hook != nil {
+		srv.AddReceivingMiddleware(hook.ServerMiddleware())
+	}
 	return srv
 }

@@ -2,8 +2,12 @@ package mcphook
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"maps"
+	"runtime/debug"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/trace"
 
@@ -20,63 +24,93 @@ import (
 // proofline.hook attribute; count one side in KPIs.)
 //
 // A configured policy is evaluated here too, before the request leaves
-// the agent.
+// the agent, on the same variables as on the server side: tool.server and
+// tool.version are the server's (from its initialize answer), and
+// session.tools the tools this client session called before.
+//
+// Like the server side, it never panics into the agent: a panic while
+// handling a call is logged, recorded (system_error) and returned as a
+// JSON-RPC internal error.
 func (h *Hook) ClientMiddleware(id Identity) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			p, ok := req.GetParams().(*mcp.CallToolParams)
-			if method != "tools/call" || !ok {
+			if method != "tools/call" || !ok || p == nil {
 				return next(ctx, method, req)
 			}
-			c := &call{start: h.now(), method: method, target: p.Name, identity: id, tool: h.cfg.Tools[p.Name],
-				attrs: map[string]string{"proofline.hook": "client"}}
-			if s := req.GetSession(); s != nil {
-				c.session = s.ID()
-			}
-			ctx = h.startSpan(ctx, c, method+" "+p.Name, trace.SpanKindClient)
-			defer c.span.End()
-			// The caller's params stay untouched (it may reuse them, from
-			// several goroutines): the request carries a copy with our _meta.
-			cp := *p
-			cp.Meta = maps.Clone(p.Meta)
-			if cp.Meta == nil {
-				cp.Meta = mcp.Meta{}
-			}
-			p = &cp
-			cs, _ := req.GetSession().(*mcp.ClientSession)
-			req = &mcp.ClientRequest[*mcp.CallToolParams]{Session: cs, Params: p}
-			h.prop.Inject(ctx, metaCarrier(p.Meta))
-			if plan := planFrom(ctx); plan != "" {
-				if _, set := p.Meta[MetaPlanID]; !set {
-					p.Meta[MetaPlanID] = plan
-				}
-			}
-			c.meta = p.Meta
-			if args, err := marshalArgs(p.Arguments); err == nil {
-				c.rawArgs = args
-			}
-			c.decision = policy.Decision{Effect: policy.Allow, Enforced: true}
-			if h.cfg.Policy != nil {
-				in := policy.Input{
-					Actor:  policy.Actor{ID: id.ID, Type: id.Type, OnBehalfOf: id.OnBehalfOf},
-					Tool:   policy.Tool{Name: p.Name, Group: c.tool.Group, Write: c.tool.Write},
-					Method: method, Scopes: id.Scopes, DataClass: c.tool.DataClass,
-				}
-				if h.cfg.Policy.Reads("args") {
-					in.Args = c.decodeArgs()
-				}
-				d, err := h.cfg.Policy.Evaluate(in)
-				if err != nil {
-					h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", p.Name, "err", err)
-				}
-				c.decision = d
-				if c.decision.Enforced && c.decision.Effect == policy.Deny {
-					return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
-				}
-			}
-			res, err := next(ctx, method, req)
-			h.finish(ctx, c, res, err, "")
-			return res, err
+			return h.clientCall(ctx, id, p, req, next)
 		}
 	}
+}
+
+func (h *Hook) clientCall(ctx context.Context, id Identity, p *mcp.CallToolParams, req mcp.Request, next mcp.MethodHandler) (res mcp.Result, err error) {
+	method := "tools/call"
+	c := h.newCall(method, "client")
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = h.recovered(ctx, c, v, debug.Stack())
+		}
+		c.span.End()
+	}()
+	c.target, c.identity, c.tool = p.Name, id, h.cfg.Tools[p.Name]
+	cs, _ := req.GetSession().(*mcp.ClientSession)
+	c.server = h.cfg.Server
+	if cs != nil {
+		c.session = cs.ID()
+		if ir := cs.InitializeResult(); ir != nil && ir.ServerInfo != nil {
+			c.server = ServerInfo{Name: ir.ServerInfo.Name, Version: ir.ServerInfo.Version}
+		}
+		// stdio and in-memory sessions have no id, and an agent may hold
+		// several at once: the history is the session object's.
+		c.history = fmt.Sprintf("client:%p", cs)
+	}
+	ctx = h.startSpan(ctx, c, method+" "+p.Name, trace.SpanKindClient)
+	// The caller's params stay untouched (it may reuse them, from
+	// several goroutines): the request carries a copy with our _meta.
+	cp := *p
+	cp.Meta = maps.Clone(p.Meta)
+	if cp.Meta == nil {
+		cp.Meta = mcp.Meta{}
+	}
+	p = &cp
+	req = &mcp.ClientRequest[*mcp.CallToolParams]{Session: cs, Params: p}
+	h.prop.Inject(ctx, metaCarrier(p.Meta))
+	if plan := planFrom(ctx); plan != "" {
+		if _, set := p.Meta[MetaPlanID]; !set {
+			p.Meta[MetaPlanID] = plan
+		}
+	}
+	c.meta = p.Meta
+	if args, err := marshalArgs(p.Arguments); err == nil {
+		c.rawArgs = args
+	}
+	h.decide(ctx, c)
+	if c.decision.Enforced && c.decision.Effect == policy.Deny {
+		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
+	}
+	res, err = safeNext(ctx, method, req, next)
+	var pe *panicError
+	if errors.As(err, &pe) {
+		return h.recovered(ctx, c, pe.value, pe.stack)
+	}
+	if h.cfg.Policy != nil && h.cfg.Policy.Reads("session") && !refusedByHook(err) {
+		h.hist.add(c.history, c.target)
+	}
+	h.finish(ctx, c, res, err, "")
+	return res, err
+}
+
+// refusedByHook reports whether a server's hook refused the call before
+// it ran (the server side keeps such calls out of the session's history
+// too).
+func refusedByHook(err error) bool {
+	var we *jsonrpc.Error
+	if !errors.As(err, &we) {
+		return false
+	}
+	switch we.Code {
+	case CodePolicyDenied, CodeRateLimited, CodeOverloaded, CodeTimeout, CodeIdempotencyRequired, CodeRecordingUnavailable:
+		return true
+	}
+	return false
 }

@@ -15,6 +15,7 @@
 package mcphook
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -24,6 +25,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
+	"runtime/debug"
 	"time"
 
 	"github.com/google/uuid"
@@ -218,9 +221,14 @@ type call struct {
 	tool     ToolConfig
 	identity Identity
 	session  string
-	meta     mcp.Meta
-	args     map[string]any // decodeArgs
-	rawArgs  json.RawMessage
+	// server is the MCP server called: the hook's own on the server side,
+	// the peer's (from initialize) on the client side.
+	server ServerInfo
+	// history keys the session's history (session.tools).
+	history string
+	meta    mcp.Meta
+	args    map[string]any // decodeArgs
+	rawArgs json.RawMessage
 	// argsDecoded is set once decodeArgs ran.
 	argsDecoded bool
 	decision    policy.Decision
@@ -230,6 +238,16 @@ type call struct {
 	// record needs its W3C ids either way.
 	sc, parent trace.SpanContext
 	attrs      map[string]string
+}
+
+// noSpan is the span of a call before its own starts: a call that
+// panics early still ends and annotates a span, and no path meets a nil
+// one.
+var noSpan = trace.SpanFromContext(context.Background())
+
+func (h *Hook) newCall(method, side string) *call {
+	return &call{start: h.now(), method: method, span: noSpan, decision: policy.Decision{Effect: policy.Allow, Enforced: true},
+		attrs: map[string]string{"proofline.hook": side}}
 }
 
 // decodeArgs decodes the call's arguments once, on first use; nil when
@@ -280,23 +298,49 @@ func newSpanID() trace.SpanID {
 	return id
 }
 
-func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
-	c := &call{start: h.now(), method: method, identity: h.cfg.Identify(ctx, req), attrs: map[string]string{"proofline.hook": "server"}}
-	if s := req.GetSession(); s != nil {
-		c.session = s.ID()
-	}
+// serve runs one call on the server side. It never lets a panic through:
+// the SDK recovers none, and one panic in an HTTP server's call ends every
+// session of every client. A panic in the hook or in the tool is logged
+// with its stack, recorded (system_error) and answered as a JSON-RPC
+// internal error.
+func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (res mcp.Result, err error) {
+	c := h.newCall(method, "server")
+	c.server = h.cfg.Server
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = h.recovered(ctx, c, v, debug.Stack())
+		}
+		c.span.End()
+	}()
+	// Params may be a typed nil: a request without "params" (the
+	// TypeScript SDK's listTools(), the MCP Inspector, the conformance
+	// client send tools/list so) arrives as a nil *ListToolsParams.
 	var raw *mcp.CallToolParamsRaw
 	switch p := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
-		raw, c.target, c.meta, c.rawArgs = p, p.Name, p.Meta, p.Arguments
+		if p != nil {
+			raw, c.target, c.meta, c.rawArgs = p, p.Name, p.Meta, p.Arguments
+		}
 	case *mcp.ReadResourceParams:
-		c.target, c.meta = p.URI, p.Meta
+		if p != nil {
+			c.target, c.meta = p.URI, p.Meta
+		}
 	case *mcp.GetPromptParams:
-		c.target, c.meta = p.Name, p.Meta
+		if p != nil {
+			c.target, c.meta = p.Name, p.Meta
+		}
 	case *mcp.ListToolsParams:
-		c.target, c.meta = "tools/list", p.Meta
+		c.target = "tools/list"
+		if p != nil {
+			c.meta = p.Meta
+		}
 	}
 	c.tool = h.cfg.Tools[c.target]
+	if s := req.GetSession(); s != nil {
+		c.session = s.ID()
+	}
+	c.history = c.session
+	c.identity = h.cfg.Identify(ctx, req)
 
 	// Continue the caller's trace from _meta, so agent → MCP → downstream
 	// API is one trace.
@@ -306,39 +350,18 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		spanName = method + " " + c.target
 	}
 	ctx = h.startSpan(ctx, c, spanName, trace.SpanKindServer)
-	defer c.span.End()
 
 	if method != "tools/call" {
-		res, err := next(ctx, method, req)
+		res, err := safeNext(ctx, method, req, next)
+		var pe *panicError
+		if errors.As(err, &pe) {
+			return h.recovered(ctx, c, pe.value, pe.stack)
+		}
 		h.finish(ctx, c, res, err, "")
 		return res, err
 	}
 
-	c.decision = policy.Decision{Effect: policy.Allow, Enforced: true}
-	if pol := h.cfg.Policy; pol != nil {
-		// Only what some rule reads is gathered: decoding the arguments
-		// and copying the session's history are most of a policy's cost
-		// on the call's path.
-		in := policy.Input{
-			Actor:  policy.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
-			Tool:   policy.Tool{Name: c.target, Server: h.cfg.Server.Name, Group: c.tool.Group, Version: h.cfg.Server.Version, Write: c.tool.Write},
-			Method: method, Scopes: c.identity.Scopes, DataClass: c.tool.DataClass,
-		}
-		if pol.Reads("args") {
-			in.Args = c.decodeArgs()
-		}
-		if pol.Reads("session") {
-			in.SessionTools = h.hist.tools(c.session)
-		}
-		d, err := pol.Evaluate(in)
-		if err != nil {
-			h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", c.target, "err", err)
-		}
-		c.decision = d
-		if !d.Enforced {
-			c.attrs["policy.mode"] = policy.Staging
-		}
-	}
+	h.decide(ctx, c)
 	if c.decision.Enforced && c.decision.Effect == policy.Deny {
 		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
 	}
@@ -366,7 +389,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 			return h.refuse(ctx, c, schemas.StatusSystemError, jsonrpc.CodeInternalError, "redaction failed")
 		}
 		recordArgs = masked
-		if c.decision.RedactIn == policy.InTool {
+		if c.decision.RedactIn == policy.InTool && raw != nil {
 			p := *raw
 			p.Arguments = masked
 			ss, _ := req.GetSession().(*mcp.ServerSession)
@@ -375,7 +398,14 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	}
 	c.rawArgs = recordArgs
 
-	run := func(ctx context.Context) (mcp.Result, error) {
+	// run never panics: a panic becomes a *panicError, so that callers
+	// waiting on the same idempotency key are not left waiting.
+	run := func(ctx context.Context) (res mcp.Result, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				res, err = nil, &panicError{value: v, stack: debug.Stack()}
+			}
+		}()
 		release, err := h.lim.acquire(ctx, c.target)
 		if err != nil {
 			return nil, &refusal{status: schemas.StatusSystemError, code: CodeOverloaded, msg: err.Error()}
@@ -383,8 +413,6 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		defer release()
 		return h.runWithTimeout(ctx, c, method, req, next)
 	}
-	var res mcp.Result
-	var err error
 	if idemKey != "" {
 		var replay bool
 		res, replay, err = h.idem.do(ctx, c.identity.ID+"\x00"+c.target+"\x00"+idemKey, run)
@@ -398,8 +426,12 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	if errors.As(err, &rf) {
 		return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
 	}
+	var pe *panicError
+	if errors.As(err, &pe) {
+		return h.recovered(ctx, c, pe.value, pe.stack)
+	}
 	if h.cfg.Policy != nil && h.cfg.Policy.Reads("session") {
-		h.hist.add(c.session, c.target)
+		h.hist.add(c.history, c.target)
 	}
 	h.finish(ctx, c, res, err, "")
 	return res, err
@@ -414,6 +446,86 @@ type refusal struct {
 }
 
 func (r *refusal) Error() string { return r.msg }
+
+// panicError is a panic of the tool (or of the hook) caught on the call's
+// path and carried back as an error to be recorded and answered.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// safeNext runs the next handler, turning a panic into a *panicError. It
+// is the hook's own goroutine that runs a tool under a timeout, where no
+// caller up the stack could recover the panic.
+func safeNext(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler) (res mcp.Result, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			res, err = nil, &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return next(ctx, method, req)
+}
+
+// decide evaluates the policy on a call, on either side: one place builds
+// the rules' variables, so that a rule decides the same in the agent's
+// client hook as in the server's (and as in proofline policy test).
+func (h *Hook) decide(ctx context.Context, c *call) {
+	c.decision = policy.Decision{Effect: policy.Allow, Enforced: true}
+	pol := h.cfg.Policy
+	if pol == nil {
+		return
+	}
+	// Only what some rule reads is gathered: decoding the arguments and
+	// copying the session's history are most of a policy's cost on the
+	// call's path.
+	in := policy.Input{
+		Actor:  policy.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
+		Tool:   policy.Tool{Name: c.target, Server: c.server.Name, Group: c.tool.Group, Version: c.server.Version, Write: c.tool.Write},
+		Method: c.method, Scopes: c.identity.Scopes, DataClass: c.tool.DataClass,
+	}
+	if pol.Reads("args") {
+		in.Args = c.decodeArgs()
+	}
+	if pol.Reads("session") {
+		in.SessionTools = h.hist.tools(c.history)
+	}
+	d, err := pol.Evaluate(in)
+	if err != nil {
+		h.log.WarnContext(ctx, "mcphook: policy rule failed to evaluate", "tool", c.target, "err", err)
+	}
+	c.decision = d
+	if !d.Enforced {
+		c.attrs["policy.mode"] = policy.Staging
+	}
+}
+
+// recovered answers a call that panicked with a JSON-RPC internal error,
+// after logging the panic with its stack and handing the call's record
+// (system_error) to the outbox itself: the panic may have come from
+// anywhere, and the record must not wait on anything that could be
+// broken. A second panic while recording is logged, not raised.
+func (h *Hook) recovered(ctx context.Context, c *call, v any, stack []byte) (mcp.Result, error) {
+	h.log.ErrorContext(ctx, "mcphook: recovered a panic; the call is answered with an internal error",
+		"method", c.method, "target", c.target, "panic", fmt.Sprint(v), "stack", string(stack))
+	err := &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error (a panic in the server, recovered by proofline's hook; see the server's log)"}
+	if c.identity.ID == "" {
+		c.identity = Identity{ID: "unknown", Type: schemas.ActorAgent}
+	}
+	if c.identity.Type == "" {
+		c.identity.Type = schemas.ActorAgent
+	}
+	func() {
+		defer func() {
+			if v2 := recover(); v2 != nil {
+				h.log.ErrorContext(ctx, "mcphook: the record of a panicked call could not be made", "method", c.method, "panic", fmt.Sprint(v2), "stack", string(debug.Stack()))
+			}
+		}()
+		h.complete(ctx, h.pendingOf(c, nil, err, schemas.StatusSystemError))
+	}()
+	return nil, err
+}
 
 // runWithTimeout runs the tool, giving up after its timeout. A handler
 // that ignores its context keeps running in the background; the caller
@@ -434,12 +546,13 @@ func (h *Hook) runWithTimeout(ctx context.Context, c *call, method string, req m
 	}
 	done := make(chan out, 1)
 	go func() {
-		res, err := next(ctx, method, req)
+		res, err := safeNext(ctx, method, req, next)
 		done <- out{res, err}
 	}()
 	select {
 	case o := <-done:
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && o.err != nil {
+		var pe *panicError
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && o.err != nil && !errors.As(o.err, &pe) {
 			return nil, &refusal{status: schemas.StatusTimeout, code: CodeTimeout, msg: fmt.Sprintf("%s timed out after %s", c.target, timeout)}
 		}
 		return o.res, o.err
@@ -459,14 +572,23 @@ func (h *Hook) refuse(ctx context.Context, c *call, status string, code int64, m
 	return nil, err
 }
 
-// finish records the call and ends its span.
+// finish records the call and annotates its span.
 func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr error, status string) {
+	h.seal(ctx, h.pendingOf(c, res, callErr, status))
+}
+
+// pendingOf makes the call's record. res may be nil or a typed nil (a
+// handler's (nil, err)); the record then has no result digest.
+func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) pending {
+	if isNil(res) {
+		res = nil
+	}
 	end := h.now()
 	r := &schemas.CallRecord{
 		TSStart:     schemas.Timestamp{Time: c.start},
 		TSEnd:       schemas.Timestamp{Time: end},
 		Actor:       schemas.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
-		Tool:        schemas.Tool{Name: c.target, Server: h.cfg.Server.Name, Version: h.cfg.Server.Version, Group: c.tool.Group},
+		Tool:        schemas.Tool{Name: c.target, Server: c.server.Name, Version: c.server.Version, Group: c.tool.Group},
 		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
 		ScopeGrants: c.identity.Scopes,
 		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
@@ -524,7 +646,18 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 		r.RecordID = newRecordID()
 	}
 	h.annotate(c, r)
-	h.seal(ctx, p)
+	return p
+}
+
+// isNil reports whether a result is nil or a typed nil pointer: handlers
+// return (nil, err) with their own result type, which makes a non-nil
+// mcp.Result holding a nil pointer.
+func isNil(res mcp.Result) bool {
+	if res == nil {
+		return true
+	}
+	v := reflect.ValueOf(res)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
 // pending is a record still to be sealed: digested, canonicalized,
@@ -547,13 +680,20 @@ func (h *Hook) seal(ctx context.Context, p pending) {
 
 func (h *Hook) complete(ctx context.Context, p pending) {
 	r := p.rec
+	defer func() {
+		// Sealing runs on the sealer goroutine too, where a panic (a
+		// result whose MarshalJSON panics) would end the process.
+		if v := recover(); v != nil {
+			h.log.ErrorContext(ctx, "mcphook: sealing a call record panicked; not recorded", "tool", r.Tool.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+	}()
 	if r.RecordID == "" {
 		r.RecordID = newRecordID()
 	}
 	if p.resultValue != nil {
 		p.result, _ = json.Marshal(p.resultValue)
 	}
-	if len(p.args) > 0 {
+	if hasArgs(p.args) {
 		r.ArgsSHA256 = digest(p.args)
 	}
 	if len(p.result) > 0 {
@@ -659,6 +799,14 @@ func digest(b []byte) string {
 	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
+}
+
+// hasArgs reports whether a call had arguments: absent and JSON null both
+// mean none, on either side, so neither record carries a digest of
+// "null" while the other carries none; {} is arguments (empty ones).
+func hasArgs(raw []byte) bool {
+	b := bytes.TrimSpace(raw)
+	return len(b) > 0 && !bytes.Equal(b, []byte("null"))
 }
 
 func truncate(s string, n int) string {

@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/proofline/proofline/ingest/mcphook"
+	"github.com/proofline/proofline/schemas"
+)
+
+// nodeScript puts testdata/NAME in a fresh directory next to a
+// node_modules link to the npm test tools, where Node's module resolution
+// finds them.
+func nodeScript(t *testing.T, prefix, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Symlink(filepath.Join(prefix, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tsOutcome is what testdata/tsclient.mjs reports of one request.
+type tsOutcome struct {
+	Text    string   `json:"text"`
+	IsError bool     `json:"isError"`
+	Tools   []string `json:"tools"`
+	Error   *struct {
+		Code    int64  `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func (o tsOutcome) String() string {
+	if o.Error != nil {
+		return fmt.Sprintf("error %d %q", o.Error.Code, o.Error.Message)
+	}
+	return fmt.Sprintf("text %q isError %v tools %v", o.Text, o.IsError, o.Tools)
+}
+
+// TestTypeScriptClientAgainstTheHook: an agent on the official TypeScript
+// SDK, over stdio and streamable HTTP, against examples/tickets with the
+// hook and examples/policy.yaml. listTools() (a tools/list without
+// params), a call of a tool that does not exist, a denied call and a
+// redacted call are each answered as the SDK's users expect, the server
+// keeps answering, and every answered call's record is proven in the log.
+func TestTypeScriptClientAgainstTheHook(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	script := nodeScript(t, prefix, "tsclient.mjs")
+	bin, err := ticketsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--nats", e.natsURL, "--nats-token-file", e.natsTokenFile, "--policy", "../examples/policy.yaml", "--actor", "agent-7"}
+	for _, transport := range []string{"stdio", "http"} {
+		t.Run(transport, func(t *testing.T) {
+			spool := filepath.Join(t.TempDir(), "spool")
+			var cmd *exec.Cmd
+			var srv *httpMCP
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			switch transport {
+			case "stdio":
+				cmd = exec.CommandContext(ctx, node, append([]string{script, "stdio", bin}, append(args, "--spool", spool)...)...)
+			case "http":
+				srv = startHTTPMCP(t, bin, append(args, "--spool", spool)...)
+				cmd = exec.CommandContext(ctx, node, script, "http", srv.url)
+			}
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
+			}
+			var out map[string]tsOutcome
+			if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+				t.Fatalf("the TypeScript client printed %q: %v\n%s", stdout.String(), err, stderr.String())
+			}
+			for _, k := range []string{"list", "again"} {
+				if o := out[k]; o.Error != nil || !slices.Contains(o.Tools, "search_tickets") || !slices.Contains(o.Tools, "transfer_funds") {
+					t.Errorf("listTools() (%s) answered %v", k, o)
+				}
+			}
+			if o := out["search"]; o.Error != nil || o.IsError || !strings.Contains(o.Text, "#1 printer on fire") {
+				t.Errorf("search answered %v", o)
+			}
+			if o := out["unknown"]; o.Error == nil || o.Error.Code != -32602 || !strings.Contains(o.Error.Message, "no_such_tool") {
+				t.Errorf("a call of an unknown tool answered %v, want the SDK's -32602", o)
+			}
+			if o := out["denied"]; o.Error == nil || o.Error.Code != mcphook.CodePolicyDenied || !strings.Contains(o.Error.Message, "agents may not delete tickets") {
+				t.Errorf("the denied call answered %v", o)
+			}
+			if o := out["redacted"]; o.Error != nil || o.Text != "sent 2 bytes to [REDACTED]" {
+				t.Errorf("the redacted call answered %v", o)
+			}
+			if srv != nil {
+				srv.alive(t)
+			}
+		})
+	}
+	// Six answered requests per transport, each recorded by tickets' hook.
+	recs := e.provenWhere("", 12, 60*time.Second)
+	got := map[string]int{}
+	for _, r := range recs {
+		raw, _ := json.Marshal(r.CallRecord)
+		if strings.Contains(string(raw), "alice@example.com") {
+			t.Errorf("a raw argument reached the log: %s", raw)
+		}
+		got[strings.Join([]string{r.MCP.Transport, r.MCP.Method, r.Tool.Name, r.Outcome.Status, r.Policy.Decision}, " ")]++
+	}
+	for _, tr := range []string{"stdio", "http"} {
+		for k, n := range map[string]int{
+			"tools/list tools/list ok allow":               2,
+			"tools/call search_tickets ok allow":           1,
+			"tools/call no_such_tool system_error allow":   1,
+			"tools/call delete_ticket policy_blocked deny": 1,
+			"tools/call send_email ok redact":              1,
+		} {
+			if got[tr+" "+k] != n {
+				t.Errorf("%d proven records %q over %s, want %d (all: %v)", got[tr+" "+k], k, tr, n, got)
+			}
+		}
+	}
+}
+
+// TestClientHookAgainstServerEverything: the hook's client side on a Go
+// agent talking to npm @modelcontextprotocol/server-everything (the MCP
+// project's reference server, in TypeScript) over stdio. The calls are
+// answered as without the hook, the trace context it adds to _meta does
+// not disturb the server, and each call's record — naming the server from
+// its initialize answer — is proven in the log.
+func TestClientHookAgainstServerEverything(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	client := mcp.NewClient(&mcp.Implementation{Name: "agent-7", Version: "1"}, nil)
+	client.AddSendingMiddleware(e.hook.ClientMiddleware(mcphook.Identity{ID: "agent-7", Type: schemas.ActorAgent}))
+	cmd := exec.Command(node, filepath.Join(prefix, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "stdio")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cs, err := client.Connect(ctxT(t, 30*time.Second), &mcp.CommandTransport{Command: cmd}, nil)
+	if err != nil {
+		t.Fatalf("connect to server-everything: %v\n%s", err, stderr.String())
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	server := cs.InitializeResult().ServerInfo
+
+	ctx, plan := mcphook.StartPlan(context.Background(), e.tp, "everything")
+	if _, err := cs.ListTools(ctx, nil); err != nil {
+		t.Fatalf("tools/list: %v", err)
+	}
+	if out, err := callText(t, ctx, cs, "echo", map[string]any{"message": "hello from Go"}, nil); err != nil || !strings.Contains(out, "hello from Go") {
+		t.Fatalf("echo: %q %v", out, err)
+	}
+	if out, err := callText(t, ctx, cs, "get-sum", map[string]any{"a": 2, "b": 3}, nil); err != nil || !strings.Contains(out, "5") {
+		t.Fatalf("get-sum: %q %v", out, err)
+	}
+	if _, err := callText(t, ctx, cs, "no_such_tool", map[string]any{}, nil); err == nil {
+		t.Fatal("a call of an unknown tool succeeded")
+	}
+	plan.End()
+
+	recs := e.proven(plan.SpanContext().TraceID().String(), 3, 60*time.Second)
+	byTool := map[string]provenRecord{}
+	for _, r := range recs {
+		byTool[r.Tool.Name] = r
+		if r.Attributes["proofline.hook"] != "client" || r.Actor.ID != "agent-7" || r.Tool.Server != server.Name || r.Tool.Version != server.Version {
+			t.Errorf("record %+v %+v %v", r.Actor, r.Tool, r.Attributes)
+		}
+		if r.Trace == nil || r.Trace.ParentSpanID != plan.SpanContext().SpanID().String() {
+			t.Errorf("record of %s is not under the plan span: %+v", r.Tool.Name, r.Trace)
+		}
+	}
+	sum := sha256.Sum256([]byte(`{"message":"hello from Go"}`))
+	if r := byTool["echo"]; r.Outcome.Status != schemas.StatusOK || r.ArgsSHA256 != hex.EncodeToString(sum[:]) || r.ResultSHA256 == "" {
+		t.Errorf("echo record %+v args %s", r.Outcome, r.ArgsSHA256)
+	}
+	if r := byTool["get-sum"]; r.Outcome.Status != schemas.StatusOK {
+		t.Errorf("get-sum record %+v", r.Outcome)
+	}
+	if r := byTool["no_such_tool"]; r.Outcome.Status == schemas.StatusOK {
+		t.Errorf("unknown tool's record %+v", r.Outcome)
+	}
+}
