@@ -67,6 +67,10 @@ func startCollector(t *testing.T, bin string, listens []string, configs ...strin
 		args = append(args, "--config", cfg)
 	}
 	c.cmd = exec.Command(bin, args...)
+	// The shipped config's persistent queue lives under
+	// PROOFLINE_COLLECTOR_STORAGE (default: the working directory); a
+	// test that restarts the collector names its directory in a config.
+	c.cmd.Env = append(os.Environ(), "PROOFLINE_COLLECTOR_STORAGE="+filepath.Join(t.TempDir(), "collector-storage"))
 	logf, err := os.Create(c.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -209,13 +213,13 @@ func TestCollectorSpansToVerifiedProofs(t *testing.T) {
         endpoint: %s
       http:
         endpoint: %s
-processors:
-  batch:
-    timeout: 20ms
 exporters:
   proofline:
     nats_url: nats://%s%s
     principal: collector-e2e
+    sending_queue:
+      batch:
+        flush_timeout: 20ms
     retry_on_failure:
       initial_interval: 100ms
       max_interval: 1s
