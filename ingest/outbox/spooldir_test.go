@@ -320,8 +320,16 @@ func TestTwoProcessesShareASpoolDir(t *testing.T) {
 	second := startHelper(t, n.url(), dir, 200, 200)
 	first.waitLine(t, "spooled")
 	second.waitLine(t, "spooled")
-	if got := len(spoolFiles(t, dir)); got != 2 {
-		t.Fatalf("%d spool files for two processes: %v", got, spoolFiles(t, dir))
+	files := spoolFiles(t, dir)
+	if len(files) != 2 {
+		t.Fatalf("%d spool files for two processes: %v", len(files), files)
+	}
+	// Each is locked by its process: opening one from here names it.
+	_, err := Open(Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(dir, files[0]), Logger: slog.New(slog.DiscardHandler)})
+	var locked *SpoolLockedError
+	if !errors.As(err, &locked) || (locked.Holder.PID != first.cmd.Process.Pid && locked.Holder.PID != second.cmd.Process.Pid) ||
+		!strings.Contains(err.Error(), "pid "+strconv.Itoa(locked.Holder.PID)) {
+		t.Fatalf("Open of %s, held by a helper process: %v", files[0], err)
 	}
 
 	// The first process ends with its records still spooled.
