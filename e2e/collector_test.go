@@ -67,6 +67,10 @@ func startCollector(t *testing.T, bin string, listens []string, configs ...strin
 		args = append(args, "--config", cfg)
 	}
 	c.cmd = exec.Command(bin, args...)
+	// The shipped config's persistent queue lives under
+	// PROOFLINE_COLLECTOR_STORAGE (default: the working directory); a
+	// test that restarts the collector names its directory in a config.
+	c.cmd.Env = append(os.Environ(), "PROOFLINE_COLLECTOR_STORAGE="+filepath.Join(t.TempDir(), "collector-storage"))
 	logf, err := os.Create(c.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -209,13 +213,13 @@ func TestCollectorSpansToVerifiedProofs(t *testing.T) {
         endpoint: %s
       http:
         endpoint: %s
-processors:
-  batch:
-    timeout: 20ms
 exporters:
   proofline:
     nats_url: nats://%s%s
     principal: collector-e2e
+    sending_queue:
+      batch:
+        flush_timeout: 20ms
     retry_on_failure:
       initial_interval: 100ms
       max_interval: 1s
@@ -397,6 +401,135 @@ service:
 				t.Fatalf("collector metric %s{%s} = %v (%v), want %v\n%s", w.family, w.label, v, err, w.value, c.logs())
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// kill9 kills the collector the hard way: no shutdown, nothing flushed.
+func (c *collectorProc) kill9() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+// TestCollectorQueueSurvivesRestart: the shipped pipeline keeps the spans
+// it accepted in its persistent sending queue (the file_storage extension)
+// until JetStream stored them. With NATS down (proofline stopped), tool-call
+// spans are sent over OTLP; the collector is restarted (SIGTERM), more
+// spans are sent, it is killed (SIGKILL) and started again; proofline
+// comes back: every span is exactly one leaf of the log, and its proof
+// bundle verifies with `proofline verify`. With the in-memory queue the
+// distribution had before, the restart dropped every queued span.
+func TestCollectorQueueSurvivesRestart(t *testing.T) {
+	collector := buildCollector(t)
+	natsAddr := freeAddr(t)
+	data := t.TempDir()
+	s := startServer(t, data, "--nats-listen", natsAddr)
+	q := s.token("auditor", "query", "1h")
+	keyPath := filepath.Join(data, "keys", "log.pub")
+	s.stop() // NATS down from here on, until s.start below
+
+	auth := ""
+	if tokenFile := filepath.Join(data, "keys", "nats.token"); fileExists(tokenFile) {
+		auth = "\n    token_file: " + tokenFile
+	}
+	storage := filepath.Join(t.TempDir(), "collector-storage") // created by file_storage
+	grpcAddr, httpAddr, metricsAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	_, metricsPort, _ := net.SplitHostPort(metricsAddr)
+	override := filepath.Join(t.TempDir(), "e2e.yaml")
+	if err := os.WriteFile(override, []byte(fmt.Sprintf(`extensions:
+  file_storage:
+    directory: %s
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: %s
+      http:
+        endpoint: %s
+exporters:
+  proofline:
+    nats_url: nats://%s%s
+    principal: collector-restart
+    timeout: 1s
+    sending_queue:
+      batch:
+        flush_timeout: 20ms
+    retry_on_failure:
+      initial_interval: 100ms
+      max_interval: 500ms
+service:
+  telemetry:
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: %s
+`, storage, grpcAddr, httpAddr, natsAddr, auth, metricsPort)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	configs := []string{filepath.Join("..", "collector-config", "proofline.yaml"), override}
+	listens := []string{grpcAddr, httpAddr}
+
+	ctx := ctxT(t, 3*time.Minute)
+	var want []string
+	// send exports n tool-call spans over OTLP/gRPC; the collector
+	// answers once they are in its queue.
+	send := func(phase string, n int) {
+		t.Helper()
+		recorder := tracetest.NewSpanRecorder()
+		tr := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder),
+			sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "restart-agent")))).Tracer("e2e/collector-restart")
+		for i := range n {
+			_, span := tr.Start(ctx, fmt.Sprintf("tools/call %s-%d", phase, i), trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+				attribute.String("gen_ai.operation.name", "execute_tool"),
+				attribute.String("gen_ai.tool.name", "search_tickets"),
+				attribute.String("mcp.method.name", "tools/call"),
+				attribute.String("actor.id", "agent-7")))
+			span.End()
+			want = append(want, otelRecordID(span.SpanContext()))
+		}
+		exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(grpcAddr), otlptracegrpc.WithInsecure())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer exp.Shutdown(context.Background())
+		if err := exp.ExportSpans(ctx, recorder.Ended()); err != nil {
+			t.Fatalf("OTLP export (%s): %v", phase, err)
+		}
+	}
+
+	c := startCollector(t, collector, listens, configs...)
+	send("before-restart", 8)
+	// SIGTERM: a normal restart. The Collector logs the batch it was
+	// retrying as "Exporting failed. Dropping data" (interrupted due to
+	// shutdown), but the persistent queue keeps it for the next start.
+	c.stop()
+	c = startCollector(t, collector, listens, configs...)
+	send("before-kill", 7)
+	c.kill9() // a crash
+	c = startCollector(t, collector, listens, configs...)
+
+	s.start() // NATS is back
+	q = s.token("auditor", "query", "1h")
+	for _, id := range want {
+		raw := waitCollectorProof(t, s, c, q, id)
+		bundlePath := filepath.Join(t.TempDir(), "bundle.json")
+		if err := os.WriteFile(bundlePath, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, errOut, code := cli(t, "verify", "--bundle", bundlePath, "--key", keyPath); code != 0 || !strings.HasPrefix(out, "OK") {
+			t.Fatalf("verify --bundle %s: exit %d\n%s%s", id, code, out, errOut)
+		}
+	}
+	counts, size := logRecordIDs(t, s, q, keyPath)
+	if size != uint64(len(want)) || len(counts) != len(want) {
+		t.Fatalf("log of size %d holds %v; want the %d spans once each", size, counts, len(want))
+	}
+	for _, id := range want {
+		if counts[id] != 1 {
+			t.Fatalf("span %s is %d leaves, want 1 (log %v)", id, counts[id], counts)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/connector"
 	"go.opentelemetry.io/collector/exporter"
@@ -25,7 +26,11 @@ func components() (otelcol.Factories, error) {
 	factories := otelcol.Factories{
 		Telemetry: otelconftelemetry.NewFactory(),
 	}
-	if factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](); err != nil {
+	// file_storage backs the exporter's persistent sending queue: spans
+	// accepted over OTLP survive a collector restart while NATS is down.
+	if factories.Extensions, err = otelcol.MakeFactoryMap[extension.Factory](
+		filestorage.NewFactory(),
+	); err != nil {
 		return otelcol.Factories{}, err
 	}
 	if factories.Receivers, err = otelcol.MakeFactoryMap[receiver.Factory](
@@ -48,6 +53,9 @@ func components() (otelcol.Factories, error) {
 	}
 	if factories.Connectors, err = otelcol.MakeFactoryMap[connector.Factory](); err != nil {
 		return otelcol.Factories{}, err
+	}
+	factories.ExtensionModules = map[component.Type]string{
+		filestorage.NewFactory().Type(): "github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage v0.165.0",
 	}
 	factories.ReceiverModules = map[component.Type]string{
 		otlpreceiver.NewFactory().Type(): "go.opentelemetry.io/collector/receiver/otlpreceiver v0.165.0",

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string) error {
 	natsURL := fs.String("nats", "nats://127.0.0.1:4222", "NATS URL of proofline's JetStream (proofline serve --nats-listen)")
 	natsTokenFile := fs.String("nats-token-file", "", "file holding the NATS token (proofline serve writes DATA/keys/nats.token); or set PROOFLINE_NATS_TOKEN")
 	policyPath := fs.String("policy", "", "policy file (CEL rules); empty allows every call")
-	spool := fs.String("spool", filepath.Join(os.TempDir(), "tickets-spool"), "outbox spool file, used while NATS is unreachable")
+	spool := fs.String("spool", filepath.Join(os.TempDir(), "tickets-spool"), "outbox spool directory, used while NATS is unreachable: each process spools to a file of its own in it and drains those of ended processes (an MCP host starts one server process per session)")
 	httpAddr := fs.String("http", "", "serve streamable HTTP on this address instead of stdio")
 	principal := fs.String("principal", "mcphook:tickets", "ingested_by of the records")
 	rate := fs.Float64("rate", 5, "calls per second per caller")
@@ -85,7 +85,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	ob, err := outbox.Open(outbox.Config{
-		Publisher: publish.NewPublisher(js), SpoolPath: *spool, Logger: logger,
+		Publisher: publish.NewPublisher(js), SpoolDir: *spool, Logger: logger,
 		PublishTimeout: 500 * time.Millisecond, RetryInterval: 200 * time.Millisecond,
 	})
 	if err != nil {

@@ -8,18 +8,28 @@
 //
 // This is the transactional-outbox pattern without the database: the
 // spool is the outbox, the drain is the relay.
+//
+// A spool belongs to one process, which holds an exclusive lock on it (see
+// spoollock.go). With Config.SpoolDir every process gets a spool of its own
+// in a shared directory and adopts the spools that processes which have
+// ended left there: an MCP host that starts one stdio server per session
+// loses no record, whichever of its servers ends first.
 package outbox
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,8 +63,21 @@ var ErrClosed = errors.New("outbox closed")
 // Config shapes an Outbox.
 type Config struct {
 	Publisher Publisher
-	// SpoolPath is the spool file; its directory is created.
+	// SpoolDir is a directory of spools, one per process: Open creates
+	// spool-<pid>-<random> in it (and the directory if need be), and
+	// adopts the spools that ended processes left there, draining and then
+	// removing them; a spool this process emptied is removed at Close.
+	// Use it whenever more than one process may run with the same
+	// configuration: an MCP host starts one stdio server per session.
+	SpoolDir string
+	// SpoolPath is one fixed spool file instead of SpoolDir, for a
+	// process that runs alone: while one process has it open, Open in
+	// another fails with a *SpoolLockedError naming the holder. Its
+	// directory is created.
 	SpoolPath string
+	// AdoptInterval is how often SpoolDir is scanned for the spools of
+	// ended processes (default 10 s); Open scans it once.
+	AdoptInterval time.Duration
 	// SpoolMaxBytes bounds the spool (default 64 MiB).
 	SpoolMaxBytes int64
 	// QueueSize bounds the in-memory queue (default 4096 records).
@@ -72,6 +95,27 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 }
 
+// spoolPrefix starts the name of every spool in a SpoolDir.
+const spoolPrefix = "spool-"
+
+// Validate reports a configuration Open cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Publisher == nil {
+		errs = append(errs, errors.New("outbox: a Publisher is required"))
+	}
+	switch {
+	case c.SpoolDir == "" && c.SpoolPath == "":
+		errs = append(errs, errors.New("outbox: SpoolDir (or SpoolPath) is required"))
+	case c.SpoolDir != "" && c.SpoolPath != "":
+		errs = append(errs, errors.New("outbox: SpoolDir and SpoolPath are exclusive"))
+	}
+	if c.SpoolMaxBytes < 0 || c.QueueSize < 0 || c.BatchSize < 0 || c.PublishTimeout < 0 || c.RetryInterval < 0 || c.AdoptInterval < 0 {
+		errs = append(errs, errors.New("outbox: sizes and intervals cannot be negative"))
+	}
+	return errors.Join(errs...)
+}
+
 // Stats are the outbox's counters, for metrics and health checks.
 type Stats struct {
 	// Enqueued counts records accepted by Enqueue.
@@ -84,6 +128,9 @@ type Stats struct {
 	Dropped uint64 `json:"dropped"`
 	// SpoolBytes is the spool's current size, pending records included.
 	SpoolBytes int64 `json:"spool_bytes"`
+	// AdoptedBytes is what remains to publish of the spools adopted from
+	// ended processes.
+	AdoptedBytes int64 `json:"adopted_bytes"`
 	// Queued is the number of records waiting in memory.
 	Queued int `json:"queued"`
 }
@@ -101,6 +148,16 @@ type Outbox struct {
 	size    int64
 	drained int64
 
+	spoolPath string
+	lock      *os.File // held while open: the spool is this process's
+	holder    Holder
+
+	// adoptMu guards adopted, the spools of ended processes this one
+	// drains.
+	adoptMu      sync.Mutex
+	adopted      []*adoptedSpool
+	adoptedBytes atomic.Int64
+
 	closeMu  sync.RWMutex
 	isClosed bool
 
@@ -112,14 +169,21 @@ type Outbox struct {
 	done chan struct{}
 }
 
-// Open opens (or creates) the spool and starts the relay. Records spooled
-// by an earlier run are drained first.
+// adoptedSpool is a spool an ended process left in SpoolDir, locked by
+// this one until it is drained and removed.
+type adoptedSpool struct {
+	path          string
+	f, lock       *os.File
+	size, drained int64
+}
+
+// Open takes (or creates) the spool and starts the relay. Records spooled
+// by an earlier run, or left in SpoolDir by ended processes, are drained
+// first. Open fails with a *SpoolLockedError (ErrSpoolLocked) when another
+// process holds SpoolPath.
 func Open(cfg Config) (*Outbox, error) {
-	if cfg.Publisher == nil {
-		return nil, errors.New("outbox: a Publisher is required")
-	}
-	if cfg.SpoolPath == "" {
-		return nil, errors.New("outbox: SpoolPath is required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.SpoolMaxBytes <= 0 {
 		cfg.SpoolMaxBytes = 64 << 20
@@ -136,27 +200,46 @@ func Open(cfg Config) (*Outbox, error) {
 	if cfg.RetryInterval <= 0 {
 		cfg.RetryInterval = time.Second
 	}
+	if cfg.AdoptInterval <= 0 {
+		cfg.AdoptInterval = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg.SpoolPath), 0o700); err != nil {
+	me := thisProcess(time.Now())
+	path := cfg.SpoolPath
+	if cfg.SpoolDir != "" {
+		var suffix [4]byte
+		_, _ = rand.Read(suffix[:]) // never fails (crypto/rand)
+		path = filepath.Join(cfg.SpoolDir, fmt.Sprintf("%s%d-%s", spoolPrefix, me.PID, hex.EncodeToString(suffix[:])))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("outbox spool dir: %w", err)
 	}
-	f, err := os.OpenFile(cfg.SpoolPath, os.O_RDWR|os.O_CREATE, 0o600)
+	// The lock first, then the spool: a spool file in SpoolDir whose lock
+	// is free is one no live process writes.
+	lock, _, err := lockSpool(path, me)
 	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("outbox spool: %w", err)
 	}
 	size, err := completeLines(f)
 	if err != nil {
 		_ = f.Close()
+		_ = lock.Close()
 		return nil, err
 	}
 	o := &Outbox{
 		cfg: cfg, log: cfg.Logger, queue: make(chan publish.Message, cfg.QueueSize),
-		spool: f, size: size, stop: make(chan struct{}), done: make(chan struct{}),
+		spool: f, size: size, spoolPath: path, lock: lock, holder: me,
+		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	if size > 0 {
-		o.log.Info("outbox: records spooled by an earlier run will be drained", "spool", cfg.SpoolPath, "bytes", size)
+		o.log.Info("outbox: records spooled by an earlier run will be drained", "spool", path, "bytes", size)
 	}
 	mp := cfg.MeterProvider
 	if mp == nil {
@@ -164,10 +247,119 @@ func Open(cfg Config) (*Outbox, error) {
 	}
 	if err := o.registerMetrics(mp.Meter("github.com/proofline/proofline/ingest/outbox")); err != nil {
 		_ = f.Close()
+		_ = lock.Close()
 		return nil, fmt.Errorf("outbox metrics: %w", err)
+	}
+	if cfg.SpoolDir != "" {
+		o.adopt()
 	}
 	go o.run()
 	return o, nil
+}
+
+// SpoolPath is the spool file this outbox owns.
+func (o *Outbox) SpoolPath() string { return o.spoolPath }
+
+// adopt takes over the spools in SpoolDir whose lock is free: their
+// processes ended (the kernel released the lock) before draining them.
+// A spool whose lock is held belongs to a live process and is left alone.
+func (o *Outbox) adopt() {
+	entries, err := os.ReadDir(o.cfg.SpoolDir)
+	if err != nil {
+		o.log.Warn("outbox: cannot scan the spool directory for spools of ended processes", "dir", o.cfg.SpoolDir, "err", err)
+		return
+	}
+	o.adoptMu.Lock()
+	defer o.adoptMu.Unlock()
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, spoolPrefix) || strings.HasSuffix(name, ".lock") || !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(o.cfg.SpoolDir, name)
+		if path == o.spoolPath || slices.ContainsFunc(o.adopted, func(a *adoptedSpool) bool { return a.path == path }) {
+			continue
+		}
+		lock, prev, err := lockSpool(path, o.holder)
+		if errors.Is(err, ErrSpoolLocked) {
+			continue // its process is alive
+		}
+		if err != nil {
+			o.log.Warn("outbox: cannot lock a spool to adopt it", "spool", path, "err", err)
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed by its owner or another adopter since the scan.
+			_ = os.Remove(path + ".lock")
+			_ = lock.Close()
+			continue
+		}
+		if err != nil {
+			o.log.Warn("outbox: cannot open a spool to adopt it", "spool", path, "err", err)
+			_ = lock.Close()
+			continue
+		}
+		size, err := completeLines(f)
+		if err != nil {
+			o.log.Warn("outbox: cannot read a spool to adopt it", "spool", path, "err", err)
+			_ = f.Close()
+			_ = lock.Close()
+			continue
+		}
+		a := &adoptedSpool{path: path, f: f, lock: lock, size: size}
+		if size == 0 {
+			a.remove()
+			continue
+		}
+		o.log.Info("outbox: adopting the spool of a process that ended; its records will be drained",
+			"spool", path, "bytes", size, "left_by", prev.String())
+		o.adopted = append(o.adopted, a)
+		o.adoptedBytes.Add(size)
+	}
+}
+
+// remove deletes a drained spool: the lock file first, so that a spool
+// file without one is always free to adopt (and, empty, to remove).
+func (a *adoptedSpool) remove() {
+	_ = os.Remove(a.path + ".lock")
+	_ = os.Remove(a.path)
+	_ = a.f.Close()
+	_ = a.lock.Close()
+}
+
+// drainAdopted publishes the adopted spools, one after the other, and
+// removes each once all of it is published. A failed publish leaves the
+// rest for the next tick; a record published again after a crash
+// mid-drain is still one leaf (its record id is the message id).
+func (o *Outbox) drainAdopted() {
+	o.adoptMu.Lock()
+	defer o.adoptMu.Unlock()
+	for len(o.adopted) > 0 {
+		a := o.adopted[0]
+		for a.drained < a.size {
+			select {
+			case <-o.stop:
+				return
+			default:
+			}
+			batch, n, err := o.readBatch(a.f, a.drained, a.size)
+			if err != nil {
+				o.log.Error("outbox: reading an adopted spool", "spool", a.path, "err", err)
+				return
+			}
+			if len(batch) > 0 {
+				if err := o.publish(batch); err != nil {
+					return
+				}
+			}
+			a.drained += n
+			o.adoptedBytes.Add(-n)
+		}
+		o.log.Info("outbox: adopted spool drained", "spool", a.path)
+		a.remove()
+		o.adopted = o.adopted[1:]
+	}
 }
 
 // registerMetrics exposes Stats as OpenTelemetry instruments, observed
@@ -204,7 +396,7 @@ func (o *Outbox) registerMetrics(m metric.Meter) error {
 		obs.ObserveInt64(records, int64(st.Published), state("published"))
 		obs.ObserveInt64(records, int64(st.Spooled), state("spooled"))
 		obs.ObserveInt64(records, int64(st.Dropped), state("dropped"))
-		obs.ObserveInt64(usage, st.SpoolBytes)
+		obs.ObserveInt64(usage, st.SpoolBytes+st.AdoptedBytes)
 		obs.ObserveInt64(limit, o.cfg.SpoolMaxBytes)
 		var f int64
 		if o.Full() {
@@ -280,13 +472,14 @@ func (o *Outbox) Full() bool { return o.full.Load() }
 func (o *Outbox) Stats() Stats {
 	return Stats{
 		Enqueued: o.enqueued.Load(), Published: o.published.Load(), Spooled: o.spooled.Load(),
-		Dropped: o.dropped.Load(), SpoolBytes: o.pending(), Queued: len(o.queue),
+		Dropped: o.dropped.Load(), SpoolBytes: o.pending(), AdoptedBytes: o.adoptedBytes.Load(), Queued: len(o.queue),
 	}
 }
 
 // Close stops taking records, publishes or spools what is queued (until
-// ctx ends) and closes the spool. What is spooled is drained by the next
-// Open.
+// ctx ends), closes the spool and releases its lock. What is spooled is
+// drained by the next Open of SpoolPath, or by any process using SpoolDir,
+// which adopts it; an empty spool in SpoolDir is removed.
 func (o *Outbox) Close(ctx context.Context) error {
 	o.closeMu.Lock()
 	if o.isClosed {
@@ -317,8 +510,29 @@ func (o *Outbox) Close(ctx context.Context) error {
 		errs = append(errs, o.writeSpool(rest, true))
 	}
 	o.mu.Lock()
+	// Emptied (all published): a per-process spool has no further use.
+	remove := o.cfg.SpoolDir != "" && o.size == o.drained
+	if remove {
+		errs = append(errs, o.spool.Truncate(0))
+	}
 	errs = append(errs, o.spool.Sync(), o.spool.Close())
+	if remove {
+		// The lock file first: see adoptedSpool.remove.
+		_ = os.Remove(o.spoolPath + ".lock")
+		_ = os.Remove(o.spoolPath)
+	}
+	errs = append(errs, o.lock.Close())
 	o.mu.Unlock()
+	// Adopted spools not yet drained go back to the directory, for the
+	// next process to adopt. The relay may still be draining one if ctx
+	// ended first: adoptMu waits for its batch.
+	o.adoptMu.Lock()
+	for _, a := range o.adopted {
+		_ = a.f.Close()
+		_ = a.lock.Close()
+	}
+	o.adopted = nil
+	o.adoptMu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -328,6 +542,13 @@ func (o *Outbox) run() {
 	defer close(o.done)
 	tick := time.NewTicker(o.cfg.RetryInterval)
 	defer tick.Stop()
+	var adoptC <-chan time.Time
+	if o.cfg.SpoolDir != "" {
+		adoptTick := time.NewTicker(o.cfg.AdoptInterval)
+		defer adoptTick.Stop()
+		adoptC = adoptTick.C
+	}
+	o.drainAdopted()
 	o.drain()
 	for {
 		select {
@@ -340,7 +561,10 @@ func (o *Outbox) run() {
 			batch := o.collect(m)
 			o.send(batch)
 		case <-tick.C:
+			o.drainAdopted()
 			o.drain()
+		case <-adoptC:
+			o.adopt()
 		}
 	}
 }
@@ -389,7 +613,7 @@ func (o *Outbox) send(batch []publish.Message) {
 		if err := o.publish(batch); err == nil {
 			return
 		} else if !o.spooling.Swap(true) {
-			o.log.Warn("outbox: JetStream unreachable; spooling records to disk", "err", err, "spool", o.cfg.SpoolPath)
+			o.log.Warn("outbox: JetStream unreachable; spooling records to disk", "err", err, "spool", o.spoolPath)
 		}
 	}
 	if err := o.writeSpool(batch, false); err != nil {
@@ -492,7 +716,7 @@ func (o *Outbox) drain() {
 		}
 		o.mu.Unlock()
 
-		batch, n, err := o.readBatch(from, to)
+		batch, n, err := o.readBatch(o.spool, from, to)
 		if err != nil {
 			o.log.Error("outbox: reading spool", "err", err)
 			return
@@ -511,10 +735,10 @@ func (o *Outbox) drain() {
 	}
 }
 
-// readBatch reads up to BatchSize spooled records starting at offset
-// from, and returns them with the bytes they took.
-func (o *Outbox) readBatch(from, to int64) ([]publish.Message, int64, error) {
-	r := bufio.NewReader(io.NewSectionReader(o.spool, from, to-from))
+// readBatch reads up to BatchSize spooled records of f starting at
+// offset from, and returns them with the bytes they took.
+func (o *Outbox) readBatch(f *os.File, from, to int64) ([]publish.Message, int64, error) {
+	r := bufio.NewReader(io.NewSectionReader(f, from, to-from))
 	var batch []publish.Message
 	var n int64
 	for len(batch) < o.cfg.BatchSize {
