@@ -56,7 +56,6 @@ func leafHash(data []byte) [sha256.Size]byte {
 	return out
 }
 
-
 func (h held) encode() []byte {
 	v := make([]byte, 8, 8+sha256.Size)
 	binary.BigEndian.PutUint64(v, h.leaf)
