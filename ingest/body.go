@@ -61,22 +61,6 @@ func classifyReadErr(err error) error {
 	return fmt.Errorf("%w: %v", errBadCompression, err)
 }
 
-// splitValues splits a whitespace-separated stream of JSON values.
-func splitValues(body []byte) ([][]byte, error) {
-	dec := jsontext.NewDecoder(bytes.NewReader(body), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	var out [][]byte
-	for {
-		v, err := dec.ReadValue()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, inPlace(body, dec, v))
-	}
-}
-
 // inPlace is the value v just read by dec, as a slice of the body dec
 // reads: ReadValue's own slice is only valid until the next read, and a
 // copy of every record was a tenth of ingest's allocations.
@@ -88,27 +72,16 @@ func inPlace(body []byte, dec *jsontext.Decoder, v jsontext.Value) []byte {
 // splitRecords splits a body holding a JSON array of records, or NDJSON
 // (one record per line), into the raw bytes of each record. A syntax error
 // in an array fails the whole body, since nothing after it can be trusted;
-// in NDJSON each line stands alone and a bad line is only that record's
-// problem, reported by the record decoder.
+// in a stream of values a bad line is only that record's problem when the
+// record boundaries around it are certain (splitStream).
 func splitRecords(body []byte) ([][]byte, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("%w: empty body", errMalformed)
 	}
 	if trimmed[0] != '[' {
-		// A stream of JSON values: NDJSON, or one (pretty-printed) object.
-		if vals, err := splitValues(trimmed); err == nil {
-			return vals, nil
-		}
-		// Some value is malformed: fall back to lines, so that in NDJSON
-		// only the bad line is rejected and its neighbours are kept.
-		var out [][]byte
-		for line := range bytes.Lines(trimmed) {
-			if l := bytes.TrimSpace(line); len(l) > 0 {
-				out = append(out, l)
-			}
-		}
-		return out, nil
+		// A stream of JSON values: NDJSON, or (pretty-printed) objects.
+		return splitStream(body)
 	}
 	// jsontext splits the array without decoding each record; duplicate
 	// names and bad UTF-8 inside a record are left for the record decoder
@@ -132,4 +105,90 @@ func splitRecords(body []byte) ([][]byte, error) {
 		return nil, fmt.Errorf("%w: data after the closing ]", errMalformed)
 	}
 	return out, nil
+}
+
+// splitStream splits a whitespace-separated stream of JSON values (NDJSON,
+// or pretty-printed objects one after another) into records, one per
+// value, so that result i is always the request's record i.
+//
+// A malformed value becomes one record of its own — the rest of its line,
+// which the record decoder then rejects with the JSON error — and the
+// values before and after it are kept, but only while the boundaries are
+// certain: the error is on the line the bad value starts on, or every
+// value so far was a line of its own (NDJSON, where a truncated line is
+// its own record). What follows a bad line must be objects: a bare string
+// or number there is the remains of a broken multi-line object, whose
+// records can no longer be counted. Otherwise the whole body fails with
+// the first bad line named, and nothing is stored.
+func splitStream(body []byte) ([][]byte, error) {
+	var out [][]byte
+	pos := 0        // start of the part of body not split yet
+	oneLine := true // every value so far was on a line of its own
+	firstBad := -1  // where the first malformed value starts, once there was one
+	var firstErr error
+	firstErrAt := 0
+	for {
+		rest := body[pos:]
+		dec := jsontext.NewDecoder(bytes.NewReader(rest), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+		end := 0 // end of the last value read, in rest
+		var err error
+		for {
+			var v jsontext.Value
+			v, err = dec.ReadValue()
+			if err != nil {
+				break
+			}
+			val := inPlace(rest, dec, v)
+			if firstBad >= 0 && val[0] != '{' {
+				return nil, badLine(body, firstBad, firstErrAt, firstErr)
+			}
+			if bytes.IndexByte(val, '\n') >= 0 {
+				oneLine = false
+			}
+			out = append(out, val)
+			end = int(dec.InputOffset())
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		// The bad value starts at the first non-space after the last good one.
+		start := pos + end + (len(rest[end:]) - len(bytes.TrimLeft(rest[end:], " \t\r\n")))
+		errAt := pos + int(dec.InputOffset())
+		var se *jsontext.SyntacticError
+		if errors.As(err, &se) {
+			errAt = pos + int(se.ByteOffset)
+		}
+		if firstBad < 0 {
+			firstBad, firstErrAt, firstErr = start, errAt, err
+		}
+		lineEnd := len(body)
+		if i := bytes.IndexByte(body[start:], '\n'); i >= 0 {
+			lineEnd = start + i
+		}
+		sameLine := errAt <= lineEnd
+		lineStart := start == 0 || body[start-1] == '\n' || len(bytes.TrimLeft(body[bytes.LastIndexByte(body[:start], '\n')+1:start], " \t\r")) == 0
+		if !sameLine && !(oneLine && lineStart) {
+			return nil, badLine(body, firstBad, firstErrAt, firstErr)
+		}
+		out = append(out, bytes.TrimSpace(body[start:lineEnd]))
+		pos = lineEnd
+		if pos >= len(body) {
+			return out, nil
+		}
+	}
+}
+
+// badLine is the error for a body whose records cannot be told apart
+// after the first malformed value, which starts at start and fails at
+// errAt: it names the lines, so the sender can find it.
+func badLine(body []byte, start, errAt int, err error) error {
+	lineOf := func(off int) int { return bytes.Count(body[:min(off, len(body))], []byte("\n")) + 1 }
+	where := fmt.Sprintf("line %d", lineOf(start))
+	if l := lineOf(errAt); l != lineOf(start) {
+		where += fmt.Sprintf(" (the error is on line %d)", l)
+	}
+	if errAt >= len(body) {
+		where += " (it is unfinished at the end of the body)"
+	}
+	return fmt.Errorf("%w: the record starting on %s is not valid JSON: %v; the records after it cannot be told apart, so nothing was stored", errMalformed, where, err)
 }
