@@ -278,7 +278,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	if roles["ingest"] {
 		var inLog ingest.InLog
 		if lg != nil {
-			inLog = lg.LookupMany
+			inLog = inLogOf(lg)
 		}
 		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet},
 			publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
@@ -352,5 +352,25 @@ func serveDebug(addr string, logger *slog.Logger) {
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
 		logger.Error("debug server", "err", err)
+	}
+}
+
+// inLogOf lets ingest ask the log about the ids it is given: the same
+// record again is a duplicate, a different one under a held id a conflict.
+func inLogOf(lg *ledger.Log) ingest.InLog {
+	return func(ctx context.Context, msgs []publish.Message) (map[int]ingest.Held, error) {
+		entries := make([]ledger.Entry, len(msgs))
+		for i, m := range msgs {
+			entries[i] = ledger.Entry{ID: m.RecordID, Data: m.Data}
+		}
+		found, err := lg.Check(ctx, entries)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[int]ingest.Held, len(found))
+		for i, a := range found {
+			out[i] = ingest.Held{Conflict: a.Conflict, Leaf: a.Index, LeafKnown: !a.HolderUnknown}
+		}
+		return out, nil
 	}
 }
