@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,13 +22,43 @@ var (
 	errMalformed       = errors.New("malformed request body")
 )
 
+// Memory a decompressor holds besides its window, charged to the decode
+// budget before it starts: flate's state is ~43 KiB; a zstd decoder in
+// low-memory mode holds the window plus one block (128 KiB) of history and
+// up to a few blocks of literals and sequences.
+const (
+	flateOverhead = 64 << 10
+	zstdOverhead  = 512 << 10
+	// zstdMinWindow is the least window a zstd body is allowed (and
+	// charged): later frames of the body may use up to it.
+	zstdMinWindow = 1 << 20
+	// firstChunk is the body buffer's first size when the body's size is
+	// not known in advance.
+	firstChunk = 64 << 10
+)
+
 // readBody returns the request body decompressed, refusing more than limit
-// bytes before or after decompression (a small gzip can expand enormously).
-func readBody(r *http.Request, limit int64) ([]byte, error) {
+// bytes before or after decompression (a small gzip can expand
+// enormously). Every byte it holds — the decompressor's state and window,
+// and each body buffer it grows — is charged to c first, so concurrent
+// requests together never hold more than the decode budget.
+func readBody(ctx context.Context, r *http.Request, limit int64, c *charge) ([]byte, error) {
 	var src io.Reader = http.MaxBytesReader(nil, r.Body, limit)
+	size := int64(-1) // the decompressed size, when known in advance
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
+		size = r.ContentLength
+		ahead := int64(firstChunk)
+		if size >= 0 && size <= limit {
+			ahead = (size + 1) + decodeFactor*size
+		}
+		if err := c.reserve(ctx, 0, ahead); err != nil {
+			return nil, err
+		}
 	case "gzip", "x-gzip":
+		if err := c.reserve(ctx, flateOverhead, firstChunk); err != nil {
+			return nil, err
+		}
 		zr, err := gzip.NewReader(src)
 		if err != nil {
 			return nil, classifyReadErr(err)
@@ -34,7 +66,33 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		defer zr.Close()
 		src = zr
 	case "zstd":
-		zr, err := zstd.NewReader(src, zstd.WithDecoderMaxMemory(uint64(limit)*2), zstd.WithDecoderConcurrency(1))
+		// The frame header says how large a window the decoder will
+		// allocate: charge it first, and hold every frame of the body to
+		// it, so a frame cannot declare a larger one after the charge.
+		br := bufio.NewReaderSize(src, 4096)
+		window := min(uint64(zstdMinWindow), uint64(limit))
+		var h zstd.Header
+		if hdr, _ := br.Peek(zstd.HeaderMaxSize); h.Decode(hdr) == nil && !h.Skippable {
+			w := h.WindowSize
+			if h.SingleSegment || w == 0 {
+				w = h.FrameContentSize
+			}
+			if h.HasFCS && h.FrameContentSize <= uint64(limit) {
+				size = int64(h.FrameContentSize)
+			}
+			window = max(window, w)
+		}
+		if window > uint64(limit) {
+			return nil, fmt.Errorf("%w: the zstd frame needs a %d-byte window, more than the %d bytes a body may have after decompression", errTooLarge, window, limit)
+		}
+		ahead := int64(firstChunk)
+		if size >= 0 {
+			ahead = (size + 1) + decodeFactor*size
+		}
+		if err := c.reserve(ctx, int64(window)+zstdOverhead, ahead); err != nil {
+			return nil, err
+		}
+		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxMemory(window), zstd.WithDecoderLowmem(true), zstd.WithDecoderConcurrency(1))
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errBadCompression, err)
 		}
@@ -43,9 +101,35 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w %q (use gzip, zstd or none)", errUnsupportedCode, enc)
 	}
-	body, err := io.ReadAll(io.LimitReader(src, limit+1))
-	if err != nil {
-		return nil, classifyReadErr(err)
+	// Like io.ReadAll, but every buffer is charged before it is made.
+	// One byte more than expected tells the end without another buffer.
+	next := int64(firstChunk)
+	if size >= 0 {
+		next = size + 1
+	}
+	var body []byte
+	for {
+		if len(body) == cap(body) {
+			if int64(len(body)) > limit {
+				return nil, fmt.Errorf("%w: more than %d bytes after decompression", errTooLarge, limit)
+			}
+			n := min(max(next, 512), limit+1)
+			next = 2 * n
+			if err := c.take(ctx, n); err != nil {
+				return nil, err
+			}
+			nb := make([]byte, len(body), n)
+			copy(nb, body)
+			body = nb
+		}
+		n, err := src.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, classifyReadErr(err)
+		}
 	}
 	if int64(len(body)) > limit {
 		return nil, fmt.Errorf("%w: more than %d bytes after decompression", errTooLarge, limit)

@@ -30,6 +30,10 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Metrics, when set, counts the records by result.
 	Metrics *metrics.Ingest
+	// Budget, when set, bounds the bytes all requests together hold
+	// while decompressing and decoding (see Budget); shared by every
+	// handler of the process.
+	Budget *Budget
 }
 
 // DefaultConfig is used for zero fields.
@@ -119,8 +123,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusUnauthorized, "no authenticated principal")
 		return
 	}
-	body, err := readBody(r, h.cfg.MaxBodyBytes)
+	// An over-rate principal is refused before its body costs anything;
+	// the records it holds are taken from its rate once counted, below.
+	if ok, wait := h.limiter.Ready(claims.Principal); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait)))
+		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("principal %s is over its rate limit; retry after %s", claims.Principal, wait.Round(time.Millisecond)))
+		return
+	}
+	charge := h.cfg.Budget.start()
+	defer charge.release()
+	body, err := readBody(r.Context(), r, h.cfg.MaxBodyBytes, charge)
+	if err == nil {
+		// Decoding holds a multiple of the body until the answer.
+		err = charge.take(r.Context(), decodeFactor*int64(len(body)))
+	}
 	switch {
+	case errors.Is(err, errOverBudget):
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteError(w, http.StatusServiceUnavailable, err.Error()+"; retry shortly")
+		return
 	case errors.Is(err, errTooLarge):
 		httpx.WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
