@@ -160,6 +160,7 @@ func TestRecordIDsCannotBeStolen(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "conflict-in-flight") || !strings.Contains(out, "conflict") {
 		t.Fatalf("dlq list table: exit %d\n%s", code, out)
 	}
+	t.Logf("proofline dlq list:\n%s", out)
 	// One leaf for each record id.
 	counts, _ := logRecordIDs(t, s, q, filepath.Join(data, "keys", "log.pub"))
 	for id, n := range counts {
