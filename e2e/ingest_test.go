@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -111,6 +112,24 @@ func TestBadInput(t *testing.T) {
 	}
 	s.waitProof(queryTok, "bad-neighbour-ok")
 
+	// A pretty-printed record followed by a broken line: the record is
+	// kept, the line is rejected alone, and result i is record i.
+	pretty, err := json.MarshalIndent(record("bad-pretty-ok"), "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prettyBody := append(append(pretty, []byte("\n{not json\n")...), ndjson(t, record("bad-pretty-after"))...)
+	code, _, pr, err = s.post(tok, prettyBody, nil)
+	if err != nil || code != http.StatusAccepted || pr.Accepted != 2 || pr.Rejected != 1 || len(pr.Results) != 3 {
+		t.Fatalf("pretty object then a bad line: %d %+v %v, want 2 accepted and 1 rejected", code, pr, err)
+	}
+	for i, want := range []struct{ id, status string }{{"bad-pretty-ok", "accepted"}, {"", "rejected"}, {"bad-pretty-after", "accepted"}} {
+		if r := pr.Results[i]; r.Index != i || r.RecordID != want.id || r.Status != want.status {
+			t.Fatalf("pretty object then a bad line: result %d is %+v, want %s %q", i, r, want.status, want.id)
+		}
+	}
+	s.waitProof(queryTok, "bad-pretty-ok")
+
 	cases := []struct {
 		name     string
 		token    string
@@ -121,6 +140,9 @@ func TestBadInput(t *testing.T) {
 		contains string
 	}{
 		{"malformed array", tok, []byte(`[{"record_id":"x"},`), nil, 400, "bad_request", "malformed"},
+		// A broken pretty-printed record: where the records after it start
+		// is unknown, so nothing is stored and the line is named.
+		{"broken pretty object", tok, append(ndjson(t, record("bad-before-broken")), []byte("{\n  \"record_id\": x,\n  \"ts_start\": 1\n}\n")...), nil, 400, "bad_request", "line 2"},
 		{"empty body", tok, nil, nil, 400, "bad_request", "empty"},
 		{"all invalid", tok, ndjson(t, wrongType), nil, 400, "", ""},
 		{"oversize body", tok, bytes.Repeat([]byte(" "), 250_000), nil, 413, "too_large", "too large"},
@@ -149,6 +171,11 @@ func TestBadInput(t *testing.T) {
 	}
 	// The oversize record was rejected alone; its neighbour is stored.
 	s.waitProof(queryTok, "bad-huge-neighbour")
+	// The body that failed as a whole stored nothing, not even its valid
+	// first record.
+	if code, body := s.get(queryTok, "/v1/proof/bad-before-broken"); code != http.StatusNotFound {
+		t.Fatalf("a record of a body answered 400 is in the log: %d %s", code, body)
+	}
 
 	t.Run("expired token", func(t *testing.T) {
 		time.Sleep(1100 * time.Millisecond)

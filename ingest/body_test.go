@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net/http/httptest"
@@ -31,6 +32,16 @@ func TestSplitRecords(t *testing.T) {
 		{"garbage after array", `[{"a":1}] x`, nil, errMalformed},
 		{"second array", `[{"a":1}][]`, nil, errMalformed},
 		{"empty", "  \n", nil, errMalformed},
+		// A valid pretty-printed object before a bad line is kept, and
+		// result i stays the request's record i.
+		{"pretty object then bad line", "{\n  \"a\": 1\n}\n{oops\n{\"b\":2}\n", []string{"{\n  \"a\": 1\n}", `{oops`, `{"b":2}`}, nil},
+		{"pretty objects around bad line", "{\n \"a\": 1\n}\n{oops\n{\n \"b\": 2\n}", []string{"{\n \"a\": 1\n}", `{oops`, "{\n \"b\": 2\n}"}, nil},
+		{"ndjson truncated line", "{\"a\":1}\n{\"b\":\n{\"c\":3}\n", []string{`{"a":1}`, `{"b":`, `{"c":3}`}, nil},
+		{"bad last line", "{\"a\":1}\n{oops", []string{`{"a":1}`, `{oops`}, nil},
+		// A broken multi-line object: its records cannot be counted.
+		{"broken pretty object", "{\"a\":1}\n{\n  \"b\": x,\n  \"c\": 2\n}\n", nil, errMalformed},
+		{"broken pretty object first", "{\n  \"b\": 1,\n  \"c\" 2\n}\n{\"a\":1}\n", nil, errMalformed},
+		{"pretty object then truncated object", "{\n  \"a\": 1\n}\n{\"b\":\n{\"c\":3}\n", nil, errMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -120,7 +131,7 @@ func TestReadBody(t *testing.T) {
 			if c.encoding != "" {
 				r.Header.Set("Content-Encoding", c.encoding)
 			}
-			got, err := readBody(r, c.limit)
+			got, err := readBody(context.Background(), r, c.limit, (*Budget)(nil).start())
 			if !errors.Is(err, c.err) {
 				t.Fatalf("err %v, want %v", err, c.err)
 			}

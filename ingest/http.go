@@ -3,6 +3,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,6 +30,10 @@ type Config struct {
 	PublishTimeout time.Duration
 	// Metrics, when set, counts the records by result.
 	Metrics *metrics.Ingest
+	// Budget, when set, bounds the bytes all requests together hold
+	// while decompressing and decoding (see Budget); shared by every
+	// handler of the process.
+	Budget *Budget
 }
 
 // DefaultConfig is used for zero fields.
@@ -39,6 +44,10 @@ const (
 	StatusAccepted  = "accepted"
 	StatusDuplicate = "duplicate"
 	StatusRejected  = "rejected"
+	// StatusConflict: the record id is held by a different record (other
+	// content, or another principal's). Nothing was stored; the log keeps
+	// the holder. The sender should give its record a new id.
+	StatusConflict = "conflict"
 )
 
 // Result is the outcome for one record of a request, in request order.
@@ -48,6 +57,8 @@ type Result struct {
 	Status    string               `json:"status"`
 	Errors    []schemas.FieldError `json:"errors,omitempty"`
 	StreamSeq uint64               `json:"stream_seq,omitempty"`
+	// LeafIndex is, for a conflict, the leaf holding the id when known.
+	LeafIndex *uint64 `json:"leaf_index,omitempty"`
 }
 
 // Response is the body of a POST /v1/records answer.
@@ -55,13 +66,27 @@ type Response struct {
 	Accepted   int      `json:"accepted"`
 	Duplicates int      `json:"duplicates"`
 	Rejected   int      `json:"rejected"`
+	Conflicts  int      `json:"conflicts"`
 	Results    []Result `json:"results"`
 }
 
-// InLog reports which record ids are already in the Merkle log, so that a
-// retry after JetStream's duplicate window is still answered "duplicate".
-// It may be nil when the log is not in this process.
-type InLog func(ids []string) (map[string]uint64, error)
+// Held is what the log says of a record whose id it already holds.
+type Held struct {
+	// Conflict: the holder is a different record; otherwise the same.
+	Conflict bool
+	// Leaf is the holder's leaf index, when LeafKnown (a record still
+	// being appended has none yet).
+	Leaf      uint64
+	LeafKnown bool
+}
+
+// InLog reports, for each message whose record id the Merkle log already
+// holds, whether it holds this very record (a retry, answered
+// "duplicate", even after JetStream's duplicate window) or a different one
+// (answered "conflict", never published). Messages it does not mention are
+// new. It is nil when the log is not in this process; the signer then
+// finds conflicts itself and dead-letters them.
+type InLog func(ctx context.Context, msgs []publish.Message) (map[int]Held, error)
 
 // Handler serves POST /v1/records.
 type Handler struct {
@@ -98,8 +123,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusUnauthorized, "no authenticated principal")
 		return
 	}
-	body, err := readBody(r, h.cfg.MaxBodyBytes)
+	// An over-rate principal is refused before its body costs anything;
+	// the records it holds are taken from its rate once counted, below.
+	if ok, wait := h.limiter.Ready(claims.Principal); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfterSeconds(wait)))
+		httpx.WriteError(w, http.StatusTooManyRequests, fmt.Sprintf("principal %s is over its rate limit; retry after %s", claims.Principal, wait.Round(time.Millisecond)))
+		return
+	}
+	charge := h.cfg.Budget.start()
+	defer charge.release()
+	body, err := readBody(r.Context(), r, h.cfg.MaxBodyBytes, charge)
+	if err == nil {
+		// Decoding holds a multiple of the body until the answer.
+		err = charge.take(r.Context(), decodeFactor*int64(len(body)))
+	}
 	switch {
+	case errors.Is(err, errOverBudget):
+		w.Header().Set("Retry-After", "1")
+		httpx.WriteError(w, http.StatusServiceUnavailable, err.Error()+"; retry shortly")
+		return
 	case errors.Is(err, errTooLarge):
 		httpx.WriteError(w, http.StatusRequestEntityTooLarge, err.Error())
 		return
@@ -146,7 +188,7 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 	resp := &Response{Results: make([]Result, len(raws))}
 	var msgs []publish.Message
 	var msgIdx []int // result index of each message
-	firstByID := map[string]int{}
+	firstByID := map[string][]byte{}
 	for i, raw := range raws {
 		res := &resp.Results[i]
 		res.Index = i
@@ -157,11 +199,6 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 			continue
 		}
 		res.RecordID = rec.RecordID
-		if _, dup := firstByID[rec.RecordID]; dup {
-			res.Status = StatusDuplicate
-			continue
-		}
-		firstByID[rec.RecordID] = i
 		// The principal comes from the token, never from the body.
 		rec.IngestedBy = principal
 		canon, err := rec.Canonical()
@@ -170,24 +207,41 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 			res.Errors = []schemas.FieldError{{Path: "$", Message: err.Error()}}
 			continue
 		}
+		if first, dup := firstByID[rec.RecordID]; dup {
+			if bytes.Equal(first, canon) {
+				res.Status = StatusDuplicate
+			} else {
+				res.Status = StatusConflict
+				res.Errors = conflictErrors
+			}
+			continue
+		}
+		firstByID[rec.RecordID] = canon
 		res.Status = StatusAccepted
 		msgs = append(msgs, publish.Message{RecordID: rec.RecordID, Data: canon})
 		msgIdx = append(msgIdx, i)
 	}
 	if h.inLog != nil && len(msgs) > 0 {
-		ids := make([]string, len(msgs))
-		for j, m := range msgs {
-			ids[j] = m.RecordID
-		}
-		known, err := h.inLog(ids)
+		known, err := h.inLog(ctx, msgs)
 		if err != nil {
 			h.log.ErrorContext(ctx, "log index lookup failed", "err", err)
 			return nil, http.StatusServiceUnavailable
 		}
 		kept, keptIdx := msgs[:0:0], msgIdx[:0:0]
 		for j, m := range msgs {
-			if _, ok := known[m.RecordID]; ok {
-				resp.Results[msgIdx[j]].Status = StatusDuplicate
+			if held, ok := known[j]; ok {
+				res := &resp.Results[msgIdx[j]]
+				if !held.Conflict {
+					res.Status = StatusDuplicate
+					continue
+				}
+				res.Status, res.Errors = StatusConflict, conflictErrors
+				attrs := []any{"record_id", m.RecordID, "principal", principal}
+				if held.LeafKnown {
+					res.LeafIndex = &held.Leaf
+					attrs = append(attrs, "holder_leaf", held.Leaf)
+				}
+				h.log.WarnContext(ctx, "record id conflict: refused a record whose id the log holds with other content", attrs...)
 				continue
 			}
 			kept, keptIdx = append(kept, m), append(keptIdx, msgIdx[j])
@@ -216,17 +270,27 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 			resp.Accepted++
 		case StatusDuplicate:
 			resp.Duplicates++
+		case StatusConflict:
+			resp.Conflicts++
 		default:
 			resp.Rejected++
 		}
 	}
-	h.log.InfoContext(ctx, "ingested", "principal", principal, "accepted", resp.Accepted, "duplicates", resp.Duplicates, "rejected", resp.Rejected)
+	h.log.InfoContext(ctx, "ingested", "principal", principal, "accepted", resp.Accepted, "duplicates", resp.Duplicates, "rejected", resp.Rejected, "conflicts", resp.Conflicts)
 	h.cfg.Metrics.Records(resp.Accepted, resp.Duplicates, resp.Rejected)
+	h.cfg.Metrics.Conflicts(resp.Conflicts)
 	if resp.Accepted+resp.Duplicates == 0 {
+		if resp.Conflicts > 0 {
+			return resp, http.StatusConflict
+		}
 		return resp, http.StatusBadRequest
 	}
 	return resp, http.StatusAccepted
 }
+
+// conflictErrors is what a conflict's result says. It never names the
+// holder's principal or content: those are someone else's.
+var conflictErrors = []schemas.FieldError{{Path: "$.record_id", Message: "this record id is held by a different record (other content or another principal); nothing was stored: send the record under a new id"}}
 
 // fieldErrors turns a decode error into per-field errors for the client.
 func fieldErrors(err error) []schemas.FieldError {

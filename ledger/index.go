@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,6 +13,13 @@ import (
 // index maps record ids to leaf indices. It is the log's permanent
 // deduplication key (JetStream's duplicate window is only minutes long) and
 // what /v1/proof/{record_id} looks records up by.
+//
+// Next to each leaf index it keeps the leaf's RFC 6962 hash, so that a
+// record arriving under an id the log already holds can be told apart: the
+// same bytes are a duplicate (a retry), different bytes are a conflict
+// (someone else's record under that id), and a conflict must never be
+// answered as if it were stored. Entries written before the hash was kept
+// hold the leaf index alone; their hash is read from the log when needed.
 //
 // It is derived state: every entry of the log carries its record id, so the
 // index can always be rebuilt from the log. The high-water mark says up to
@@ -26,6 +34,45 @@ var (
 	bucketMeta    = []byte("meta")
 	keyHighWater  = []byte("high_water")
 )
+
+// held is what the index knows of the leaf holding a record id.
+type held struct {
+	leaf uint64
+	// hash is the leaf's RFC 6962 hash; hasHash is false for entries
+	// indexed before hashes were kept.
+	hash    [sha256.Size]byte
+	hasHash bool
+}
+
+// leafHash is the RFC 6962 leaf hash of a leaf's bytes: the same value
+// the Merkle tree commits to, so what the index compares is what the log
+// proves.
+func leafHash(data []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte{0})
+	h.Write(data)
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+func (h held) encode() []byte {
+	v := make([]byte, 8, 8+sha256.Size)
+	binary.BigEndian.PutUint64(v, h.leaf)
+	if h.hasHash {
+		v = append(v, h.hash[:]...)
+	}
+	return v
+}
+
+func decodeHeld(v []byte) held {
+	h := held{leaf: binary.BigEndian.Uint64(v[:8])}
+	if len(v) >= 8+sha256.Size {
+		copy(h.hash[:], v[8:8+sha256.Size])
+		h.hasHash = true
+	}
+	return h
+}
 
 func openIndex(path string) (*index, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
@@ -48,19 +95,32 @@ func openIndex(path string) (*index, error) {
 
 func (x *index) close() error { return x.db.Close() }
 
-// lookup returns the leaf index of each id that is already in the log.
-func (x *index) lookup(ids []string) (map[string]uint64, error) {
-	found := make(map[string]uint64)
+// holders returns what the index holds for each id already in the log.
+func (x *index) holders(ids []string) (map[string]held, error) {
+	found := make(map[string]held)
 	err := x.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		for _, id := range ids {
-			if v := b.Get([]byte(id)); v != nil {
-				found[id] = binary.BigEndian.Uint64(v)
+			if v := b.Get([]byte(id)); len(v) >= 8 {
+				found[id] = decodeHeld(v)
 			}
 		}
 		return nil
 	})
 	return found, err
+}
+
+// lookup returns the leaf index of each id that is already in the log.
+func (x *index) lookup(ids []string) (map[string]uint64, error) {
+	h, err := x.holders(ids)
+	if err != nil {
+		return nil, err
+	}
+	found := make(map[string]uint64, len(h))
+	for id, v := range h {
+		found[id] = v.leaf
+	}
+	return found, nil
 }
 
 func (x *index) get(id string) (uint64, bool, error) {
@@ -84,25 +144,26 @@ func (x *index) highWater() (uint64, error) {
 	return hw, err
 }
 
-// put records ids at their leaf indices and raises the high-water mark to
-// hw if it is higher, in one durable transaction. An id already present
-// keeps its first index: the first leaf is the one proofs point at.
-func (x *index) put(entries map[string]uint64, hw uint64) error {
+// put records ids at their leaves and raises the high-water mark to hw if
+// it is higher, in one durable transaction. An id already present keeps
+// its first leaf: the first leaf is the one proofs point at. An entry of
+// that same leaf indexed before hashes were kept gains its hash.
+func (x *index) put(entries map[string]held, hw uint64) error {
 	if len(entries) == 0 && hw == 0 {
 		return nil
 	}
 	return x.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
-		for id, leaf := range entries {
+		for id, h := range entries {
 			if id == "" {
 				return errors.New("empty record id")
 			}
-			if b.Get([]byte(id)) != nil {
-				continue
+			if v := b.Get([]byte(id)); len(v) >= 8 {
+				if old := decodeHeld(v); old.hasHash || old.leaf != h.leaf || !h.hasHash {
+					continue
+				}
 			}
-			var v [8]byte
-			binary.BigEndian.PutUint64(v[:], leaf)
-			if err := b.Put([]byte(id), v[:]); err != nil {
+			if err := b.Put([]byte(id), h.encode()); err != nil {
 				return err
 			}
 		}

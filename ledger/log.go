@@ -9,6 +9,7 @@
 package ledger
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,9 +66,14 @@ type Entry struct {
 // Appended is where an entry landed.
 type Appended struct {
 	Index uint64
-	// Duplicate is true when the record id was already in the log; Index
-	// is then the earlier leaf.
+	// Duplicate is true when the record id was already in the log with
+	// the same bytes; Index is then the earlier leaf.
 	Duplicate bool
+	// Conflict is true when the record id is held by a different leaf
+	// (other bytes): the entry was not appended, and Index is the leaf
+	// that holds the id, unless HolderUnknown (the batch that was adding
+	// the holder failed; it will be redelivered and appended).
+	Conflict, HolderUnknown bool
 }
 
 // Log is an open Merkle log.
@@ -206,7 +212,7 @@ func (l *Log) reconcile(ctx context.Context) error {
 		if int(ri.First+ri.N) > len(b.Entries) {
 			return fmt.Errorf("entry bundle %d has %d entries, want at least %d", ri.Index, len(b.Entries), ri.First+ri.N)
 		}
-		ids := make(map[string]uint64, ri.N)
+		ids := make(map[string]held, ri.N)
 		for i := ri.First; i < ri.First+ri.N; i++ {
 			id, err := RecordID(b.Entries[i])
 			if err != nil {
@@ -214,7 +220,7 @@ func (l *Log) reconcile(ctx context.Context) error {
 			}
 			leaf := ri.Index*layout.EntryBundleWidth + uint64(i)
 			if _, dup := ids[id]; !dup {
-				ids[id] = leaf
+				ids[id] = held{leaf: leaf, hash: leafHash(b.Entries[i]), hasHash: true}
 			}
 		}
 		end := ri.Index*layout.EntryBundleWidth + uint64(ri.First+ri.N)
@@ -268,7 +274,9 @@ type Pending struct {
 	earlier map[int]*Pending
 	// added is where this batch's new entries landed, once waited for.
 	added map[string]uint64
-	err   error
+	// conflicts are entries whose id a different entry holds.
+	conflicts map[int]bool
+	err       error
 }
 
 // Add hands entries to the log without waiting for them to be sequenced,
@@ -285,15 +293,19 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 	for i, e := range entries {
 		ids[i] = e.ID
 	}
-	known, err := l.idx.lookup(ids)
+	known, err := l.idx.holders(ids)
 	if err != nil {
 		return nil, fmt.Errorf("index lookup: %w", err)
 	}
 	p := &Pending{l: l, entries: entries, out: make([]Appended, len(entries)),
 		futures: make(map[int]tessera.IndexFuture, len(entries)), firstInBatch: make(map[string]int, len(entries))}
 	for i, e := range entries {
-		if leaf, ok := known[e.ID]; ok {
-			p.out[i] = Appended{Index: leaf, Duplicate: true}
+		if h, ok := known[e.ID]; ok {
+			same, err := l.sameLeaf(ctx, h, e.Data)
+			if err != nil {
+				return nil, err
+			}
+			p.out[i] = Appended{Index: h.leaf, Duplicate: same, Conflict: !same}
 			continue
 		}
 		if q, ok := l.inflight[e.ID]; ok {
@@ -301,9 +313,15 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 				p.earlier = map[int]*Pending{}
 			}
 			p.earlier[i] = q
+			if !bytes.Equal(q.entries[q.firstInBatch[e.ID]].Data, e.Data) {
+				p.conflict(i)
+			}
 			continue
 		}
-		if _, ok := p.firstInBatch[e.ID]; ok {
+		if j, ok := p.firstInBatch[e.ID]; ok {
+			if !bytes.Equal(entries[j].Data, e.Data) {
+				p.conflict(i)
+			}
 			continue
 		}
 		p.firstInBatch[e.ID] = i
@@ -331,6 +349,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 		l.mu.Unlock()
 	}()
 	p.added = make(map[string]uint64, len(p.futures))
+	puts := make(map[string]held, len(p.futures))
 	var errs []error
 	var hw uint64
 	for i, f := range p.futures {
@@ -341,6 +360,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 		}
 		p.out[i] = Appended{Index: got.Index}
 		p.added[p.entries[i].ID] = got.Index
+		puts[p.entries[i].ID] = held{leaf: got.Index, hash: leafHash(p.entries[i].Data), hasHash: true}
 		hw = max(hw, got.Index+1)
 	}
 	// The high-water mark only moves while every batch so far succeeded:
@@ -352,7 +372,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 	if l.hwFrozen {
 		hw = 0
 	}
-	if err := l.idx.put(p.added, hw); err != nil {
+	if err := l.idx.put(puts, hw); err != nil {
 		errs = append(errs, fmt.Errorf("index: %w", err))
 	}
 	p.err = errors.Join(errs...)
@@ -365,13 +385,17 @@ func (p *Pending) result() ([]Appended, error) {
 	}
 	for i, e := range p.entries {
 		if j, ok := p.firstInBatch[e.ID]; ok && j != i {
-			p.out[i] = Appended{Index: p.out[j].Index, Duplicate: true}
+			p.out[i] = Appended{Index: p.out[j].Index, Duplicate: !p.conflicts[i], Conflict: p.conflicts[i]}
 		}
 	}
 	// Waits run in the order of the Adds, so an earlier batch has its
 	// result by now.
 	for i, q := range p.earlier {
 		leaf, ok := q.added[p.entries[i].ID]
+		if p.conflicts[i] {
+			p.out[i] = Appended{Index: leaf, Conflict: true, HolderUnknown: !ok || q.err != nil}
+			continue
+		}
 		if !ok || q.err != nil {
 			return nil, fmt.Errorf("append %s: the batch that first added it failed", p.entries[i].ID)
 		}

@@ -214,8 +214,9 @@ func (s *Signer) check(ctx context.Context, msgs []jetstream.Msg) checkedBatch {
 // Failed batches are negatively acknowledged and redelivered.
 func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, acks chan<- []jetstream.Msg) {
 	type inFlight struct {
-		p    *ledger.Pending
-		msgs []jetstream.Msg
+		p       *ledger.Pending
+		msgs    []jetstream.Msg
+		entries []ledger.Entry
 	}
 	add := func(b checkedBatch) *inFlight {
 		if len(b.entries) == 0 {
@@ -226,7 +227,7 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 			s.failed(ctx, b.msgs, err)
 			return nil
 		}
-		return &inFlight{p: p, msgs: b.msgs}
+		return &inFlight{p: p, msgs: b.msgs, entries: b.entries}
 	}
 	finish := func(f *inFlight) {
 		if f == nil {
@@ -237,15 +238,24 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 			s.failed(ctx, f.msgs, err)
 			return
 		}
-		dups := 0
-		for _, r := range res {
-			if r.Duplicate {
+		dups, conflicts := 0, 0
+		done := f.msgs[:0:0]
+		for i, r := range res {
+			switch {
+			case r.Conflict:
+				conflicts++
+				if !s.conflict(ctx, f.msgs[i], f.entries[i], r) {
+					continue // not acked: redelivered, and found again
+				}
+			case r.Duplicate:
 				dups++
 			}
+			done = append(done, f.msgs[i])
 		}
-		s.logger.DebugContext(ctx, "appended", "records", len(f.msgs), "duplicates", dups)
-		s.cfg.Metrics.Appended(len(f.msgs), dups)
-		acks <- f.msgs
+		s.logger.DebugContext(ctx, "appended", "records", len(f.msgs), "duplicates", dups, "conflicts", conflicts)
+		s.cfg.Metrics.Appended(len(f.msgs)-conflicts, dups)
+		s.cfg.Metrics.Conflicts(conflicts)
+		acks <- done
 	}
 	var prev *inFlight
 	for {
@@ -303,7 +313,7 @@ func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	data := m.Data()
 	if s.cfg.Attestation != nil {
 		h := m.Headers()
-		if id, att := h.Get(jetstream.MsgIDHeader), h.Get(attest.Header); id != "" && att != "" && s.cfg.Attestation.Verify(id, data, att) {
+		if id, att := bus.RecordIDOf(h.Get(jetstream.MsgIDHeader)), h.Get(attest.Header); id != "" && att != "" && s.cfg.Attestation.Verify(id, data, att) {
 			return ledger.Entry{ID: id, Data: data}, nil
 		}
 	}
@@ -315,7 +325,7 @@ func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	if id == "" {
 		return ledger.Entry{}, errors.New("record has no record_id")
 	}
-	if h := m.Headers().Get(jetstream.MsgIDHeader); h != "" && h != id {
+	if h := bus.RecordIDOf(m.Headers().Get(jetstream.MsgIDHeader)); h != "" && h != id {
 		return ledger.Entry{}, fmt.Errorf("Nats-Msg-Id %q does not match record_id %q", h, id)
 	}
 	return ledger.Entry{ID: id, Data: data}, nil
@@ -325,10 +335,35 @@ func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 // stream, then terminates it so it is not redelivered.
 func (s *Signer) poison(ctx context.Context, m jetstream.Msg, reason error) {
 	s.logger.ErrorContext(ctx, "poison message dead-lettered", "err", reason, "subject", m.Subject())
-	if err := s.bus.DeadLetter(ctx, bus.SignerConsumer, m.Data(), reason); err != nil {
+	id := ""
+	if r, ok := schemas.IsCanonicalRecord(m.Data()); ok {
+		id = r.RecordID
+	}
+	if err := s.bus.DeadLetterRecord(ctx, bus.SignerConsumer, bus.ReasonInvalid, id, m.Data(), reason); err != nil {
 		s.logger.ErrorContext(ctx, "dead-letter failed; message will be redelivered", "err", err)
 		_ = m.NakWithDelay(s.cfg.RetryDelay)
 		return
 	}
 	_ = m.Term()
+}
+
+// conflict dead-letters a record whose id the log holds with other bytes
+// (or that a record appended at the same time took first), with reason
+// conflict: it can never be appended, and it must not be lost silently
+// either. The log keeps the holder; the record is kept for
+// `proofline dlq list`. It reports whether the message may be acked.
+func (s *Signer) conflict(ctx context.Context, m jetstream.Msg, e ledger.Entry, r ledger.Appended) bool {
+	cause := fmt.Errorf("record id %q is held by a different record in the log", e.ID)
+	attrs := []any{"record_id", e.ID}
+	if !r.HolderUnknown {
+		cause = fmt.Errorf("record id %q is held by a different record in the log at leaf %d", e.ID, r.Index)
+		attrs = append(attrs, "holder_leaf", r.Index)
+	}
+	s.logger.WarnContext(ctx, "record id conflict: record dead-lettered, not appended", attrs...)
+	if err := s.bus.DeadLetterRecord(ctx, bus.SignerConsumer, bus.ReasonConflict, e.ID, e.Data, cause); err != nil {
+		s.logger.ErrorContext(ctx, "dead-letter failed; record will be redelivered", "record_id", e.ID, "err", err)
+		_ = m.NakWithDelay(s.cfg.RetryDelay)
+		return false
+	}
+	return true
 }

@@ -37,6 +37,7 @@ Usage:
   proofline export run --exporters FILE (--data DIR | --log URL --key FILE)   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
+  proofline dlq list --server URL --token T [--reason conflict] [--json]  records no consumer could take, and why
   proofline version
 
 Run 'proofline COMMAND -h' for a command's flags.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdExport(ctx, args[1:], stdout, stderr)
 	case "policy":
 		code, err = cmdPolicy(args[1:], stdout, stderr)
+	case "dlq":
+		err = cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proofline", version)
 	case "-h", "-help", "--help", "help":

@@ -40,6 +40,7 @@ type serveFlags struct {
 	rate                                  float64
 	burst                                 int
 	maxBody                               int64
+	decodeBudget                          int64
 	maxRecords                            int
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
@@ -77,6 +78,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&f.rate, "rate", 20000, "records per second allowed per principal (0 = unlimited)")
 	fs.IntVar(&f.burst, "burst", 20000, "records a principal may send at once above its rate")
 	fs.Int64Var(&f.maxBody, "max-body", ingest.DefaultConfig.MaxBodyBytes, "largest request body in bytes, before and after decompression")
+	fs.Int64Var(&f.decodeBudget, "decode-budget", 0, "bytes all requests together may hold while decompressing and decoding bodies; over it a request waits briefly, then gets 503 (0: an eighth of the memory limit or physical memory, at most 2 GiB, at least 64 MiB)")
 	fs.IntVar(&f.maxRecords, "max-records", ingest.DefaultConfig.MaxRecords, "most records in one request")
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
 	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
@@ -119,6 +121,12 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 		if err := f.natsAuth.Validate(); err != nil {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
+	}
+	if f.decodeBudget == 0 {
+		f.decodeBudget = ingest.DefaultDecodeBudget(ingest.MemoryLimit())
+	}
+	if _, err := ingest.NewBudget(f.decodeBudget, 0); err != nil {
+		return fmt.Errorf("%w: --decode-budget: %v", errUsage, err)
 	}
 	return serve(ctx, f, roles, logger)
 }
@@ -278,9 +286,14 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	if roles["ingest"] {
 		var inLog ingest.InLog
 		if lg != nil {
-			inLog = lg.LookupMany
+			inLog = inLogOf(lg)
 		}
-		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet},
+		budget, err := ingest.NewBudget(f.decodeBudget, 0) // checked in cmdServe
+		if err != nil {
+			return err
+		}
+		logger.Info("ingest decode budget", "bytes", budget.Size())
+		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet, Budget: budget},
 			publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
@@ -352,5 +365,25 @@ func serveDebug(addr string, logger *slog.Logger) {
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
 		logger.Error("debug server", "err", err)
+	}
+}
+
+// inLogOf lets ingest ask the log about the ids it is given: the same
+// record again is a duplicate, a different one under a held id a conflict.
+func inLogOf(lg *ledger.Log) ingest.InLog {
+	return func(ctx context.Context, msgs []publish.Message) (map[int]ingest.Held, error) {
+		entries := make([]ledger.Entry, len(msgs))
+		for i, m := range msgs {
+			entries[i] = ledger.Entry{ID: m.RecordID, Data: m.Data}
+		}
+		found, err := lg.Check(ctx, entries)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[int]ingest.Held, len(found))
+		for i, a := range found {
+			out[i] = ingest.Held{Conflict: a.Conflict, Leaf: a.Index, LeafKnown: !a.HolderUnknown}
+		}
+		return out, nil
 	}
 }

@@ -179,7 +179,7 @@ func (h *harness) records(n int) []*schemas.CallRecord {
 		if !ok {
 			h.t.Fatalf("record %d is not a canonical call record: %s", seq, m.Data)
 		}
-		if m.Header.Get(jetstream.MsgIDHeader) != r.RecordID {
+		if m.Header.Get(jetstream.MsgIDHeader) != publish.MsgID(r.RecordID, m.Data) {
 			h.t.Fatalf("message id %q is not the record id %q", m.Header.Get(jetstream.MsgIDHeader), r.RecordID)
 		}
 		out = append(out, r)

@@ -27,6 +27,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/internal/testpki"
 	"github.com/proofline/proofline/schemas"
@@ -100,7 +101,7 @@ func storedRecords(t *testing.T, js jetstream.JetStream) map[string]*schemas.Cal
 		if !ok {
 			t.Fatalf("message %d is not a canonical call record (the signer would reject it): %s", seq, m.Data)
 		}
-		if id := m.Header.Get(jetstream.MsgIDHeader); id != r.RecordID {
+		if id := m.Header.Get(jetstream.MsgIDHeader); id != publish.MsgID(r.RecordID, m.Data) {
 			t.Fatalf("message %d: Nats-Msg-Id %q, record id %q", seq, id, r.RecordID)
 		}
 		if _, dup := out[r.RecordID]; dup {

@@ -104,7 +104,7 @@ func streamIDs(t *testing.T, js jetstream.JetStream) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, m.Header.Get(jetstream.MsgIDHeader))
+		ids = append(ids, publish.RecordIDOf(m.Header.Get(jetstream.MsgIDHeader)))
 	}
 	return ids
 }

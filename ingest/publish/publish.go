@@ -7,8 +7,11 @@ package publish
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,8 +64,10 @@ func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
 
 // Publish stores msgs in JetStream and returns only when the stream has
 // acknowledged every one of them (or ctx ends). The record id is the
-// Nats-Msg-Id, so a message JetStream has already stored within its
-// duplicate window is reported as a duplicate and not stored twice.
+// Nats-Msg-Id together with a digest of the record (MsgID), so a message
+// JetStream has already stored within its duplicate window is reported as
+// a duplicate and not stored twice, while a different record under the
+// same id is not mistaken for one.
 //
 // Messages are published asynchronously and awaited together: a batch
 // costs about one round trip, not one per record.
@@ -70,7 +75,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 	futures := make([]jetstream.PubAckFuture, len(msgs))
 	for i, m := range msgs {
 		nm := &nats.Msg{Subject: Subject, Data: m.Data, Header: nats.Header{}}
-		nm.Header.Set(jetstream.MsgIDHeader, m.RecordID)
+		nm.Header.Set(jetstream.MsgIDHeader, MsgID(m.RecordID, m.Data))
 		if p.attest != nil {
 			nm.Header.Set(attest.Header, p.attest.Sign(m.RecordID, m.Data))
 		}
@@ -97,3 +102,25 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 // ErrUnavailable means JetStream did not confirm storage in time; nothing
 // in the batch may be assumed stored, and retrying it is safe.
 var ErrUnavailable = errors.New("jetstream unavailable")
+
+// MsgID is a record's Nats-Msg-Id: its record id, "/", and the first 16
+// bytes of the SHA-256 of its canonical bytes, in hex. JetStream drops a
+// message whose id it has seen within its duplicate window; keyed by the
+// record id alone, someone else's record under a taken id was dropped as
+// a "duplicate" and its sender told it was stored. With the digest only
+// the same bytes again (a retry) are dropped; a different record reaches
+// the signer, which refuses it as a conflict. "/" never occurs in a
+// record id, so RecordIDOf can take the id back out.
+func MsgID(recordID string, data []byte) string {
+	sum := sha256.Sum256(data)
+	return recordID + "/" + hex.EncodeToString(sum[:16])
+}
+
+// RecordIDOf is the record id in a Nats-Msg-Id made by MsgID; an id made
+// before digests were added (the record id alone) is returned whole.
+func RecordIDOf(msgID string) string {
+	if i := strings.LastIndexByte(msgID, '/'); i >= 0 {
+		return msgID[:i]
+	}
+	return msgID
+}

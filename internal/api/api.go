@@ -55,6 +55,9 @@ func NewMux(d Deps) http.Handler {
 	if d.Ingest != nil {
 		mux.Handle("POST /v1/records", need(auth.ScopeIngest, d.Ingest))
 	}
+	if d.Bus != nil {
+		mux.Handle("GET /v1/deadletters", need(auth.ScopeQuery, http.HandlerFunc(d.deadLetters)))
+	}
 	if d.Log != nil {
 		mux.HandleFunc("GET /v1/log/key", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")

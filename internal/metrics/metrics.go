@@ -40,20 +40,20 @@ func New() *Registry {
 	r := &Registry{reg: reg,
 		Ingest: &Ingest{records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofline_ingest_records_total",
-			Help: "Records posted to /v1/records, by result: accepted (stored), duplicate, rejected.",
+			Help: "Records posted to /v1/records, by result: accepted (stored), duplicate, rejected, conflict (the id is held by a different record).",
 		}, []string{"result"})},
 		Signer: &Signer{records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "proofline_signer_records_total",
-			Help: "Records the signer took from the stream, by result: appended (a new leaf) or duplicate (already in the log).",
+			Help: "Records the signer took from the stream, by result: appended (a new leaf), duplicate (already in the log) or conflict (the id is held by a different record: dead-lettered).",
 		}, []string{"result"})},
 	}
 	reg.MustRegister(r.Ingest.records, r.Signer.records)
 	// Zero series exist from the start, so a rate() over them is defined
 	// before the first record.
-	for _, res := range []string{"accepted", "duplicate", "rejected"} {
+	for _, res := range []string{"accepted", "duplicate", "rejected", "conflict"} {
 		r.Ingest.records.WithLabelValues(res)
 	}
-	for _, res := range []string{"appended", "duplicate"} {
+	for _, res := range []string{"appended", "duplicate", "conflict"} {
 		r.Signer.records.WithLabelValues(res)
 	}
 	return r
@@ -95,6 +95,15 @@ func (m *Ingest) Records(accepted, duplicates, rejected int) {
 	m.records.WithLabelValues("accepted").Add(float64(accepted))
 	m.records.WithLabelValues("duplicate").Add(float64(duplicates))
 	m.records.WithLabelValues("rejected").Add(float64(rejected))
+}
+
+// Conflicts counts records answered conflict: their id is held by a
+// different record.
+func (m *Ingest) Conflicts(n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.records.WithLabelValues("conflict").Add(float64(n))
 }
 
 // Signer counts what the signer appended.
@@ -157,4 +166,13 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		info := ci.CachedInfo()
 		ch <- prometheus.MustNewConstMetric(backlogDesc, prometheus.GaugeValue, float64(info.NumPending)+float64(info.NumAckPending), name)
 	}
+}
+
+// Conflicts counts records dead-lettered because their id is held by a
+// different record.
+func (m *Signer) Conflicts(n int) {
+	if m == nil || n == 0 {
+		return
+	}
+	m.records.WithLabelValues("conflict").Add(float64(n))
 }

@@ -75,6 +75,27 @@ func (l *Limiter) Take(principal string, n int) (ok bool, retryAfter time.Durati
 	return true, 0, false
 }
 
+// Ready reports whether principal has at least one unit now, without
+// taking any, or how long until it has. Ingest asks before reading a
+// request's body, so that a principal over its rate costs no
+// decompression or decoding; the request's records are taken with Take
+// once they are counted.
+func (l *Limiter) Ready(principal string) (ok bool, retryAfter time.Duration) {
+	if !l.Enabled() {
+		return true, 0
+	}
+	l.mu.Lock()
+	lim, found := l.per.Get(principal)
+	l.mu.Unlock()
+	if !found {
+		return true, 0 // a fresh bucket is full
+	}
+	if tokens := lim.TokensAt(l.now()); tokens < 1 {
+		return false, time.Duration((1 - tokens) / float64(l.limit) * float64(time.Second))
+	}
+	return true, 0
+}
+
 // RetryAfterSeconds rounds a wait up to whole seconds, at least 1, as the
 // Retry-After header needs.
 func RetryAfterSeconds(d time.Duration) int {
