@@ -102,7 +102,7 @@ func NewWriter(cfg WriterConfig, b *bus.Bus, st *Store, ev Evidence, logger *slo
 // while its messages stay unacknowledged: nothing is lost and nothing is
 // acknowledged before ClickHouse has it.
 func (w *Writer) Run(ctx context.Context) error {
-	cons, err := w.bus.Consumer(ctx, WriterConsumer, w.cfg.AckWait, 4*w.cfg.MaxBatch)
+	cons, err := w.consumer(ctx)
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,20 @@ func (w *Writer) Run(ctx context.Context) error {
 		bo.Reset()
 	}
 	return nil
+}
+
+// Subscribe makes the writer's durable consumer exist, without reading.
+// Call it at start even when ClickHouse is not reachable yet: under the
+// stream's interest retention a record no consumer wants is dropped once
+// the signer has it, and the spans of records accepted meanwhile would
+// never be written.
+func (w *Writer) Subscribe(ctx context.Context) error {
+	_, err := w.consumer(ctx)
+	return err
+}
+
+func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return w.bus.Consumer(ctx, WriterConsumer, w.cfg.AckWait, 4*w.cfg.MaxBatch)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -191,6 +205,7 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.M
 	if err != nil {
 		return ready, err
 	}
+	w.log.DebugContext(ctx, "spans written", "spans", len(spans), "rejected", len(rejected), "not_yet_in_log", len(recs)-len(spans))
 	// A span ClickHouse refuses goes to the dead letters with
 	// ClickHouse's reason; the record stays in the log regardless.
 	dead := map[string]bool{}
