@@ -194,9 +194,9 @@ func TestRetentionFollowsConfig(t *testing.T) {
 	ctx := context.Background()
 	shared := testStore(t)
 	at := func(days int) *Store {
-		s := *shared
-		s.cfg.RetentionDays = days
-		return &s
+		cfg := shared.cfg
+		cfg.RetentionDays = days
+		return &Store{cfg: cfg, table: shared.table, tables: shared.tables, conn: shared.conn, log: shared.log}
 	}
 	t.Cleanup(func() { _ = at(90).Migrate(context.Background()) })
 	for _, days := range []int{30, 400, 90} {
