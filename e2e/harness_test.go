@@ -69,6 +69,9 @@ type server struct {
 	cmd     *exec.Cmd
 	logPath string
 	done    chan struct{}
+	// degraded: the server is expected to run with a role down, so start
+	// waits for /readyz to answer at all, not for 200.
+	degraded bool
 }
 
 func freeAddr(t *testing.T) string {
@@ -85,6 +88,17 @@ func freeAddr(t *testing.T) string {
 func startServer(t *testing.T, data string, extra ...string) *server {
 	t.Helper()
 	s := &server{t: t, data: data, args: extra}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+// startDegraded is startServer for a server that is to run with a role
+// down (e.g. its ClickHouse unreachable): it returns once /readyz answers,
+// 200 or 503.
+func startDegraded(t *testing.T, data string, extra ...string) *server {
+	t.Helper()
+	s := &server{t: t, data: data, args: extra, degraded: true}
 	s.start()
 	t.Cleanup(s.stop)
 	return s
@@ -117,7 +131,7 @@ func (s *server) start() {
 		resp, err := http.Get(s.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			if resp.StatusCode == http.StatusOK || (s.degraded && resp.StatusCode == http.StatusServiceUnavailable) {
 				return
 			}
 		}

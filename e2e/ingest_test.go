@@ -252,6 +252,30 @@ func TestServeRejectsBadConfig(t *testing.T) {
 			t.Errorf("serve %v created the data dir before rejecting its configuration", c.args)
 		}
 	}
+	// Every mistake of one start is reported at once, each naming its
+	// flag, rather than one per attempt.
+	for i, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--retention-days", "-1", "--checkpoint-interval", "10ms", "--max-records", "-5", "--nats-replicas", "9", "--dedup-window", "-1s"},
+			[]string{"--retention-days", "--checkpoint-interval", "--max-records", "--nats-replicas", "--dedup-window"}},
+		{[]string{"--clickhouse", "clickhouse://ch:9000/db?dial_timeout=soon", "--listen", "nowhere", "--log-level", "loud", "--roles", "everything", "--slo", badSLO},
+			[]string{"--clickhouse", "--listen", "--log-level", "unknown role", "target"}},
+		{[]string{"--clickhouse-cluster", "a b", "--rate", "-1", "--stream-max-age", "1m", "--metrics-listen", "9090", "--nats-creds", missing},
+			[]string{"--clickhouse-cluster", "--rate", "--stream-max-age", "--metrics-listen", "external NATS"}},
+	} {
+		data := filepath.Join(dir, fmt.Sprintf("data-many-%d", i))
+		_, errOut, code := cli(t, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, c.args...)...)
+		for _, want := range c.want {
+			if code != 2 || !strings.Contains(errOut, want) {
+				t.Errorf("serve %v: exit %d %q, want 2 mentioning %q", c.args, code, errOut, want)
+			}
+		}
+		if _, err := os.Stat(data); err == nil {
+			t.Errorf("serve %v created the data dir before rejecting its configuration", c.args)
+		}
+	}
 }
 
 // TestIngestBeforeAnySigner: records accepted by an ingest-only process

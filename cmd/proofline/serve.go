@@ -12,7 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -22,8 +22,10 @@ import (
 	"github.com/proofline/proofline/internal/api"
 	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/health"
 	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/internal/ratelimit"
+	"github.com/proofline/proofline/internal/supervise"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/query/spanstore"
 	"github.com/proofline/proofline/signer"
@@ -96,39 +98,141 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	logger, err := newLogger(stderr, f.logLevel)
+	c, err := f.configs(stderr)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return err
 	}
 	// tessera logs through klog; keep the process's logs one JSON stream.
-	klog.SetSlogLogger(logger.With("component", "tessera"))
-	roles, err := parseRoles(f.roles)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	klog.SetSlogLogger(c.logger.With("component", "tessera"))
+	return serve(ctx, f, c)
+}
+
+// serveConfig is every role's configuration, built from the flags and
+// validated before any engine starts.
+type serveConfig struct {
+	logger    *slog.Logger
+	roles     roleSet
+	slos      []spanstore.SLO
+	bus       bus.Config
+	ledger    ledger.Config
+	signer    signer.Config
+	ingest    ingest.Config
+	spans     spanstore.Config
+	writer    spanstore.WriterConfig
+	supervise supervise.Config
+}
+
+// configs builds the roles' configurations from the flags and checks
+// them all, so that one start reports every mistake at once (each naming
+// its flag) rather than one per attempt, and before anything is written.
+func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	var errs []error
+	var err error
+	if c.logger, err = newLogger(stderr, f.logLevel); err != nil {
+		errs = append(errs, err)
+		c.logger = slog.New(slog.NewJSONHandler(stderr, nil))
 	}
-	if f.natsListenCert != "" || f.natsListenKey != "" {
-		switch {
-		case f.natsListen == "" || f.natsURL != "":
-			return fmt.Errorf("%w: --nats-listen-cert and --nats-listen-key are for the embedded NATS exposed with --nats-listen", errUsage)
-		case f.natsListenCert == "" || f.natsListenKey == "":
-			return fmt.Errorf("%w: --nats-listen-cert and --nats-listen-key go together", errUsage)
+	if c.roles, err = parseRoles(f.roles); err != nil {
+		errs = append(errs, fmt.Errorf("--roles: %w", err))
+	}
+	if (f.natsListenCert != "" || f.natsListenKey != "") && (f.natsListen == "" || f.natsURL != "") {
+		errs = append(errs, errors.New("--nats-listen-cert and --nats-listen-key are for the embedded NATS exposed with --nats-listen"))
+	}
+	if !f.natsAuth.IsZero() && f.natsURL == "" {
+		errs = append(errs, errors.New("--nats-creds, --nats-nkey, --nats-token-file, --nats-ca, --nats-cert and --nats-key are for an external NATS (--nats URL)"))
+	}
+	if f.sloFile != "" {
+		if c.slos, err = spanstore.LoadSLOs(f.sloFile); err != nil {
+			errs = append(errs, fmt.Errorf("--slo: %w", err))
 		}
 	}
-	if !f.natsAuth.IsZero() {
-		if f.natsURL == "" {
-			return fmt.Errorf("%w: --nats-creds, --nats-nkey, --nats-token-file, --nats-ca, --nats-cert and --nats-key are for an external NATS (--nats URL)", errUsage)
+	for _, a := range []struct{ flag, addr string }{{"--listen", f.listen}, {"--metrics-listen", f.metricsListen}, {"--debug-listen", f.debugListen}} {
+		if a.addr == "" && a.flag != "--listen" {
+			continue
 		}
-		if err := f.natsAuth.Validate(); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.flag, err))
 		}
 	}
+	if f.rate < 0 {
+		errs = append(errs, fmt.Errorf("--rate: %v is negative (0 disables the limit)", f.rate))
+	}
+	if f.burst < 0 {
+		errs = append(errs, fmt.Errorf("--burst: %d is negative", f.burst))
+	}
+	if f.costCap < 0 {
+		errs = append(errs, fmt.Errorf("--cost-monthly-cap: %v is negative", f.costCap))
+	}
+	if f.costAnomalyFactor <= 0 {
+		errs = append(errs, fmt.Errorf("--cost-anomaly-factor: %v, want a positive multiple", f.costAnomalyFactor))
+	}
+
+	c.bus = bus.Config{
+		URL: f.natsURL, Auth: f.natsAuth, DataDir: f.data, Listen: f.natsListen, SyncAlways: f.natsSyncAlways,
+		ListenCertFile: f.natsListenCert, ListenKeyFile: f.natsListenKey,
+		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: c.logger,
+	}
+	errs = append(errs, flagged(c.bus.Validate(), map[string]string{
+		"DataDir": "--data", "URL": "--nats", "Listen": "--nats-listen", "ListenCertFile": "--nats-listen-cert",
+		"Auth":     "--nats-creds/--nats-nkey/--nats-token-file/--nats-ca/--nats-cert/--nats-key",
+		"Replicas": "--nats-replicas", "DuplicateWindow": "--dedup-window", "MaxAge": "--stream-max-age",
+	})...)
+	c.ledger = ledger.Config{Dir: f.data, BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: c.logger}
+	errs = append(errs, flagged(c.ledger.Validate(), map[string]string{
+		"Dir": "--data", "BatchMaxAge": "--batch-age", "CheckpointInterval": "--checkpoint-interval",
+	})...)
+	errs = append(errs, flagged(c.signer.Validate(), nil)...)
 	if f.decodeBudget == 0 {
 		f.decodeBudget = ingest.DefaultDecodeBudget(ingest.MemoryLimit())
 	}
-	if _, err := ingest.NewBudget(f.decodeBudget, 0); err != nil {
-		return fmt.Errorf("%w: --decode-budget: %v", errUsage, err)
+	budget, err := ingest.NewBudget(f.decodeBudget, 0)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("--decode-budget: %v", err))
 	}
-	return serve(ctx, f, roles, logger)
+	c.ingest = ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Budget: budget}
+	errs = append(errs, flagged(c.ingest.Validate(), map[string]string{
+		"MaxBodyBytes": "--max-body", "MaxRecords": "--max-records",
+	})...)
+	if c.roles == nil || c.roles["spanstore"] { // nil: --roles is wrong, check the rest anyway
+		c.spans = spanstore.Config{
+			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Cluster: f.chCluster, Logger: c.logger,
+		}
+		if f.retentionDays == 0 {
+			errs = append(errs, errors.New("--retention-days: 0, want 1 to 36500"))
+		}
+		errs = append(errs, flagged(c.spans.Validate(), map[string]string{
+			"DSN": "--clickhouse", "DataDir": "--data", "RetentionDays": "--retention-days", "Cluster": "--clickhouse-cluster",
+		})...)
+		errs = append(errs, flagged(c.writer.Validate(), nil)...)
+	}
+	c.supervise = supervise.Config{Logger: c.logger}
+	errs = append(errs, flagged(c.supervise.Validate(), nil)...)
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return c, nil
+}
+
+// flagged renames the "Field: ..." errors of a Validate to the flag that
+// sets the field, so the user reads the name they typed.
+func flagged(err error, flags map[string]string) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flagged(e, flags)...)
+		}
+		return out
+	}
+	if field, rest, ok := strings.Cut(err.Error(), ": "); ok {
+		if name, known := flags[field]; known {
+			return []error{fmt.Errorf("%s: %s", name, rest)}
+		}
+	}
+	return []error{err}
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -161,15 +265,8 @@ func parseRoles(s string) (roleSet, error) {
 	return r, nil
 }
 
-func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger) error {
-	// Configuration files are checked before any engine starts.
-	var slos []spanstore.SLO
-	if f.sloFile != "" {
-		var err error
-		if slos, err = spanstore.LoadSLOs(f.sloFile); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
-		}
-	}
+func serve(ctx context.Context, f serveFlags, c serveConfig) error {
+	logger, roles := c.logger, c.roles
 	if err := os.MkdirAll(f.data, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -189,17 +286,12 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	if err != nil {
 		return err
 	}
-	var natsTok string
 	if f.natsListen != "" && f.natsURL == "" {
-		if natsTok, err = natsToken(f.data); err != nil {
+		if c.bus.Token, err = natsToken(f.data); err != nil {
 			return fmt.Errorf("nats token: %w", err)
 		}
 	}
-	b, err := bus.Open(ctx, bus.Config{
-		URL: f.natsURL, Auth: f.natsAuth, DataDir: f.data, Listen: f.natsListen, Token: natsTok, SyncAlways: f.natsSyncAlways,
-		ListenCertFile: f.natsListenCert, ListenKeyFile: f.natsListenKey,
-		Replicas: f.natsReplicas, DuplicateWindow: f.dedupWindow, MaxAge: f.streamMaxAge, Logger: logger,
-	})
+	b, err := bus.Open(ctx, c.bus)
 	if err != nil {
 		return err
 	}
@@ -208,14 +300,18 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		logger.Info("embedded nats listening", "url", u, "token_file", filepath.Join(keysDir(f.data), natsTokenFile))
 	}
 
+	// /readyz is every check registered here: one line per part.
+	checks := health.New()
+	checks.Add("jetstream", b.Ready)
+	sup := supervise.New(c.supervise)
+
 	// The log lives with the signer; the read API needs it too, so the
 	// ingest-only role runs without proofs.
 	var lg *ledger.Log
 	if roles["signer"] {
-		lg, err = ledger.Open(ctx, ledger.Config{
-			Dir: f.data, Signer: logSigner, Verifier: logVerifier,
-			BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: logger,
-		})
+		lcfg := c.ledger
+		lcfg.Signer, lcfg.Verifier = logSigner, logVerifier
+		lg, err = ledger.Open(ctx, lcfg)
 		if err != nil {
 			return err
 		}
@@ -226,22 +322,20 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 				logger.Error("closing log", "err", err)
 			}
 		}()
+		checks.Add("log", lg.Ready)
 	}
 
-	// Opened before the workers' defer below, so it is closed after the
-	// span writer has stopped.
+	// Opened before the supervisor runs, so it is closed after the span
+	// writer has stopped. Open does not wait for a ClickHouse server: the
+	// span role connects and migrates, and retries while it is down, so
+	// that ingest and proofs run regardless.
 	var spans *spanstore.Store
 	if roles["spanstore"] {
-		spans, err = spanstore.Open(ctx, spanstore.Config{
-			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Cluster: f.chCluster, Logger: logger,
-		})
+		spans, err = spanstore.Open(ctx, c.spans)
 		if err != nil {
 			return fmt.Errorf("span store: %w", err)
 		}
 		defer spans.Close()
-		if err := spans.Migrate(ctx); err != nil {
-			return fmt.Errorf("span store: %w", err)
-		}
 	}
 
 	// Metrics exist only when served; the roles take nil parts otherwise.
@@ -257,29 +351,19 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		ingestMet, signerMet = met.Ingest, met.Signer
 	}
 
-	var wg sync.WaitGroup
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer func() { cancelRun(); wg.Wait() }()
 	if roles["signer"] {
-		s := signer.New(signer.Config{Attestation: attestKey, Metrics: signerMet}, b, lg, logger)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.Run(runCtx); err != nil {
-				logger.Error("signer stopped", "err", err)
-			}
-		}()
+		scfg := c.signer
+		scfg.Attestation, scfg.Metrics = attestKey, signerMet
+		sup.Add(supervise.Role{Name: "signer", Run: signer.New(scfg, b, lg, logger).Run})
 	}
-
 	if spans != nil {
-		w := spanstore.NewWriter(spanstore.WriterConfig{}, b, spans, lg, logger)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := w.Run(runCtx); err != nil {
-				logger.Error("span writer stopped", "err", err)
-			}
-		}()
+		w := spanstore.NewWriter(c.writer, b, spans, lg, logger)
+		// Before ingest can accept a record, whether or not ClickHouse
+		// answers yet.
+		if err := w.Subscribe(ctx); err != nil {
+			return fmt.Errorf("span writer: %w", err)
+		}
+		sup.Add(spanRole(spans, w))
 	}
 
 	var ingestHandler http.Handler
@@ -288,19 +372,16 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		if lg != nil {
 			inLog = inLogOf(lg)
 		}
-		budget, err := ingest.NewBudget(f.decodeBudget, 0) // checked in cmdServe
-		if err != nil {
-			return err
-		}
-		logger.Info("ingest decode budget", "bytes", budget.Size())
-		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet, Budget: budget},
-			publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
+		icfg := c.ingest
+		icfg.Metrics = ingestMet
+		logger.Info("ingest decode budget", "bytes", icfg.Budget.Size())
+		ingestHandler = ingest.NewHandler(icfg, publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
 		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor},
-		SLOs:        slos,
-		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
+		SLOs:        c.slos,
+		VerifierKey: vkey, PublicLog: f.publicLog, Checks: checks, Logger: logger,
 	})
 	if f.debugListen != "" {
 		go serveDebug(f.debugListen, logger)
@@ -312,7 +393,17 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		if err != nil {
 			return fmt.Errorf("metrics listen %s: %w", f.metricsListen, err)
 		}
-		go serveMetrics(mln, met, logger)
+		sup.Add(supervise.Role{Name: "metrics", Run: func(ctx context.Context) error {
+			if mln == nil { // a restart: bind again
+				l, err := net.Listen("tcp", f.metricsListen)
+				if err != nil {
+					return err
+				}
+				mln = l
+			}
+			defer func() { mln = nil }()
+			return serveMetrics(ctx, mln, met, logger)
+		}})
 	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -325,33 +416,74 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	// Without the HTTP server nothing else is reachable: its failure ends
+	// the process (exit 2) rather than leaving it running deaf.
+	sup.Add(supervise.Role{Name: "http", Critical: true, Run: func(ctx context.Context) error {
+		return serveUntil(ctx, srv, ln)
+	}})
+	for _, name := range sup.Names() {
+		checks.Add(name, sup.Check(name))
+	}
 	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name())
+	err = sup.Run(ctx)
+	logger.Info("shutting down")
+	return err
+}
+
+// spanRole runs the span writer: it connects to ClickHouse and applies the
+// schema first, so a ClickHouse that is down (at start or later) only
+// degrades this role, which the supervisor retries with backoff while
+// /readyz names it.
+func spanRole(spans *spanstore.Store, w *spanstore.Writer) supervise.Role {
+	var migrated atomic.Bool
+	return supervise.Role{
+		Name: "spanstore",
+		Run: func(ctx context.Context) error {
+			if !migrated.Load() {
+				if err := spans.Ping(ctx); err != nil {
+					return err
+				}
+				if err := spans.Migrate(ctx); err != nil {
+					return err
+				}
+				migrated.Store(true)
+			}
+			return w.Run(ctx)
+		},
+		Health: func() error {
+			if !migrated.Load() {
+				return errors.New("connecting to ClickHouse")
+			}
+			return w.Err()
+		},
+	}
+}
+
+// serveUntil serves srv on ln until ctx ends, then shuts it down, letting
+// requests in flight finish.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
 	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
+		return err
+	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	err := srv.Shutdown(sctx)
+	<-errc
+	return err
 }
 
 // serveMetrics serves /metrics on its own listener: Prometheus scrapes
 // without proofline's short-lived tokens, so the port is kept apart from
 // the API and left to the network to protect, as is usual.
-func serveMetrics(ln net.Listener, met *metrics.Registry, logger *slog.Logger) {
+func serveMetrics(ctx context.Context, ln net.Listener, met *metrics.Registry, logger *slog.Logger) error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", met.Handler())
 	logger.Info("metrics server", "listen", ln.Addr().String())
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	if err := srv.Serve(ln); err != nil {
-		logger.Error("metrics server", "err", err)
-	}
+	return serveUntil(ctx, &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln)
 }
 
 // serveDebug serves pprof on its own listener, so profiling is never

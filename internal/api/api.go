@@ -13,6 +13,7 @@ import (
 
 	"github.com/proofline/proofline/internal/auth"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/health"
 	"github.com/proofline/proofline/internal/httpx"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/query/spanstore"
@@ -33,7 +34,9 @@ type Deps struct {
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
-	Logger    *slog.Logger
+	// Checks are what /readyz reports; nil checks JetStream and the log.
+	Checks *health.Registry
+	Logger *slog.Logger
 }
 
 // NewMux routes every endpoint.
@@ -83,28 +86,27 @@ func NewMux(d Deps) http.Handler {
 	return recoverer(d.Logger, mux)
 }
 
+// ready answers 200 when every check passes, else 503; the body names
+// every check with "ok" or its error. ?exclude=NAME (repeatable) leaves a
+// check out, as Kubernetes' /readyz does: a load balancer in front of
+// ingest can ignore the span store, whose outage ingest does not share.
 func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	checks := map[string]string{}
-	ok := true
-	if err := d.Bus.Ready(ctx); err != nil {
-		checks["jetstream"], ok = err.Error(), false
-	} else {
-		checks["jetstream"] = "ok"
-	}
-	if d.Log != nil {
-		if err := d.Log.Ready(ctx); err != nil {
-			checks["log"], ok = err.Error(), false
-		} else {
-			checks["log"] = "ok"
+	checks := d.Checks
+	if checks == nil {
+		checks = health.New()
+		checks.Add("jetstream", d.Bus.Ready)
+		if d.Log != nil {
+			checks.Add("log", d.Log.Ready)
 		}
 	}
+	rep := checks.Run(ctx, r.URL.Query()["exclude"]...)
 	status := http.StatusOK
-	if !ok {
+	if !rep.Ready {
 		status = http.StatusServiceUnavailable
 	}
-	httpx.WriteJSON(w, status, map[string]any{"ready": ok, "checks": checks})
+	httpx.WriteJSON(w, status, rep)
 }
 
 func (d Deps) proof(w http.ResponseWriter, r *http.Request) {

@@ -169,7 +169,48 @@ func (s *Store) Migrate(ctx context.Context) error {
 		}
 		s.log.InfoContext(ctx, "applied migration", "version", m.version, "name", m.name)
 	}
+	return s.applyRetention(ctx, vars)
+}
+
+// ttlDaysRE finds the spans table's TTL in its CREATE statement, as
+// ClickHouse normalises it (toIntervalDay(N)) or as written.
+var ttlDaysRE = regexp.MustCompile(`(?i)TTL\s+toDateTime\(ts_start\)\s*\+\s*(?:toIntervalDay\((\d+)\)|INTERVAL\s+(\d+)\s+DAY)`)
+
+// applyRetention makes the existing spans table's TTL follow
+// RetentionDays. The TTL is written by migration 0001 when the table is
+// made; without this a later --retention-days would be ignored for good.
+// ClickHouse removes expired parts on its own once the TTL is changed
+// (ttl_only_drop_parts: whole days at a time).
+func (s *Store) applyRetention(ctx context.Context, vars map[string]string) error {
+	days, err := s.RetentionDays(ctx)
+	if err != nil {
+		return err
+	}
+	if days == s.cfg.RetentionDays {
+		return nil
+	}
+	if err := s.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE spans %s MODIFY TTL toDateTime(ts_start) + INTERVAL %d DAY DELETE`,
+		vars["on_cluster"], s.cfg.RetentionDays)); err != nil {
+		return fmt.Errorf("set span retention to %d days: %w", s.cfg.RetentionDays, err)
+	}
+	s.log.InfoContext(ctx, "span retention changed", "from_days", days, "to_days", s.cfg.RetentionDays)
 	return nil
+}
+
+// RetentionDays reads the spans table's TTL in days from ClickHouse (0
+// when it has none).
+func (s *Store) RetentionDays(ctx context.Context) (int, error) {
+	var create string
+	if err := s.conn.QueryRow(ctx, `SELECT create_table_query FROM system.tables
+		WHERE database = currentDatabase() AND name = 'spans'`).Scan(&create); err != nil {
+		return 0, fmt.Errorf("read the spans table's TTL: %w", err)
+	}
+	m := ttlDaysRE.FindStringSubmatch(create)
+	if m == nil {
+		return 0, nil
+	}
+	n, _ := strconv.Atoi(m[1] + m[2])
+	return n, nil
 }
 
 func migrationsEngine(cfg Config) string {

@@ -5,6 +5,7 @@
 package spanstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,8 +39,38 @@ type Config struct {
 	RetentionDays int
 	// Cluster, when set, makes the DDL ON CLUSTER with replicated engines.
 	Cluster string
-	Logger  *slog.Logger
+	// MaxPartitionsPerInsert bounds the days (partitions) one INSERT
+	// touches (default 100, ClickHouse's max_partitions_per_insert_block).
+	MaxPartitionsPerInsert int
+	Logger                 *slog.Logger
 }
+
+// Validate checks the configuration without connecting, so that a
+// mistake is reported before any engine starts. Each error names the
+// field.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DSN != "" {
+		if _, err := clickhouse.ParseDSN(c.DSN); err != nil {
+			errs = append(errs, fmt.Errorf("DSN: %w", err))
+		}
+	} else if c.DataDir == "" {
+		errs = append(errs, errors.New("DataDir: required for the embedded engine (or set DSN)"))
+	}
+	if c.RetentionDays < 0 || c.RetentionDays > maxRetentionDays {
+		errs = append(errs, fmt.Errorf("RetentionDays: %d, want 1 to %d", c.RetentionDays, maxRetentionDays))
+	}
+	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("Cluster: %q is not an identifier", c.Cluster))
+	}
+	if c.MaxPartitionsPerInsert < 0 {
+		errs = append(errs, fmt.Errorf("MaxPartitionsPerInsert: %d is negative", c.MaxPartitionsPerInsert))
+	}
+	return errors.Join(errs...)
+}
+
+// maxRetentionDays is a hundred years: beyond DateTime's range anyway.
+const maxRetentionDays = 36500
 
 // Store is an open span store.
 type Store struct {
@@ -61,10 +92,19 @@ type Store struct {
 	log          *slog.Logger
 }
 
-// Open connects to ClickHouse (or starts the embedded engine).
+// Open prepares the connection to ClickHouse (or starts the embedded
+// engine). It does not wait for a ClickHouse server: one that is down at
+// start must not keep ingest and proofs from running, so the span
+// writer's role calls Ping and Migrate, and retries them, instead.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.RetentionDays == 0 {
 		cfg.RetentionDays = 90
+	}
+	if cfg.MaxPartitionsPerInsert == 0 {
+		cfg.MaxPartitionsPerInsert = 100
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("spanstore: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -104,11 +144,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	s.conn = conn
-	if err := conn.Ping(ctx); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("clickhouse ping: %w", err)
-	}
 	return s, nil
+}
+
+// Ping checks that ClickHouse answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("clickhouse ping: %w", err)
+	}
+	return nil
 }
 
 // Close releases the connection and the embedded engine.
@@ -134,9 +178,43 @@ type Span struct {
 	MaybeStored bool
 }
 
-// Insert writes the spans the table does not hold yet, in one batch. It
-// returns only when ClickHouse has the batch, so a consumer may
-// acknowledge its messages afterwards.
+// Insert writes the spans the table does not hold yet. It returns only
+// when ClickHouse has them, so a consumer may acknowledge its messages
+// afterwards; spans ClickHouse refuses make it fail (see Write, which sets
+// them apart instead).
+func (s *Store) Insert(ctx context.Context, spans []Span) error {
+	rejected, err := s.Write(ctx, spans)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range rejected {
+		errs = append(errs, fmt.Errorf("span %s: %w", r.Span.Record.RecordID, r.Err))
+	}
+	return errors.Join(errs...)
+}
+
+// Rejection is a span ClickHouse refused, with its reason.
+type Rejection struct {
+	Span Span
+	// Err is ClickHouse's error (isRejected holds for it).
+	Err error
+}
+
+// Write inserts the spans the table does not hold yet and returns those
+// ClickHouse refuses, each with ClickHouse's reason; every other span is
+// stored when it returns without error. An error means nothing can be
+// said about the batch (ClickHouse unreachable, overloaded, ...): retry
+// all of it later.
+//
+// Why a batch is not one INSERT: the spans table is partitioned by day,
+// and ClickHouse refuses a block that touches more than
+// max_partitions_per_insert_block (100) partitions, so one request with
+// records over many days would fail whole, forever. Write groups the spans
+// by day into blocks of at most MaxPartitionsPerInsert days, and a block
+// ClickHouse refuses for its data is split in halves until the spans it
+// cannot take are isolated: the others are stored after a few more
+// inserts, and nothing behind a bad record waits for it.
 //
 // Skipping stored records is what keeps the latency rollup exact: its
 // materialized view counts every inserted row, before ReplacingMergeTree
@@ -145,13 +223,13 @@ type Span struct {
 // JetStream's duplicate window. (Two writers inserting the same record at
 // the same instant can still both insert it; the spans table collapses it,
 // the rollup would count it twice.)
-func (s *Store) Insert(ctx context.Context, spans []Span) error {
+func (s *Store) Write(ctx context.Context, spans []Span) ([]Rejection, error) {
 	if len(spans) == 0 {
-		return nil
+		return nil, nil
 	}
 	have, err := s.storedAmong(ctx, spans)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fresh := make([]Span, 0, len(spans))
 	for _, sp := range spans {
@@ -161,10 +239,70 @@ func (s *Store) Insert(ctx context.Context, spans []Span) error {
 			have[sp.Record.RecordID] = true
 		}
 	}
-	spans = fresh
+	var rejected []Rejection
+	for _, block := range partitionBlocks(fresh, s.cfg.MaxPartitionsPerInsert) {
+		r, err := s.insertIsolating(ctx, block)
+		if err != nil {
+			return nil, err
+		}
+		rejected = append(rejected, r...)
+	}
+	return rejected, nil
+}
+
+// partitionBlocks orders spans by their partition (the UTC day of
+// ts_start, as the table's PARTITION BY) and cuts them into blocks that
+// each touch at most maxDays partitions.
+func partitionBlocks(spans []Span, maxDays int) [][]Span {
 	if len(spans) == 0 {
 		return nil
 	}
+	day := func(sp Span) int64 { return sp.Record.TSStart.UTC().Unix() / 86400 }
+	sorted := slices.Clone(spans)
+	slices.SortStableFunc(sorted, func(a, b Span) int { return cmp.Compare(day(a), day(b)) })
+	var blocks [][]Span
+	start, days := 0, 1
+	for i := 1; i < len(sorted); i++ {
+		if day(sorted[i]) == day(sorted[i-1]) {
+			continue
+		}
+		if days == maxDays {
+			blocks = append(blocks, sorted[start:i])
+			start, days = i, 0
+		}
+		days++
+	}
+	return append(blocks, sorted[start:])
+}
+
+// insertIsolating inserts spans as one block; when ClickHouse refuses the
+// block for its data, it bisects until the refused spans are single and
+// returns those. Any other error ends it: the caller retries everything.
+func (s *Store) insertIsolating(ctx context.Context, spans []Span) ([]Rejection, error) {
+	err := s.insertBlock(ctx, spans)
+	switch {
+	case err == nil:
+		return nil, nil
+	case !isRejected(err):
+		return nil, err
+	case len(spans) == 1:
+		s.log.WarnContext(ctx, "span rejected by ClickHouse", "record_id", spans[0].Record.RecordID, "err", err)
+		return []Rejection{{Span: spans[0], Err: err}}, nil
+	}
+	half := len(spans) / 2
+	left, err := s.insertIsolating(ctx, spans[:half])
+	if err != nil {
+		return nil, err
+	}
+	right, err := s.insertIsolating(ctx, spans[half:])
+	if err != nil {
+		return nil, err
+	}
+	return append(left, right...), nil
+}
+
+// insertBlock writes spans in one INSERT.
+func (s *Store) insertBlock(ctx context.Context, spans []Span) error {
 	b, err := s.conn.PrepareBatch(ctx, `INSERT INTO `+s.table)
 	if err != nil {
 		return fmt.Errorf("prepare insert: %w", err)
@@ -207,7 +345,9 @@ func (s *Store) Insert(ctx context.Context, spans []Span) error {
 		)
 		if err != nil {
 			_ = b.Abort()
-			return fmt.Errorf("append span %s: %w", r.RecordID, err)
+			// The client refused the row's values: the row, not the
+			// server, is the problem.
+			return fmt.Errorf("append span %s: %w: %w", r.RecordID, ErrRejected, err)
 		}
 	}
 	if err := b.Send(); err != nil {

@@ -2,9 +2,14 @@ package spanstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -35,6 +40,23 @@ type WriterConfig struct {
 	NotYetDelay time.Duration
 }
 
+// Validate checks the settings; zero values take defaults.
+func (c WriterConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"MaxWait", c.MaxWait}, {"AckWait", c.AckWait}, {"NotYetDelay", c.NotYetDelay}} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s: %v is negative", f.name, f.d))
+		}
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("MaxBatch: %d is negative", c.MaxBatch))
+	}
+	return errors.Join(errs...)
+}
+
 // Writer moves call records from JetStream into the spans table.
 type Writer struct {
 	cfg   WriterConfig
@@ -42,6 +64,19 @@ type Writer struct {
 	store *Store
 	ev    Evidence
 	log   *slog.Logger
+	// failing is the error of the last attempt to store a batch while
+	// it is being retried; nil once a batch is stored (Err).
+	failing atomic.Pointer[error]
+}
+
+// Err is why the writer cannot store spans right now (ClickHouse down,
+// ...), or nil when its last batch was stored. The span writer retries
+// on its own; readiness reports this meanwhile.
+func (w *Writer) Err() error {
+	if p := w.failing.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // NewWriter makes a writer; Run starts it.
@@ -67,11 +102,15 @@ func NewWriter(cfg WriterConfig, b *bus.Bus, st *Store, ev Evidence, logger *slo
 // while its messages stay unacknowledged: nothing is lost and nothing is
 // acknowledged before ClickHouse has it.
 func (w *Writer) Run(ctx context.Context) error {
-	cons, err := w.bus.Consumer(ctx, WriterConsumer, w.cfg.AckWait, 4*w.cfg.MaxBatch)
+	cons, err := w.consumer(ctx)
 	if err != nil {
 		return err
 	}
-	backoff := 100 * time.Millisecond
+	// A transient failure (ClickHouse unreachable, overloaded) is retried
+	// with the whole batch after a growing pause; records ClickHouse
+	// refuses are set apart by the store and dead-lettered, so they are
+	// never retried.
+	bo := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: 30 * time.Second}
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(w.cfg.MaxBatch, jetstream.FetchMaxWait(w.cfg.MaxWait))
 		if err != nil {
@@ -88,17 +127,33 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		// A batch in hand is finished even when ctx ends meanwhile.
 		if retry, err := w.write(context.WithoutCancel(ctx), msgs); err != nil {
-			w.log.ErrorContext(ctx, "span insert failed; retrying", "err", err, "spans", len(retry), "backoff", backoff)
+			w.failing.Store(&err)
+			pause := bo.NextBackOff()
+			w.log.ErrorContext(ctx, "span insert failed; retrying", "err", err, "spans", len(retry), "backoff", pause)
 			for _, m := range retry {
-				_ = m.NakWithDelay(backoff)
+				_ = m.NakWithDelay(pause)
 			}
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, 30*time.Second)
+			sleep(ctx, pause)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		w.failing.Store(nil)
+		bo.Reset()
 	}
 	return nil
+}
+
+// Subscribe makes the writer's durable consumer exist, without reading.
+// Call it at start even when ClickHouse is not reachable yet: under the
+// stream's interest retention a record no consumer wants is dropped once
+// the signer has it, and the spans of records accepted meanwhile would
+// never be written.
+func (w *Writer) Subscribe(ctx context.Context) error {
+	_, err := w.consumer(ctx)
+	return err
+}
+
+func (w *Writer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return w.bus.Consumer(ctx, WriterConsumer, w.cfg.AckWait, 4*w.cfg.MaxBatch)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -146,11 +201,44 @@ func (w *Writer) write(ctx context.Context, msgs []jetstream.Msg) ([]jetstream.M
 		spans = append(spans, sp)
 		ready = append(ready, kept[i])
 	}
-	if err := w.store.Insert(ctx, spans); err != nil {
+	rejected, err := w.store.Write(ctx, spans)
+	if err != nil {
 		return ready, err
 	}
-	for _, m := range ready {
-		_ = m.Ack()
+	w.log.DebugContext(ctx, "spans written", "spans", len(spans), "rejected", len(rejected), "not_yet_in_log", len(recs)-len(spans))
+	// A span ClickHouse refuses goes to the dead letters with
+	// ClickHouse's reason; the record stays in the log regardless.
+	dead := map[string]bool{}
+	for _, r := range rejected {
+		dead[r.Span.Record.RecordID] = true
+	}
+	for i, m := range ready {
+		id := spans[i].Record.RecordID
+		if !dead[id] {
+			_ = m.Ack()
+			continue
+		}
+		if err := w.bus.DeadLetter(ctx, WriterConsumer, m.Data(), rejectionReason(rejected, id)); err != nil {
+			w.log.ErrorContext(ctx, "dead-letter a rejected span", "record_id", id, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			continue
+		}
+		_ = m.Term()
 	}
 	return nil, nil
+}
+
+// rejectionReason is ClickHouse's error for id, fit for a NATS header:
+// one line, bounded.
+func rejectionReason(rs []Rejection, id string) error {
+	for _, r := range rs {
+		if r.Span.Record.RecordID == id {
+			msg := strings.Join(strings.Fields(r.Err.Error()), " ")
+			if len(msg) > 2000 {
+				msg = msg[:2000] + "…"
+			}
+			return errors.New(msg)
+		}
+	}
+	return ErrRejected
 }
