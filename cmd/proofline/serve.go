@@ -43,6 +43,8 @@ type serveFlags struct {
 	maxRecords                            int
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
+	auditInterval                         time.Duration
+	auditEvery                            uint64
 	debugListen, metricsListen            string
 	clickhouseDSN, chdbLib, chCluster     string
 	retentionDays                         int
@@ -81,6 +83,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
 	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
 	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
+	fs.DurationVar(&f.auditInterval, "audit-interval", ledger.DefaultAuditInterval, "how often the log re-derives its newest entries and tiles against its signed checkpoint (negative: only at start and every --audit-every appends)")
+	fs.Uint64Var(&f.auditEvery, "audit-every", ledger.DefaultAuditEvery, "also audit the log after this many appended records")
 	fs.StringVar(&f.clickhouseDSN, "clickhouse", "", "ClickHouse DSN for the span store (clickhouse://user:pass@host:9000/db or https://...); empty runs the engine embedded through chDB")
 	fs.StringVar(&f.chdbLib, "chdb-lib", "", "libchdb.so for the embedded engine (default $CHDB_LIB_PATH, then /usr/local/lib/chdb/libchdb.so)")
 	fs.IntVar(&f.retentionDays, "retention-days", 90, "span retention (ClickHouse TTL) in days")
@@ -207,6 +211,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		lg, err = ledger.Open(ctx, ledger.Config{
 			Dir: f.data, Signer: logSigner, Verifier: logVerifier,
 			BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: logger,
+			AuditInterval: f.auditInterval, AuditEvery: f.auditEvery,
 		})
 		if err != nil {
 			return err

@@ -96,6 +96,11 @@ func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 		} else {
 			checks["log"] = "ok"
 		}
+		if err := d.Log.IntegrityErr(); err != nil {
+			checks["log_integrity"], ok = err.Error(), false
+		} else {
+			checks["log_integrity"] = "ok"
+		}
 	}
 	status := http.StatusOK
 	if !ok {
@@ -113,6 +118,8 @@ func (d Deps) proof(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ledger.ErrNotPublished):
 		w.Header().Set("Retry-After", "1")
 		httpx.WriteError(w, http.StatusTooEarly, err.Error())
+	case errors.Is(err, ledger.ErrIntegrity):
+		httpx.WriteErrorCode(w, http.StatusServiceUnavailable, "log_integrity", err.Error())
 	case err != nil:
 		d.Logger.ErrorContext(r.Context(), "proof bundle", "record_id", id, "err", err)
 		httpx.WriteError(w, http.StatusInternalServerError, "could not build the proof")

@@ -33,6 +33,12 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: Code(status), Message: msg}})
 }
 
+// WriteErrorCode writes an error response with a code more precise than
+// the status's own (e.g. log_integrity for a 503).
+func WriteErrorCode(w http.ResponseWriter, status int, code, msg string) {
+	WriteJSON(w, status, ErrorBody{Error: ErrorDetail{Code: code, Message: msg}})
+}
+
 // Code is the stable error code for an HTTP status.
 func Code(status int) string {
 	switch status {
