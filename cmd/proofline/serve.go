@@ -280,19 +280,27 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	}
 
 	var ingestHandler http.Handler
+	var pendingPublishes func() int
 	if roles["ingest"] {
 		var inLog ingest.InLog
 		if lg != nil {
 			inLog = lg.LookupMany
 		}
+		pub := publish.NewPublisher(b.JS)
+		pendingPublishes = pub.Pending
+		if met != nil {
+			met.WatchPublisher(pub.Pending)
+		}
 		ingestHandler = ingest.NewHandler(ingest.Config{MaxBodyBytes: f.maxBody, MaxRecords: f.maxRecords, Metrics: ingestMet},
-			publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
+			pub.WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
 		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor},
 		SLOs:        slos,
 		VerifierKey: vkey, PublicLog: f.publicLog, Logger: logger,
+		// Above this a request of --max-records would stall.
+		PublishPending: pendingPublishes, PublishPendingLimit: max(bus.MaxPublishPending-f.maxRecords, bus.MaxPublishPending/2),
 	})
 	if f.debugListen != "" {
 		go serveDebug(f.debugListen, logger)

@@ -6,6 +6,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -33,7 +34,12 @@ type Deps struct {
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
-	Logger    *slog.Logger
+	// PublishPending, when set, is how many async publishes await
+	// JetStream's acknowledgement; at PublishPendingLimit or more /readyz
+	// answers 503 (publish_pending): a new request would stall.
+	PublishPending      func() int
+	PublishPendingLimit int
+	Logger              *slog.Logger
 }
 
 // NewMux routes every endpoint.
@@ -100,6 +106,13 @@ func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 			checks["log_integrity"], ok = err.Error(), false
 		} else {
 			checks["log_integrity"] = "ok"
+		}
+	}
+	if d.PublishPending != nil {
+		if n := d.PublishPending(); d.PublishPendingLimit > 0 && n >= d.PublishPendingLimit {
+			checks["publish_pending"], ok = fmt.Sprintf("%d publishes await JetStream's acknowledgement (limit %d)", n, d.PublishPendingLimit), false
+		} else {
+			checks["publish_pending"] = "ok"
 		}
 	}
 	status := http.StatusOK
