@@ -83,7 +83,7 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
 		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
 	}
-	return recoverer(d.Logger, mux)
+	return recoverer(d.Logger, httpx.JSONErrors(mux))
 }
 
 func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
