@@ -133,7 +133,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		cfg.AuditRecheck = DefaultAuditRecheck
 	}
 	logDir := filepath.Join(cfg.Dir, "log")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger dir: %w", err)
 	}
 	// tessera's sequencing and publishing loops run on the context given

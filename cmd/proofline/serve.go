@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,8 +101,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	// tessera logs through klog; keep the process's logs one JSON stream.
+	// tessera logs through klog, and libraries without a logger option
+	// through slog's default; keep the process's logs one JSON stream.
 	klog.SetSlogLogger(logger.With("component", "tessera"))
+	slog.SetDefault(logger)
 	roles, err := parseRoles(f.roles)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -166,8 +167,8 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 	}
-	if err := os.MkdirAll(f.data, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(f.data, logger); err != nil {
+		return err
 	}
 	logSigner, logVerifier, vkey, created, err := logKeys(f.data, f.origin)
 	if err != nil {
