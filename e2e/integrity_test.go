@@ -109,8 +109,8 @@ func TestLogAuditsItself(t *testing.T) {
 			cmd := exec.Command(binary, "serve", "--data", data, "--listen", freeAddr(t), "--origin", "e2e.proofline.test/log")
 			out, err := runWithTimeout(cmd, 60*time.Second)
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-				t.Fatalf("serve over the altered log: %v, want a non-zero exit\n%s", err, out)
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+				t.Fatalf("serve over the altered log: %v, want exit 1 (as verify on a mismatch)\n%s", err, out)
 			}
 			if !strings.Contains(out, "integrity") || !strings.Contains(out, c.want) {
 				t.Fatalf("serve over the altered log exited %d without naming the failure (%q):\n%s", ee.ExitCode(), c.want, out)
