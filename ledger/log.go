@@ -54,7 +54,17 @@ type Config struct {
 	BatchMaxSize       uint
 	BatchMaxAge        time.Duration
 	CheckpointInterval time.Duration
-	Logger             *slog.Logger
+	// AuditInterval is how often the log audits itself (Log.Audit); 0
+	// means DefaultAuditInterval, negative only at start and every
+	// AuditEvery appends. AuditEvery (0: DefaultAuditEvery) bounds how
+	// many entries may be appended between two audits under load;
+	// AuditRecheck (0: DefaultAuditRecheck) is how many of the newest
+	// full entry bundles every audit re-derives even when unchanged.
+	// The whole log is audited at Open.
+	AuditInterval time.Duration
+	AuditEvery    uint64
+	AuditRecheck  int
+	Logger        *slog.Logger
 }
 
 // Entry is one leaf to append: the record id and its canonical bytes.
@@ -91,6 +101,7 @@ type Log struct {
 	mu sync.Mutex
 	// inflight is the batch that added each id not yet indexed.
 	inflight map[string]*Pending
+	audit    *selfAudit
 	// commitMu serialises Wait; hwFrozen (under it) stops the index's
 	// high-water mark after a failed batch, for the rest of the process.
 	commitMu sync.Mutex
@@ -118,8 +129,17 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if cfg.CheckpointInterval == 0 {
 		cfg.CheckpointInterval = 200 * time.Millisecond
 	}
+	if cfg.AuditInterval == 0 {
+		cfg.AuditInterval = DefaultAuditInterval
+	}
+	if cfg.AuditEvery == 0 {
+		cfg.AuditEvery = DefaultAuditEvery
+	}
+	if cfg.AuditRecheck == 0 {
+		cfg.AuditRecheck = DefaultAuditRecheck
+	}
 	logDir := filepath.Join(cfg.Dir, "log")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ledger dir: %w", err)
 	}
 	// tessera's sequencing and publishing loops run on the context given
@@ -137,8 +157,9 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tessera posix storage: %w", err)
 	}
+	audit := newSelfAudit(logDir, cfg.Verifier, cfg.AuditRecheck, cfg.AuditEvery)
 	opts := tessera.NewAppendOptions().
-		WithCheckpointSigner(cfg.Signer).
+		WithCheckpointSigner(gatedSigner{Signer: cfg.Signer, audit: audit}).
 		WithBatching(cfg.BatchMaxSize, cfg.BatchMaxAge).
 		WithCheckpointInterval(cfg.CheckpointInterval).
 		// The signer bounds what is in flight through its consumer's
@@ -153,11 +174,20 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = shutdown(ctx)
 		return nil, err
 	}
-	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}}
+	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}, audit: audit}
 	if err := l.reconcile(ctx); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
 	}
+	// The whole log is audited before anything is appended on top: a log
+	// whose stored entries or tiles disagree with what it signed must not
+	// grow, and the operator learns it at start rather than from an
+	// auditor.
+	if err := l.startAudit(ctx); err != nil {
+		_ = l.Close(ctx)
+		return nil, err
+	}
+	go l.auditLoop(ctx, cfg.AuditInterval)
 	ok = true
 	return l, nil
 }
@@ -287,6 +317,9 @@ type Pending struct {
 // source. An id already in the log, or in a batch still pending, is not
 // appended again.
 func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
+	if err := l.IntegrityErr(); err != nil {
+		return nil, fmt.Errorf("not appending: %w", err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ids := make([]string, len(entries))
@@ -376,6 +409,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 		errs = append(errs, fmt.Errorf("index: %w", err))
 	}
 	p.err = errors.Join(errs...)
+	l.audit.appended(len(p.added))
 	return p.result()
 }
 

@@ -13,6 +13,9 @@ import (
 // it proves against. It returns ErrNotFound for an unknown id and
 // ErrNotPublished while no published checkpoint covers the leaf.
 func (l *Log) Bundle(ctx context.Context, recordID string) (*verify.Bundle, error) {
+	if err := l.IntegrityErr(); err != nil {
+		return nil, err
+	}
 	leaf, err := l.Lookup(recordID)
 	if err != nil {
 		return nil, err
@@ -36,12 +39,26 @@ func (l *Log) Bundle(ctx context.Context, recordID string) (*verify.Bundle, erro
 	if err != nil {
 		return nil, err
 	}
-	return &verify.Bundle{
+	b := &verify.Bundle{
 		Record:         data,
 		LeafIndex:      leaf,
 		InclusionProof: proof,
 		Checkpoint:     string(raw),
-	}, nil
+	}
+	// A bundle is checked as its recipient will check it before it is
+	// handed out (tens of microseconds): between a file being altered on
+	// disk and the next audit, a failing bundle is an integrity failure
+	// found early, never an answer.
+	if _, err := verify.VerifyBundle(b, l.cfg.Verifier); err != nil {
+		if !verify.IsMismatch(err) {
+			return nil, fmt.Errorf("verify own bundle for leaf %d: %w", leaf, err)
+		}
+		failed := fmt.Errorf("%w: the proof bundle for leaf %d built from the stored log does not verify: %w", ErrIntegrity, leaf, err)
+		l.audit.failed.CompareAndSwap(nil, &failed)
+		l.cfg.Logger.Error("LOG INTEGRITY FAILURE: a proof built from the stored log does not verify", "leaf", leaf, "detail", err.Error())
+		return nil, l.IntegrityErr()
+	}
+	return b, nil
 }
 
 // Consistency is a proof that the tree of size To extends the tree of size

@@ -178,7 +178,13 @@ func cmdToken(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	k, err := tokenKeys(*data)
+	// Only a key the server uses can sign a token it accepts: a data dir
+	// without one is a typo, not a reason to make a new key.
+	keyPath := filepath.Join(keysDir(*data), tokenKeyFile)
+	if _, err := os.Stat(keyPath); err != nil {
+		return fmt.Errorf("%w: --data %s is not a proofline data directory (%v); run proofline serve --data %s once to create its keys", errUsage, *data, err, *data)
+	}
+	k, err := auth.LoadOrCreateKeys(keyPath)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/proofline/proofline/ledger"
 )
 
 // Exit codes shared by every subcommand; verify documents 1 as "did not
@@ -92,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "proofline %s: %v\n", args[0], err)
+		if errors.Is(err, ledger.ErrIntegrity) {
+			// As verify: the log does not match what it signed.
+			code = exitMismatch
+		}
 		if code == exitOK {
 			code = exitUsage
 		}

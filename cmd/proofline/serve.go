@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -46,6 +45,8 @@ type serveFlags struct {
 	maxRecords                            int
 	publicLog                             bool
 	batchAge, checkpointInterval          time.Duration
+	auditInterval                         time.Duration
+	auditEvery                            uint64
 	debugListen, metricsListen            string
 	clickhouseDSN, chdbLib, chCluster     string
 	retentionDays                         int
@@ -85,6 +86,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
 	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
 	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
+	fs.DurationVar(&f.auditInterval, "audit-interval", ledger.DefaultAuditInterval, "how often the log re-derives its newest entries and tiles against its signed checkpoint (negative: only at start and every --audit-every appends)")
+	fs.Uint64Var(&f.auditEvery, "audit-every", ledger.DefaultAuditEvery, "also audit the log after this many appended records")
 	fs.StringVar(&f.clickhouseDSN, "clickhouse", "", "ClickHouse DSN for the span store (clickhouse://user:pass@host:9000/db or https://...); empty runs the engine embedded through chDB")
 	fs.StringVar(&f.chdbLib, "chdb-lib", "", "libchdb.so for the embedded engine (default $CHDB_LIB_PATH, then /usr/local/lib/chdb/libchdb.so)")
 	fs.IntVar(&f.retentionDays, "retention-days", 90, "span retention (ClickHouse TTL) in days")
@@ -102,8 +105,10 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// tessera logs through klog; keep the process's logs one JSON stream.
+	// tessera logs through klog, and libraries without a logger option
+	// through slog's default; keep the process's logs one JSON stream.
 	klog.SetSlogLogger(c.logger.With("component", "tessera"))
+	slog.SetDefault(c.logger)
 	return serve(ctx, f, c)
 }
 
@@ -178,7 +183,8 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 		"Auth":     "--nats-creds/--nats-nkey/--nats-token-file/--nats-ca/--nats-cert/--nats-key",
 		"Replicas": "--nats-replicas", "DuplicateWindow": "--dedup-window", "MaxAge": "--stream-max-age",
 	})...)
-	c.ledger = ledger.Config{Dir: f.data, BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: c.logger}
+	c.ledger = ledger.Config{Dir: f.data, BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: c.logger,
+		AuditInterval: f.auditInterval, AuditEvery: f.auditEvery}
 	errs = append(errs, flagged(c.ledger.Validate(), map[string]string{
 		"Dir": "--data", "BatchMaxAge": "--batch-age", "CheckpointInterval": "--checkpoint-interval",
 	})...)
@@ -267,8 +273,8 @@ func parseRoles(s string) (roleSet, error) {
 
 func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	logger, roles := c.logger, c.roles
-	if err := os.MkdirAll(f.data, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(f.data, logger); err != nil {
+		return err
 	}
 	logSigner, logVerifier, vkey, created, err := logKeys(f.data, f.origin)
 	if err != nil {
@@ -323,6 +329,7 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 			}
 		}()
 		checks.Add("log", lg.Ready)
+		checks.Add("log_integrity", func(context.Context) error { return lg.IntegrityErr() })
 	}
 
 	// Opened before the supervisor runs, so it is closed after the span
@@ -367,15 +374,31 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	}
 
 	var ingestHandler http.Handler
+	var pendingPublishes func() int
 	if roles["ingest"] {
 		var inLog ingest.InLog
 		if lg != nil {
 			inLog = inLogOf(lg)
 		}
+		pub := publish.NewPublisher(b.JS)
+		pendingPublishes = pub.Pending
+		if met != nil {
+			met.WatchPublisher(pub.Pending)
+		}
 		icfg := c.ingest
 		icfg.Metrics = ingestMet
 		logger.Info("ingest decode budget", "bytes", icfg.Budget.Size())
-		ingestHandler = ingest.NewHandler(icfg, publish.NewPublisher(b.JS).WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
+		ingestHandler = ingest.NewHandler(icfg, pub.WithAttestation(attestKey), inLog, ratelimit.New(f.rate, f.burst), logger)
+	}
+	if pendingPublishes != nil {
+		// Above this a request of --max-records would stall.
+		limit := max(bus.MaxPublishPending-f.maxRecords, bus.MaxPublishPending/2)
+		checks.Add("publish_pending", func(context.Context) error {
+			if n := pendingPublishes(); n >= limit {
+				return fmt.Errorf("%d publishes await JetStream's acknowledgement (limit %d)", n, limit)
+			}
+			return nil
+		})
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,

@@ -81,7 +81,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 		}
 		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(Stream))
 		if err != nil {
-			return nil, fmt.Errorf("publish %s: %w", m.RecordID, err)
+			return nil, fmt.Errorf("publish %s: %w", m.RecordID, classify(err))
 		}
 		futures[i] = f
 	}
@@ -91,12 +91,37 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 		case ack := <-f.Ok():
 			out[i] = PubResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}
 		case err := <-f.Err():
-			return nil, fmt.Errorf("publish %s: %w", msgs[i].RecordID, err)
+			return nil, fmt.Errorf("publish %s: %w", msgs[i].RecordID, classify(err))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("publish %s: waiting for JetStream: %w", msgs[i].RecordID, errors.Join(ErrUnavailable, ctx.Err()))
 		}
 	}
 	return out, nil
+}
+
+// Pending is how many of this client's async publishes await their
+// acknowledgement (all requests together). Each frees its slot when it is
+// answered or when the client's publish ack timeout (bus
+// PublishAckTimeout) gives it up; a count that stays near the client's
+// maximum means JetStream is not answering and new publishes will stall.
+func (p *Publisher) Pending() int { return p.js.PublishAsyncPending() }
+
+// classify marks the errors that only mean "JetStream did not answer in
+// time" as ErrUnavailable, so callers retry them (503) rather than treat
+// the records as bad.
+func classify(err error) error {
+	switch {
+	case errors.Is(err, jetstream.ErrTooManyStalledMsgs),
+		errors.Is(err, jetstream.ErrAsyncPublishTimeout),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrConnectionReconnecting),
+		errors.Is(err, nats.ErrDisconnected):
+		return errors.Join(ErrUnavailable, err)
+	}
+	return err
 }
 
 // ErrUnavailable means JetStream did not confirm storage in time; nothing

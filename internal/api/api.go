@@ -34,7 +34,8 @@ type Deps struct {
 	VerifierKey string
 	// PublicLog serves /checkpoint and /tile/ without a token.
 	PublicLog bool
-	// Checks are what /readyz reports; nil checks JetStream and the log.
+	// Checks are what /readyz reports; nil checks JetStream and the log
+	// (its signed checkpoint and its self-audit).
 	Checks *health.Registry
 	Logger *slog.Logger
 }
@@ -83,7 +84,7 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
 		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
 	}
-	return recoverer(d.Logger, mux)
+	return recoverer(d.Logger, httpx.JSONErrors(mux))
 }
 
 // ready answers 200 when every check passes, else 503; the body names
@@ -99,6 +100,7 @@ func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 		checks.Add("jetstream", d.Bus.Ready)
 		if d.Log != nil {
 			checks.Add("log", d.Log.Ready)
+			checks.Add("log_integrity", func(context.Context) error { return d.Log.IntegrityErr() })
 		}
 	}
 	rep := checks.Run(ctx, r.URL.Query()["exclude"]...)
@@ -118,6 +120,8 @@ func (d Deps) proof(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, ledger.ErrNotPublished):
 		w.Header().Set("Retry-After", "1")
 		httpx.WriteError(w, http.StatusTooEarly, err.Error())
+	case errors.Is(err, ledger.ErrIntegrity):
+		httpx.WriteErrorCode(w, http.StatusServiceUnavailable, "log_integrity", err.Error())
 	case err != nil:
 		d.Logger.ErrorContext(r.Context(), "proof bundle", "record_id", id, "err", err)
 		httpx.WriteError(w, http.StatusInternalServerError, "could not build the proof")

@@ -85,9 +85,23 @@ type Config struct {
 	// go without reading before JetStream removes it (default 7 days),
 	// so that a span writer no longer run does not hold records forever.
 	LapsedConsumer time.Duration
+	// PublishAckTimeout is how long an async publish waits for its
+	// acknowledgement before the client gives it up and frees its slot
+	// (default DefaultPublishAckTimeout, ingest's own publish timeout).
+	// Without it a publish whose stream leader died before answering
+	// stays pending for as long as the connection lives, and enough of
+	// them stall every later publish (MaxPublishPending).
+	PublishAckTimeout time.Duration
 	// Logger receives connection events.
 	Logger *slog.Logger
 }
+
+// MaxPublishPending is how many async publishes may await their
+// acknowledgement at once; DefaultPublishAckTimeout how long each may.
+const (
+	MaxPublishPending        = 32768
+	DefaultPublishAckTimeout = 10 * time.Second
+)
 
 // Bus is a live JetStream connection, with the embedded server if any.
 type Bus struct {
@@ -179,7 +193,11 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 	b.NC = nc
 	// Ingest awaits a whole batch of async publishes; allow a full request
 	// (10,000 records by default) in flight without stalling.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(32768))
+	ackTimeout := cfg.PublishAckTimeout
+	if ackTimeout <= 0 {
+		ackTimeout = DefaultPublishAckTimeout
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxPublishPending), jetstream.WithPublishAsyncTimeout(ackTimeout))
 	if err != nil {
 		b.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)

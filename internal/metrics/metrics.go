@@ -84,6 +84,15 @@ func (r *Registry) WatchLog(l *ledger.Log) {
 	}))
 }
 
+// WatchPublisher reports how many of the JetStream client's async
+// publishes await their acknowledgement (pending), read at each scrape.
+func (r *Registry) WatchPublisher(pending func() int) {
+	r.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "proofline_publish_async_pending",
+		Help: "Async publishes of this process's JetStream client awaiting their acknowledgement. Each is freed when answered or after the publish ack timeout; near the client's maximum (32768) new publishes stall and ingest answers 503.",
+	}, func() float64 { return float64(pending()) }))
+}
+
 // Ingest counts what ingest did with the records it was given.
 type Ingest struct{ records *prometheus.CounterVec }
 

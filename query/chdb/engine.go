@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +42,9 @@ type Options struct {
 	LibPath string
 	// DataDir is the engine's storage path.
 	DataDir string
+	// Logger hears about repairs made to DataDir before the engine opens
+	// (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // api is the part of libchdb's C API proofline binds (see chdb.h).
@@ -143,7 +147,7 @@ func Open(_ context.Context, opts Options) (*Engine, error) {
 	if opts.DataDir == "" {
 		return nil, errors.New("chdb: DataDir is required")
 	}
-	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("chdb data dir: %w", err)
 	}
 	process.mu.Lock()
@@ -162,6 +166,17 @@ func Open(_ context.Context, opts Options) (*Engine, error) {
 		return nil, fmt.Errorf("%w (%s, asked for %s)", ErrOtherPath, process.path, opts.DataDir)
 	}
 	if process.refs == 0 {
+		fixed, err := relinkStore(opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("chdb data dir: %w", err)
+		}
+		if len(fixed) > 0 {
+			logger := opts.Logger
+			if logger == nil {
+				logger = slog.Default()
+			}
+			logger.Warn("chdb data dir had directories where the engine keeps links (copied with links dereferenced?); relinked them to the store", "dir", opts.DataDir, "relinked", fixed)
+		}
 		args := []string{"clickhouse", "--path=" + opts.DataDir}
 		cargs := make([]*byte, len(args))
 		keep := make([][]byte, len(args))
