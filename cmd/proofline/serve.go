@@ -50,6 +50,7 @@ type serveFlags struct {
 	costCurrency                          string
 	costAnomalyFactor                     float64
 	sloFile                               string
+	witness                               witnessFlags
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -91,6 +92,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
+	f.witness.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -155,6 +157,10 @@ func parseRoles(s string) (roleSet, error) {
 
 func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger) error {
 	// Configuration files are checked before any engine starts.
+	witnesses, err := f.witness.config(roles)
+	if err != nil {
+		return err
+	}
 	var slos []spanstore.SLO
 	if f.sloFile != "" {
 		var err error
@@ -207,6 +213,7 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		lg, err = ledger.Open(ctx, ledger.Config{
 			Dir: f.data, Signer: logSigner, Verifier: logVerifier,
 			BatchMaxAge: f.batchAge, CheckpointInterval: f.checkpointInterval, Logger: logger,
+			Witnesses: witnesses,
 		})
 		if err != nil {
 			return err
@@ -245,6 +252,9 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 		met.WatchStream(b)
 		if lg != nil {
 			met.WatchLog(lg)
+			if lg.Witnessed() {
+				met.WatchWitnesses(lg)
+			}
 		}
 		ingestMet, signerMet = met.Ingest, met.Signer
 	}

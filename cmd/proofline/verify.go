@@ -29,6 +29,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	token := fs.String("token", os.Getenv("PROOFLINE_TOKEN"), "with --log: bearer token when the log is not public (or PROOFLINE_TOKEN)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --log: overall time limit")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	policyPath := fs.String("witness-policy", "", "witness policy file: the checkpoint must carry the cosignatures of its quorum")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
 	}
@@ -39,13 +40,17 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if err != nil {
 		return exitUsage, err
 	}
+	policy, err := loadPolicy(*policyPath)
+	if err != nil {
+		return exitUsage, err
+	}
 	var result any
 	if *bundlePath != "" {
-		result, err = verifyBundleFile(*bundlePath, v)
+		result, err = verifyBundleFile(*bundlePath, v, policy)
 	} else {
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		result, err = auditLog(ctx, *logURL, *token, *statePath, v)
+		result, err = auditLog(ctx, *logURL, *token, *statePath, v, policy)
 	}
 	if err != nil {
 		var mm *verify.MismatchError
@@ -64,7 +69,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	return exitOK, nil
 }
 
-func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
+func verifyBundleFile(path string, v note.Verifier, policy *verify.Policy) (*verify.Result, error) {
 	var raw []byte
 	var err error
 	if path == "-" {
@@ -84,10 +89,17 @@ func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
 	if len(b.Record) == 0 || b.Checkpoint == "" {
 		return nil, fmt.Errorf("%s is not a proof bundle (no record or checkpoint): %.200s", path, raw)
 	}
-	return verify.VerifyBundle(&b, v)
+	res, err := verify.VerifyBundle(&b, v)
+	if err != nil || policy == nil {
+		return res, err
+	}
+	if res.Witnesses, err = verify.CheckWitnesses([]byte(b.Checkpoint), policy); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
-func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier) (*verify.AuditResult, error) {
+func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier, policy *verify.Policy) (*verify.AuditResult, error) {
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -110,6 +122,13 @@ func auditLog(ctx context.Context, base, token, statePath string, v note.Verifie
 	if err != nil {
 		return nil, err
 	}
+	// A checkpoint without the quorum is not remembered: the next audit
+	// must not be judged against a history no witness vouched for.
+	if policy != nil {
+		if res.Witnesses, err = verify.CheckWitnesses([]byte(next.Checkpoint), policy); err != nil {
+			return nil, err
+		}
+	}
 	states.Put(next)
 	if err := states.Save(statePath); err != nil {
 		return nil, err
@@ -127,9 +146,32 @@ func defaultStatePath() string {
 func describe(r any) string {
 	switch r := r.(type) {
 	case *verify.Result:
-		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)", r.LeafIndex, r.Origin, r.TreeSize, r.Root)
+		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)%s", r.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 	case *verify.AuditResult:
-		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d", r.Origin, r.Entries, r.Tiles, r.TreeSize)
+		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d%s", r.Origin, r.Entries, r.Tiles, r.TreeSize, describeWitnesses(r.Witnesses))
 	}
 	return fmt.Sprint(r)
+}
+
+func describeWitnesses(w *verify.WitnessResult) string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("; cosigned by witnesses %s (quorum %s)", strings.Join(w.Cosigners, ", "), w.Quorum)
+}
+
+// loadPolicy reads a witness policy file; nil when path is empty.
+func loadPolicy(path string) (*verify.Policy, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --witness-policy: %v", errUsage, err)
+	}
+	p, err := verify.ParsePolicy(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --witness-policy %s: %v", errUsage, path, err)
+	}
+	return p, nil
 }

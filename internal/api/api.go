@@ -96,6 +96,13 @@ func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 		} else {
 			checks["log"] = "ok"
 		}
+		if d.Log.Witnessed() {
+			if err := d.Log.WitnessReady(ctx); err != nil {
+				checks["witness"], ok = err.Error(), false
+			} else {
+				checks["witness"] = "ok"
+			}
+		}
 	}
 	status := http.StatusOK
 	if !ok {
