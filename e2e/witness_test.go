@@ -511,3 +511,90 @@ func logHas(logs, s string) bool {
 	}
 	return false
 }
+
+// TestWitnessFailOpen: with --witness-fail-open a log whose witness is
+// down keeps publishing, and auditors holding the witness policy reject
+// those checkpoints: verify (bundle and --log) exits 1 naming witness.
+func TestWitnessFailOpen(t *testing.T) {
+	data := t.TempDir()
+	logVKey := newLogKey(t, data)
+	keyPath := filepath.Join(data, "keys", "log.pub")
+	w := newGoWitness(t, "only.witness.test", logVKey)
+	policy := writePolicy(t, "all", w)
+	s := startServer(t, data, "--roles", "ingest,signer", "--witness-policy", policy, "--witness-fail-open", "--witness-timeout", "2s", "--public-log")
+	ingestTok := s.token("gw", "ingest", "1h")
+	queryTok := s.token("auditor", "query", "1h")
+	state := filepath.Join(t.TempDir(), "state.json")
+	audit := func() (string, int) {
+		out, errOut, code := cli(t, "verify", "--log", s.url, "--key", keyPath, "--state", state, "--witness-policy", policy)
+		return out + errOut, code
+	}
+
+	first := ids("open1", 3)
+	s.mustPost(ingestTok, first)
+	s.waitProof(queryTok, first[2])
+	if out, code := audit(); code != 0 || !strings.Contains(out, "cosigned by witnesses only.witness.test") {
+		t.Fatalf("verify --log with the witness up: exit %d: %s", code, out)
+	}
+
+	w.stop()
+	second := ids("open2", 3)
+	s.mustPost(ingestTok, second)
+	bundle := s.waitProof(queryTok, second[2])
+	if code, r := s.readiness(); code != http.StatusOK {
+		t.Fatalf("/readyz with fail-open: %d %v, want ready", code, r)
+	}
+	out, code := verifyBundle(t, bundle, keyPath, policy)
+	if code != 1 || !strings.Contains(out, "witness") || !strings.Contains(out, "no witness") {
+		t.Fatalf("verify of a bundle published without the quorum: exit %d: %s", code, out)
+	}
+	if out, code := audit(); code != 1 || !strings.Contains(out, "witness mismatch") {
+		t.Fatalf("verify --log of a checkpoint without the quorum: exit %d: %s", code, out)
+	}
+	// Without the policy the same bundle verifies: only the quorum is missing.
+	p := filepath.Join(t.TempDir(), "b.json")
+	_ = os.WriteFile(p, bundle, 0o644)
+	if out, errOut, code := cli(t, "verify", "--bundle", p, "--key", keyPath); code != 0 {
+		t.Fatalf("verify without a policy: exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// TestServeRejectsBadWitnessPolicy: a policy serve cannot use stops it at
+// start with a usage error naming the flag, before any engine starts.
+func TestServeRejectsBadWitnessPolicy(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	_, logVKey, err := note.GenerateKey(rand.Reader, witnessedOrigin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newGoWitness(t, "w.witness.test", logVKey)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing file", []string{"--witness-policy", filepath.Join(dir, "nope")}, "--witness-policy"},
+		{"no quorum", []string{"--witness-policy", write("noquorum", "witness w "+w.vkey()+" "+w.url()+"\n")}, "quorum"},
+		{"witness without URL", []string{"--witness-policy", write("nourl", "witness w "+w.vkey()+"\nquorum w\n")}, "witness"},
+		{"not a cosignature key", []string{"--witness-policy", write("badkey", "witness w nope+0000+AAAA "+w.url()+"\nquorum w\n")}, "witness"},
+		{"fail-open without a policy", []string{"--witness-fail-open"}, "--witness-policy"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			_, errOut, code := cli(t, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0"}, tc.args...)...)
+			if code != 2 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, want 2 with %q: %s", code, tc.want, errOut)
+			}
+			if _, err := os.Stat(data); err == nil {
+				t.Fatalf("serve made the data dir %s before rejecting the policy", data)
+			}
+		})
+	}
+}
