@@ -100,19 +100,9 @@ func verifyBundleFile(path string, v note.Verifier, policy *verify.Policy) (*ver
 }
 
 func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier, policy *verify.Policy) (*verify.AuditResult, error) {
-	if !strings.HasSuffix(base, "/") {
-		base += "/"
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("%w: --log must be an http(s) URL", errUsage)
-	}
-	f, err := client.NewHTTPFetcher(u, &http.Client{Timeout: time.Minute})
+	f, err := logFetcher(base, token)
 	if err != nil {
 		return nil, err
-	}
-	if token != "" {
-		f.SetAuthorizationHeader("Bearer " + token)
 	}
 	states, err := verify.LoadState(statePath)
 	if err != nil {
@@ -134,6 +124,25 @@ func auditLog(ctx context.Context, base, token, statePath string, v note.Verifie
 		return nil, err
 	}
 	return res, nil
+}
+
+// logFetcher reads a live log's tlog-tiles resources at base.
+func logFetcher(base, token string) (*client.HTTPFetcher, error) {
+	if !strings.HasSuffix(base, "/") {
+		base += "/"
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("%w: --log must be an http(s) URL", errUsage)
+	}
+	f, err := client.NewHTTPFetcher(u, &http.Client{Timeout: time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		f.SetAuthorizationHeader("Bearer " + token)
+	}
+	return f, nil
 }
 
 func defaultStatePath() string {
