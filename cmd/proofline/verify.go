@@ -23,6 +23,8 @@ import (
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("verify", stderr)
 	bundlePath := fs.String("bundle", "", "proof bundle JSON file (from GET /v1/proof/{record_id}); - for stdin")
+	archivePath := fs.String("archive", "", "evidence archive (FILE.tar.zst from proofline archive) to verify offline")
+	recordID := fs.String("record", "", "with --archive: prove only this record id")
 	logURL := fs.String("log", "", "base URL of a live log to audit (serving /checkpoint and /tile/)")
 	keyPath := fs.String("key", "", "the log's verifier key file (DATA/keys/log.pub, or GET /v1/log/key)")
 	statePath := fs.String("state", defaultStatePath(), "with --log: file remembering the last verified checkpoint per log")
@@ -33,8 +35,11 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
 	}
-	if *keyPath == "" || (*bundlePath == "") == (*logURL == "") {
-		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle or --log", errUsage)
+	if sources := btoi(*bundlePath != "") + btoi(*logURL != "") + btoi(*archivePath != ""); *keyPath == "" || sources != 1 {
+		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle, --log or --archive", errUsage)
+	}
+	if *recordID != "" && *archivePath == "" {
+		return exitUsage, fmt.Errorf("%w: --record is for --archive", errUsage)
 	}
 	v, err := notesig.LoadVerifier(*keyPath)
 	if err != nil {
@@ -45,9 +50,15 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 		return exitUsage, err
 	}
 	var result any
-	if *bundlePath != "" {
+	switch {
+	case *bundlePath != "":
 		result, err = verifyBundleFile(*bundlePath, v, policy)
-	} else {
+	case *archivePath != "":
+		var files verify.ArchiveFiles
+		if files, err = readArchive(*archivePath); err == nil {
+			result, err = verify.VerifyArchive(ctx, files, v, policy, *recordID)
+		}
+	default:
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
 		result, err = auditLog(ctx, *logURL, *token, *statePath, v, policy)
@@ -158,6 +169,11 @@ func describe(r any) string {
 		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)%s", r.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 	case *verify.AuditResult:
 		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d%s", r.Origin, r.Entries, r.Tiles, r.TreeSize, describeWitnesses(r.Witnesses))
+	case *verify.ArchiveResult:
+		if r.Record != nil {
+			return fmt.Sprintf("record %s is leaf %d of %s, proven from the archive against the checkpoint at size %d (root %x)%s", r.Record.ID, r.Record.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
+		}
+		return fmt.Sprintf("archive of %s leaves %d to %d: %d records proven against the checkpoint at size %d (root %x)%s", r.Origin, r.From, r.To-1, r.Proven, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 	}
 	return fmt.Sprint(r)
 }
@@ -167,6 +183,13 @@ func describeWitnesses(w *verify.WitnessResult) string {
 		return ""
 	}
 	return fmt.Sprintf("; cosigned by witnesses %s (quorum %s)", strings.Join(w.Cosigners, ", "), w.Quorum)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // loadPolicy reads a witness policy file; nil when path is empty.
