@@ -151,7 +151,11 @@ func scrapeOrNil(addr string) map[string]float64 {
 	out := map[string]float64{}
 	for name, f := range fams {
 		for _, m := range f.GetMetric() {
-			out[name] = value(m)
+			key := name
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetName() + "=" + l.GetValue() + "}"
+			}
+			out[key] = value(m)
 		}
 	}
 	return out

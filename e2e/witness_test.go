@@ -442,6 +442,16 @@ func TestWitnessQuorum(t *testing.T) {
 			t.Fatalf("record %s is in the log %d times, want once", id, got[id])
 		}
 	}
+
+	// An evidence archive carries the cosigned checkpoint and the policy.
+	archive := filepath.Join(t.TempDir(), "witnessed.tar.zst")
+	if out, errOut, code := cli(t, "archive", "--data", data, "--witness-policy", policy, "--out", archive); code != 0 {
+		t.Fatalf("archive: exit %d: %s%s", code, out, errOut)
+	}
+	out, errOut, code := cli(t, "verify", "--archive", archive, "--key", keyPath, "--witness-policy", policy)
+	if code != 0 || !strings.Contains(out, "cosigned by witnesses") {
+		t.Fatalf("verify --archive with the policy: exit %d: %s%s", code, out, errOut)
+	}
 }
 
 // TestWitnessRefusesFork serves a forked log to the witnesses: a second
@@ -551,6 +561,20 @@ func TestWitnessFailOpen(t *testing.T) {
 	if out, code := audit(); code != 1 || !strings.Contains(out, "witness mismatch") {
 		t.Fatalf("verify --log of a checkpoint without the quorum: exit %d: %s", code, out)
 	}
+	// A monitor holding the policy does not accept the checkpoint, and
+	// says so, without taking it for a fork.
+	monAddr := freeAddr(t)
+	mon := exec.Command(binary, "monitor", "--log", s.url, "--key", keyPath, "--state", filepath.Join(t.TempDir(), "mon.json"),
+		"--witness-policy", policy, "--interval", "100ms", "--metrics-listen", monAddr)
+	if err := mon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mon.Process.Kill(); _ = mon.Wait() })
+	waitFor(t, "monitor rejects the checkpoint for its witness quorum", func() (bool, string) {
+		m := scrapeOrNil(monAddr)
+		return m != nil && m["proofline_monitor_checks_total{result=witness}"] >= 2 && m["proofline_monitor_tree_size"] == 0 &&
+			m["proofline_monitor_fork_detected"] == 0, fmt.Sprint(m)
+	})
 	// Without the policy the same bundle verifies: only the quorum is missing.
 	p := filepath.Join(t.TempDir(), "b.json")
 	_ = os.WriteFile(p, bundle, 0o644)
