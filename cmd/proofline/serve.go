@@ -51,6 +51,7 @@ type serveFlags struct {
 	costAnomalyFactor                     float64
 	sloFile                               string
 	witness                               witnessFlags
+	archive                               archiveFlags
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -93,6 +94,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	f.witness.register(fs)
+	f.archive.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -159,6 +161,9 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 	// Configuration files are checked before any engine starts.
 	witnesses, err := f.witness.config(roles)
 	if err != nil {
+		return err
+	}
+	if err := f.archive.validate(roles); err != nil {
 		return err
 	}
 	var slos []spanstore.SLO
@@ -271,6 +276,15 @@ func serve(ctx context.Context, f serveFlags, roles roleSet, logger *slog.Logger
 				logger.Error("signer stopped", "err", err)
 			}
 		}()
+	}
+
+	if f.archive.dir != "" {
+		a := &archiver{flags: f.archive, logDir: lg.TilesDir(), v: logVerifier, vkey: []byte(vkey + "\n"), logger: logger}
+		if witnesses != nil {
+			a.policy = witnesses.Policy
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); a.run(runCtx) }()
 	}
 
 	if spans != nil {
