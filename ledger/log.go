@@ -65,6 +65,9 @@ type Config struct {
 	AuditEvery    uint64
 	AuditRecheck  int
 	Logger        *slog.Logger
+	// Witnesses, when set, publish only checkpoints cosigned by a quorum
+	// of witnesses (witness.go).
+	Witnesses *WitnessConfig
 }
 
 // Entry is one leaf to append: the record id and its canonical bytes.
@@ -106,6 +109,8 @@ type Log struct {
 	// high-water mark after a failed batch, for the rest of the process.
 	commitMu sync.Mutex
 	hwFrozen bool
+	// wit observes the witnesses; nil without a witness policy.
+	wit *witnessing
 }
 
 // Open opens (or creates) the log in cfg.Dir and brings the record index up
@@ -153,7 +158,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 			stopLife()
 		}
 	}()
-	driver, err := posix.New(ctx, posix.Config{Path: logDir})
+	wit, err := newWitnessing(cfg.Witnesses, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	driver, err := posix.New(ctx, posix.Config{Path: logDir, HTTPClient: wit.httpClient()})
 	if err != nil {
 		return nil, fmt.Errorf("tessera posix storage: %w", err)
 	}
@@ -165,7 +174,11 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		// The signer bounds what is in flight through its consumer's
 		// MaxAckPending; pushback here would only turn that into retries.
 		WithPushback(1 << 20)
+	opts = wit.appendOptions(opts)
 	appender, shutdown, reader, err := tessera.NewAppender(ctx, driver, opts)
+	if wit.firstPublishFailed(err) {
+		appender, shutdown, reader, err = tessera.NewAppender(ctx, driver, opts)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("tessera appender: %w", err)
 	}
@@ -174,7 +187,7 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 		_ = shutdown(ctx)
 		return nil, err
 	}
-	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}, audit: audit}
+	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}, audit: audit, wit: wit}
 	if err := l.reconcile(ctx); err != nil {
 		_ = l.Close(ctx)
 		return nil, err

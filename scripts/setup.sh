@@ -17,6 +17,8 @@ command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
 [ -x /usr/sbin/rsyslogd ] || need_pkgs+=(rsyslog)   # a real syslog receiver for the syslog sink's tests
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool tests the shipped alert rules
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # the file sink's tests read its files with the zstd CLI
+# ssh-agent holds litewitness's key in the witness tests.
+command -v ssh-agent >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq
@@ -33,6 +35,19 @@ $SUDO scripts/install-npm-tools.sh
 
 command -v go >/dev/null 2>&1 || { echo "setup: Go is required (https://go.dev/doc/install); this machine has none on PATH" >&2; exit 1; }
 go mod download
+
+# litewitness and witnessctl (filippo.io/torchwood; v0.6.1 is the newest
+# that builds with this Go), a witness nobody here wrote, for the e2e
+# witness tests; installed outside the repository so they are built once.
+TOOLS_BIN=/usr/local/lib/proofline-tools/bin
+TORCHWOOD=v0.6.1
+if [ ! -x "$TOOLS_BIN/litewitness" ] || [ ! -x "$TOOLS_BIN/witnessctl" ] || [ "$(cat "$TOOLS_BIN/.torchwood-version" 2>/dev/null)" != "$TORCHWOOD" ]; then
+  echo "setup: installing litewitness and witnessctl $TORCHWOOD into $TOOLS_BIN"
+  $SUDO mkdir -p "$TOOLS_BIN"
+  $SUDO env "PATH=$PATH" GOBIN="$TOOLS_BIN" GOMODCACHE="$(go env GOMODCACHE)" GOCACHE="$(go env GOCACHE)" \
+    go install "filippo.io/torchwood/cmd/litewitness@$TORCHWOOD" "filippo.io/torchwood/cmd/witnessctl@$TORCHWOOD"
+  echo "$TORCHWOOD" | $SUDO tee "$TOOLS_BIN/.torchwood-version" >/dev/null
+fi
 mkdir -p bin
 go build -o bin/ ./cmd/...
 echo "setup: built $(ls bin | tr '\n' ' ')"

@@ -35,6 +35,12 @@ Usage:
   proofline keygen  --origin ORIGIN --out DIR                         make a log signing key pair
   proofline verify  --bundle FILE --key FILE                          verify a proof bundle offline
   proofline verify  --log URL --key FILE [--state FILE] [--token T]  audit a live log
+                    (both take --witness-policy FILE: require its quorum's cosignatures)
+  proofline monitor --log URL --key FILE --state FILE [--witness-policy FILE] [--interval 1m]
+                                                                     follow a live log; exit 1 on a fork or rollback
+  proofline archive --log URL|--data DIR [--from N] [--to M] --out FILE.tar.zst [--key FILE]
+                                                                     take an evidence archive of a range of the log
+  proofline verify  --archive FILE --key FILE [--record ID]          verify an evidence archive offline
   proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
   proofline export run --exporters FILE (--data DIR | --log URL --key FILE)   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
@@ -68,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdKeygen(args[1:], stdout, stderr)
 	case "verify":
 		code, err = cmdVerify(ctx, args[1:], stdout, stderr)
+	case "archive":
+		err = cmdArchive(ctx, args[1:], stdout, stderr)
+	case "monitor":
+		code, err = cmdMonitor(ctx, args[1:], stdout, stderr)
 	case "kpi":
 		err = cmdKPI(ctx, args[1:], stdout, stderr)
 	case "export":

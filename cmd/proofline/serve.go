@@ -54,6 +54,8 @@ type serveFlags struct {
 	costCurrency                          string
 	costAnomalyFactor                     float64
 	sloFile                               string
+	witness                               witnessFlags
+	archive                               archiveFlags
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -98,6 +100,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
+	f.witness.register(fs)
+	f.archive.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -125,6 +129,7 @@ type serveConfig struct {
 	spans     spanstore.Config
 	writer    spanstore.WriterConfig
 	supervise supervise.Config
+	witnesses *ledger.WitnessConfig
 }
 
 // configs builds the roles' configurations from the flags and checks
@@ -211,6 +216,14 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 			"DSN": "--clickhouse", "DataDir": "--data", "RetentionDays": "--retention-days", "Cluster": "--clickhouse-cluster",
 		})...)
 		errs = append(errs, flagged(c.writer.Validate(), nil)...)
+	}
+	if c.roles != nil {
+		if c.witnesses, err = f.witness.config(c.roles); err != nil {
+			errs = append(errs, err)
+		}
+		if err := f.archive.validate(c.roles); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	c.supervise = supervise.Config{Logger: c.logger}
 	errs = append(errs, flagged(c.supervise.Validate(), nil)...)
@@ -317,6 +330,7 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	if roles["signer"] {
 		lcfg := c.ledger
 		lcfg.Signer, lcfg.Verifier = logSigner, logVerifier
+		lcfg.Witnesses = c.witnesses
 		lg, err = ledger.Open(ctx, lcfg)
 		if err != nil {
 			return err
@@ -330,6 +344,9 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 		}()
 		checks.Add("log", lg.Ready)
 		checks.Add("log_integrity", func(context.Context) error { return lg.IntegrityErr() })
+		if lg.Witnessed() {
+			checks.Add("witness", lg.WitnessReady)
+		}
 	}
 
 	// Opened before the supervisor runs, so it is closed after the span
@@ -354,6 +371,9 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 		met.WatchStream(b)
 		if lg != nil {
 			met.WatchLog(lg)
+			if lg.Witnessed() {
+				met.WatchWitnesses(lg)
+			}
 		}
 		ingestMet, signerMet = met.Ingest, met.Signer
 	}
@@ -363,6 +383,15 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 		scfg.Attestation, scfg.Metrics = attestKey, signerMet
 		sup.Add(supervise.Role{Name: "signer", Run: signer.New(scfg, b, lg, logger).Run})
 	}
+
+	if f.archive.dir != "" {
+		a := &archiver{flags: f.archive, logDir: lg.TilesDir(), v: logVerifier, vkey: []byte(vkey + "\n"), logger: logger}
+		if c.witnesses != nil {
+			a.policy = c.witnesses.Policy
+		}
+		sup.Add(supervise.Role{Name: "archiver", Run: func(ctx context.Context) error { a.run(ctx); return nil }})
+	}
+
 	if spans != nil {
 		w := spanstore.NewWriter(c.writer, b, spans, lg, logger)
 		// Before ingest can accept a record, whether or not ClickHouse

@@ -23,29 +23,45 @@ import (
 func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	fs := newFlagSet("verify", stderr)
 	bundlePath := fs.String("bundle", "", "proof bundle JSON file (from GET /v1/proof/{record_id}); - for stdin")
+	archivePath := fs.String("archive", "", "evidence archive (FILE.tar.zst from proofline archive) to verify offline")
+	recordID := fs.String("record", "", "with --archive: prove only this record id")
 	logURL := fs.String("log", "", "base URL of a live log to audit (serving /checkpoint and /tile/)")
 	keyPath := fs.String("key", "", "the log's verifier key file (DATA/keys/log.pub, or GET /v1/log/key)")
 	statePath := fs.String("state", defaultStatePath(), "with --log: file remembering the last verified checkpoint per log")
 	token := fs.String("token", os.Getenv("PROOFLINE_TOKEN"), "with --log: bearer token when the log is not public (or PROOFLINE_TOKEN)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "with --log: overall time limit")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	policyPath := fs.String("witness-policy", "", "witness policy file: the checkpoint must carry the cosignatures of its quorum")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
 	}
-	if *keyPath == "" || (*bundlePath == "") == (*logURL == "") {
-		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle or --log", errUsage)
+	if sources := btoi(*bundlePath != "") + btoi(*logURL != "") + btoi(*archivePath != ""); *keyPath == "" || sources != 1 {
+		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle, --log or --archive", errUsage)
+	}
+	if *recordID != "" && *archivePath == "" {
+		return exitUsage, fmt.Errorf("%w: --record is for --archive", errUsage)
 	}
 	v, err := notesig.LoadVerifier(*keyPath)
 	if err != nil {
 		return exitUsage, err
 	}
+	policy, err := loadPolicy(*policyPath)
+	if err != nil {
+		return exitUsage, err
+	}
 	var result any
-	if *bundlePath != "" {
-		result, err = verifyBundleFile(*bundlePath, v)
-	} else {
+	switch {
+	case *bundlePath != "":
+		result, err = verifyBundleFile(*bundlePath, v, policy)
+	case *archivePath != "":
+		var files verify.ArchiveFiles
+		if files, err = readArchive(*archivePath); err == nil {
+			result, err = verify.VerifyArchive(ctx, files, v, policy, *recordID)
+		}
+	default:
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
-		result, err = auditLog(ctx, *logURL, *token, *statePath, v)
+		result, err = auditLog(ctx, *logURL, *token, *statePath, v, policy)
 	}
 	if err != nil {
 		var mm *verify.MismatchError
@@ -64,7 +80,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	return exitOK, nil
 }
 
-func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
+func verifyBundleFile(path string, v note.Verifier, policy *verify.Policy) (*verify.Result, error) {
 	var raw []byte
 	var err error
 	if path == "-" {
@@ -84,10 +100,45 @@ func verifyBundleFile(path string, v note.Verifier) (*verify.Result, error) {
 	if len(b.Record) == 0 || b.Checkpoint == "" {
 		return nil, fmt.Errorf("%s is not a proof bundle (no record or checkpoint): %.200s", path, raw)
 	}
-	return verify.VerifyBundle(&b, v)
+	res, err := verify.VerifyBundle(&b, v)
+	if err != nil || policy == nil {
+		return res, err
+	}
+	if res.Witnesses, err = verify.CheckWitnesses([]byte(b.Checkpoint), policy); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
-func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier) (*verify.AuditResult, error) {
+func auditLog(ctx context.Context, base, token, statePath string, v note.Verifier, policy *verify.Policy) (*verify.AuditResult, error) {
+	f, err := logFetcher(base, token)
+	if err != nil {
+		return nil, err
+	}
+	states, err := verify.LoadState(statePath)
+	if err != nil {
+		return nil, err
+	}
+	res, next, err := verify.Audit(ctx, f, v, states.Get(v.Name()))
+	if err != nil {
+		return nil, err
+	}
+	// A checkpoint without the quorum is not remembered: the next audit
+	// must not be judged against a history no witness vouched for.
+	if policy != nil {
+		if res.Witnesses, err = verify.CheckWitnesses([]byte(next.Checkpoint), policy); err != nil {
+			return nil, err
+		}
+	}
+	states.Put(next)
+	if err := states.Save(statePath); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// logFetcher reads a live log's tlog-tiles resources at base.
+func logFetcher(base, token string) (*client.HTTPFetcher, error) {
 	if !strings.HasSuffix(base, "/") {
 		base += "/"
 	}
@@ -102,19 +153,7 @@ func auditLog(ctx context.Context, base, token, statePath string, v note.Verifie
 	if token != "" {
 		f.SetAuthorizationHeader("Bearer " + token)
 	}
-	states, err := verify.LoadState(statePath)
-	if err != nil {
-		return nil, err
-	}
-	res, next, err := verify.Audit(ctx, f, v, states.Get(v.Name()))
-	if err != nil {
-		return nil, err
-	}
-	states.Put(next)
-	if err := states.Save(statePath); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return f, nil
 }
 
 func defaultStatePath() string {
@@ -127,9 +166,44 @@ func defaultStatePath() string {
 func describe(r any) string {
 	switch r := r.(type) {
 	case *verify.Result:
-		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)", r.LeafIndex, r.Origin, r.TreeSize, r.Root)
+		return fmt.Sprintf("leaf %d is included in %s at tree size %d (root %x)%s", r.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 	case *verify.AuditResult:
-		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d", r.Origin, r.Entries, r.Tiles, r.TreeSize)
+		return fmt.Sprintf("%s: %d entries and %d tiles re-derived, root matches the signed checkpoint at size %d%s", r.Origin, r.Entries, r.Tiles, r.TreeSize, describeWitnesses(r.Witnesses))
+	case *verify.ArchiveResult:
+		if r.Record != nil {
+			return fmt.Sprintf("record %s is leaf %d of %s, proven from the archive against the checkpoint at size %d (root %x)%s", r.Record.ID, r.Record.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
+		}
+		return fmt.Sprintf("archive of %s leaves %d to %d: %d records proven against the checkpoint at size %d (root %x)%s", r.Origin, r.From, r.To-1, r.Proven, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 	}
 	return fmt.Sprint(r)
+}
+
+func describeWitnesses(w *verify.WitnessResult) string {
+	if w == nil {
+		return ""
+	}
+	return fmt.Sprintf("; cosigned by witnesses %s (quorum %s)", strings.Join(w.Cosigners, ", "), w.Quorum)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// loadPolicy reads a witness policy file; nil when path is empty.
+func loadPolicy(path string) (*verify.Policy, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --witness-policy: %v", errUsage, err)
+	}
+	p, err := verify.ParsePolicy(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --witness-policy %s: %v", errUsage, path, err)
+	}
+	return p, nil
 }

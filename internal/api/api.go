@@ -101,6 +101,9 @@ func (d Deps) ready(w http.ResponseWriter, r *http.Request) {
 		if d.Log != nil {
 			checks.Add("log", d.Log.Ready)
 			checks.Add("log_integrity", func(context.Context) error { return d.Log.IntegrityErr() })
+			if d.Log.Witnessed() {
+				checks.Add("witness", d.Log.WitnessReady)
+			}
 		}
 	}
 	rep := checks.Run(ctx, r.URL.Query()["exclude"]...)

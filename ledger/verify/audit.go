@@ -33,6 +33,9 @@ type AuditResult struct {
 	// Previous is the tree size of the previously audited checkpoint
 	// that this one was proven to extend (0: first audit).
 	Previous uint64 `json:"previous"`
+	// Witnesses says who cosigned the checkpoint, when a witness policy
+	// was checked.
+	Witnesses *WitnessResult `json:"witnesses,omitempty"`
 }
 
 // Audit verifies the log's current checkpoint, checks that its tree

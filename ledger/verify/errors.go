@@ -15,6 +15,7 @@ const (
 	KindLeaf       Kind = "leaf"       // the record cannot be a leaf (not a JSON object)
 	KindProof      Kind = "proof"      // the inclusion proof does not lead from the leaf to the signed root
 	KindFork       Kind = "fork"       // the log does not extend the tree seen at the previous audit
+	KindRollback   Kind = "rollback"   // the log's signed tree is smaller than one seen before (Follow)
 	KindTile       Kind = "tile"       // a served hash tile differs from what the entries give
 	KindRoot       Kind = "root"       // the served entries do not hash to the signed root
 )

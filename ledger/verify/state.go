@@ -17,6 +17,10 @@ type State struct {
 	Size       uint64 `json:"size"`
 	Root       []byte `json:"root"`
 	Checkpoint string `json:"checkpoint"`
+	// Frontier is the compact range of the tree at Size (the roots of its
+	// complete subtrees, left to right), kept by Follow so the next check
+	// hashes only the new entries. Empty in states saved by Audit.
+	Frontier [][]byte `json:"frontier,omitempty"`
 }
 
 // States is a state file: one State per log origin, so one file serves an

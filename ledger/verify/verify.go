@@ -40,6 +40,9 @@ type Result struct {
 	Root      []byte `json:"root"`
 	LeafIndex uint64 `json:"leaf_index"`
 	LeafHash  []byte `json:"leaf_hash"`
+	// Witnesses says who cosigned the checkpoint, when a witness policy
+	// was checked.
+	Witnesses *WitnessResult `json:"witnesses,omitempty"`
 }
 
 // OpenCheckpoint verifies a checkpoint's signature with v and parses it.
