@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set-up for a fresh Debian 12 machine (as root, or with sudo): installs the
 # Debian packages proofline's tests use (nats-server for the external-NATS
-# mode), the chDB engine library (libchdb, from the npm registry), the Go
-# modules, and builds bin/proofline. Safe to run again.
+# mode, rsyslog for the syslog sink, promtool for the alert rules, zstd,
+# ssh-agent), the chDB engine library (libchdb, from the npm registry), the
+# MCP tools the hook is tested against (npm), litewitness (Go module proxy),
+# the Go modules, and builds bin/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,10 +15,10 @@ need_pkgs=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 command -v npm >/dev/null 2>&1 || need_pkgs+=(npm)
 command -v git >/dev/null 2>&1 || need_pkgs+=(git)
-command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)
+command -v zstd >/dev/null 2>&1 || need_pkgs+=(zstd)   # the file sink's tests read its files with the zstd CLI
 [ -x /usr/sbin/rsyslogd ] || need_pkgs+=(rsyslog)   # a real syslog receiver for the syslog sink's tests
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool tests the shipped alert rules
-[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # the file sink's tests read its files with the zstd CLI
+[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # rsyslog's TLS driver
 # ssh-agent holds litewitness's key in the witness tests.
 command -v ssh-agent >/dev/null 2>&1 || need_pkgs+=(openssh-client)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
