@@ -2,6 +2,7 @@ package verify
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -57,9 +58,19 @@ func TestCheckWitnesses(t *testing.T) {
 		}
 		return raw
 	}
+	// Flip a bit inside b's signature bytes (decoded, so the line stays
+	// valid base64: flipping a bit of the base64 text itself can make the
+	// whole note unparseable, which depended on the random signature).
 	tampered := sign(logSigner, a.s, b.s)
 	i := strings.LastIndex(string(tampered), "— b.example ")
-	tampered[i+len("— b.example ")+20] ^= 1
+	start := i + len("— b.example ")
+	end := start + strings.IndexByte(string(tampered[start:]), '\n')
+	sigBytes, err := base64.StdEncoding.DecodeString(string(tampered[start:end]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigBytes[len(sigBytes)-10] ^= 1
+	tampered = append(append(append([]byte{}, tampered[:start]...), base64.StdEncoding.EncodeToString(sigBytes)...), tampered[end:]...)
 
 	for _, tc := range []struct {
 		name      string
