@@ -92,8 +92,9 @@ func entryBytes(t *testing.T, path string) int {
 
 // TestScheduledArchives: serve --archive-dir writes one archive per period
 // of the entry bundles completed since the last, listed in index.json;
-// archive N ends where N+1 starts, --archive-keep removes the oldest, and
-// each archive verifies offline. On realistic records (random ids and
+// archive N ends where N+1 starts, --archive-keep removes the oldest,
+// each archive verifies offline and proves its checkpoint extends the
+// previous archive's. On realistic records (random ids and
 // digests) an archive takes at most 40% of the raw entry bundles' bytes.
 func TestScheduledArchives(t *testing.T) {
 	data := t.TempDir()
@@ -129,6 +130,12 @@ func TestScheduledArchives(t *testing.T) {
 		if code != 0 || !strings.Contains(out, fmt.Sprintf("leaves %d to %d: 256 records proven", e.From, e.To-1)) {
 			t.Fatalf("verify %s: exit %d: %s%s", e.File, code, out, errOut)
 		}
+	}
+	// Each archive proves its checkpoint extends the previous one's, so
+	// the run of archives is one history.
+	out, errOut, code := cli(t, "verify", "--archive", filepath.Join(dir, idx[1].File), "--previous", filepath.Join(dir, idx[0].File), "--key", keyPath)
+	if want := fmt.Sprintf("extends the earlier checkpoint at size %d", idx[0].TreeSize); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("verify the last archive --previous the one before: exit %d, want 0 and %q: %s%s", code, want, out, errOut)
 	}
 	p := filepath.Join(dir, idx[1].File)
 	st, err := os.Stat(p)

@@ -29,7 +29,9 @@ var archiveEpoch = time.Unix(0, 0).UTC()
 // cmdArchive writes an evidence archive: the entry bundles of a range of
 // the log, the tiles that prove each of their records against the
 // current checkpoint, that (cosigned) checkpoint, the log's key and the
-// witness policy, in a deterministic tar compressed with zstd.
+// witness policy, in a deterministic tar compressed with zstd. With
+// --previous it also carries the previous archive's checkpoint and a
+// consistency proof to its own, so a run of archives is one history.
 func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("archive", stderr)
 	logURL := fs.String("log", "", "base URL of a live log (serving /checkpoint and /tile/)")
@@ -40,6 +42,7 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	from := fs.Uint64("from", 0, "first leaf index of the range")
 	to := fs.Uint64("to", 0, "end of the range, exclusive (default: the checkpoint's tree size)")
 	out := fs.String("out", "", "archive file to write (FILE.tar.zst)")
+	previous := fs.String("previous", "", "an earlier archive of the same log: include its checkpoint and a consistency proof from it to this archive's")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -76,9 +79,25 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	} else if src, err = logFetcher(*logURL, *token); err != nil {
 		return err
 	}
+	var earlier []byte
+	if *previous != "" {
+		prev, err := readArchive(*previous)
+		if err != nil {
+			return fmt.Errorf("--previous: %w", err)
+		}
+		if _, err := verify.OpenArchiveCheckpoint(prev, v); err != nil {
+			return fmt.Errorf("--previous: %w", err)
+		}
+		earlier = prev[verify.ArchiveCheckpoint]
+	}
 	files, err := collectArchive(ctx, src, v, policy, *from, *to)
 	if err != nil {
 		return err
+	}
+	if earlier != nil {
+		if err := verify.LinkArchive(ctx, src, files, earlier, v); err != nil {
+			return fmt.Errorf("--previous: %w", err)
+		}
 	}
 	files[verify.ArchiveKey] = append(bytes.TrimSpace(vkey), '\n')
 	if policyRaw != nil {
@@ -94,8 +113,8 @@ func cmdArchive(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := writeArchive(*out, files); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "archived leaves %d to %d (%d records) of %s, proven against its checkpoint at size %d, in %s\n",
-		res.From, res.To-1, res.Proven, res.Origin, res.TreeSize, *out)
+	fmt.Fprintf(stdout, "archived leaves %d to %d (%d records) of %s, proven against its checkpoint at size %d%s, in %s\n",
+		res.From, res.To-1, res.Proven, res.Origin, res.TreeSize, describeExtends(res.Extends), *out)
 	return nil
 }
 

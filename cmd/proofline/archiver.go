@@ -58,18 +58,23 @@ type archiveIndexEntry struct {
 	File string `json:"file"`
 	// From and To are the archived leaves, [From, To); the next archive
 	// starts at To.
-	From     uint64    `json:"from"`
-	To       uint64    `json:"to"`
-	TreeSize uint64    `json:"tree_size"`
-	SHA256   string    `json:"sha256"`
-	Bytes    int64     `json:"bytes"`
-	Created  time.Time `json:"created"`
+	From     uint64 `json:"from"`
+	To       uint64 `json:"to"`
+	TreeSize uint64 `json:"tree_size"`
+	SHA256   string `json:"sha256"`
+	// Checkpoint is the signed checkpoint the archive was proven against:
+	// the next archive proves its own extends it.
+	Checkpoint string    `json:"checkpoint,omitempty"`
+	Bytes      int64     `json:"bytes"`
+	Created    time.Time `json:"created"`
 }
 
 // archiver writes, every period, one archive of the entry bundles
 // completed since the last one. Archives hold whole bundles only, so they
 // tile the log without overlap (archive N ends where N+1 starts) and a
-// bundle is archived once it is complete.
+// bundle is archived once it is complete. Each archive after the first
+// carries the previous one's checkpoint and a consistency proof to its
+// own, so the run of archives is one history.
 type archiver struct {
 	flags   archiveFlags
 	logDir  string
@@ -112,8 +117,12 @@ func (a *archiver) once(ctx context.Context) error {
 		return err
 	}
 	var from uint64
+	var earlier []byte
 	if len(idx) > 0 {
 		from = idx[len(idx)-1].To
+		if c := idx[len(idx)-1].Checkpoint; c != "" {
+			earlier = []byte(c)
+		}
 	}
 	src := client.FileFetcher{Root: a.logDir}
 	raw, err := src.ReadCheckpoint(ctx)
@@ -129,6 +138,14 @@ func (a *archiver) once(ctx context.Context) error {
 		files, err := collectArchive(ctx, src, a.v, nil, from, to)
 		if err != nil {
 			return err
+		}
+		if earlier != nil {
+			// A log that does not extend the previous archive's
+			// checkpoint makes no archive: that is a fork or a
+			// rollback, and the error says so.
+			if err := verify.LinkArchive(ctx, src, files, earlier, a.v); err != nil {
+				return err
+			}
 		}
 		files[verify.ArchiveKey] = a.vkey
 		if a.policy != nil {
@@ -148,7 +165,7 @@ func (a *archiver) once(ctx context.Context) error {
 			return err
 		}
 		sum := sha256.Sum256(b)
-		idx = append(idx, archiveIndexEntry{File: name, From: from, To: to, TreeSize: cp.Size, SHA256: fmt.Sprintf("%x", sum), Bytes: int64(len(b)), Created: a.now().UTC()})
+		idx = append(idx, archiveIndexEntry{File: name, From: from, To: to, TreeSize: cp.Size, SHA256: fmt.Sprintf("%x", sum), Checkpoint: string(raw), Bytes: int64(len(b)), Created: a.now().UTC()})
 		a.logger.Info("archive written", "file", path, "from", from, "to", to, "bytes", len(b))
 	}
 	idx, removed := a.retain(idx)

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/ledger/verify"
 )
 
 // Exit codes shared by every subcommand; verify documents 1 as "did not
@@ -38,9 +39,10 @@ Usage:
                     (both take --witness-policy FILE: require its quorum's cosignatures)
   proofline monitor --log URL --key FILE --state FILE [--witness-policy FILE] [--interval 1m]
                                                                      follow a live log; exit 1 on a fork or rollback
-  proofline archive --log URL|--data DIR [--from N] [--to M] --out FILE.tar.zst [--key FILE]
+  proofline archive --log URL|--data DIR [--from N] [--to M] --out FILE.tar.zst [--key FILE] [--previous FILE]
                                                                      take an evidence archive of a range of the log
-  proofline verify  --archive FILE --key FILE [--record ID]          verify an evidence archive offline
+  proofline verify  --archive FILE --key FILE [--record ID] [--previous FILE]
+                                                                     verify an evidence archive offline
   proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
   proofline export run --exporters FILE (--data DIR | --log URL --key FILE)   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
@@ -104,8 +106,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	default:
 		fmt.Fprintf(stderr, "proofline %s: %v\n", args[0], err)
-		if errors.Is(err, ledger.ErrIntegrity) {
-			// As verify: the log does not match what it signed.
+		if errors.Is(err, ledger.ErrIntegrity) || verify.IsMismatch(err) {
+			// As verify: the log does not match what it signed (or, for
+			// archive --previous, what it signed before).
 			code = exitMismatch
 		}
 		if code == exitOK {

@@ -25,6 +25,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	bundlePath := fs.String("bundle", "", "proof bundle JSON file (from GET /v1/proof/{record_id}); - for stdin")
 	archivePath := fs.String("archive", "", "evidence archive (FILE.tar.zst from proofline archive) to verify offline")
 	recordID := fs.String("record", "", "with --archive: prove only this record id")
+	previous := fs.String("previous", "", "with --archive: the archive before it, whose checkpoint it must prove it extends")
 	logURL := fs.String("log", "", "base URL of a live log to audit (serving /checkpoint and /tile/)")
 	keyPath := fs.String("key", "", "the log's verifier key file (DATA/keys/log.pub, or GET /v1/log/key)")
 	statePath := fs.String("state", defaultStatePath(), "with --log: file remembering the last verified checkpoint per log")
@@ -38,8 +39,8 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	if sources := btoi(*bundlePath != "") + btoi(*logURL != "") + btoi(*archivePath != ""); *keyPath == "" || sources != 1 {
 		return exitUsage, fmt.Errorf("%w: give --key and exactly one of --bundle, --log or --archive", errUsage)
 	}
-	if *recordID != "" && *archivePath == "" {
-		return exitUsage, fmt.Errorf("%w: --record is for --archive", errUsage)
+	if (*recordID != "" || *previous != "") && *archivePath == "" {
+		return exitUsage, fmt.Errorf("%w: --record and --previous are for --archive", errUsage)
 	}
 	v, err := notesig.LoadVerifier(*keyPath)
 	if err != nil {
@@ -54,10 +55,7 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	case *bundlePath != "":
 		result, err = verifyBundleFile(*bundlePath, v, policy)
 	case *archivePath != "":
-		var files verify.ArchiveFiles
-		if files, err = readArchive(*archivePath); err == nil {
-			result, err = verify.VerifyArchive(ctx, files, v, policy, *recordID)
-		}
+		result, err = verifyArchiveFile(ctx, *archivePath, *previous, v, policy, *recordID)
 	default:
 		ctx, cancel := context.WithTimeout(ctx, *timeout)
 		defer cancel()
@@ -78,6 +76,31 @@ func cmdVerify(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	}
 	fmt.Fprintf(stdout, "OK: %s\n", describe(result))
 	return exitOK, nil
+}
+
+// verifyArchiveFile verifies an archive and, given the previous one, that
+// it proves its checkpoint extends that archive's.
+func verifyArchiveFile(ctx context.Context, path, previous string, v note.Verifier, policy *verify.Policy, recordID string) (*verify.ArchiveResult, error) {
+	files, err := readArchive(path)
+	if err != nil {
+		return nil, err
+	}
+	res, err := verify.VerifyArchive(ctx, files, v, policy, recordID)
+	if err != nil || previous == "" {
+		return res, err
+	}
+	prevFiles, err := readArchive(previous)
+	if err != nil {
+		return nil, fmt.Errorf("--previous: %w", err)
+	}
+	prev, err := verify.OpenArchiveCheckpoint(prevFiles, v)
+	if err != nil {
+		return nil, fmt.Errorf("--previous: %w", err)
+	}
+	if err := verify.CheckFollows(prev, res); err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 func verifyBundleFile(path string, v note.Verifier, policy *verify.Policy) (*verify.Result, error) {
@@ -173,9 +196,16 @@ func describe(r any) string {
 		if r.Record != nil {
 			return fmt.Sprintf("record %s is leaf %d of %s, proven from the archive against the checkpoint at size %d (root %x)%s", r.Record.ID, r.Record.LeafIndex, r.Origin, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
 		}
-		return fmt.Sprintf("archive of %s leaves %d to %d: %d records proven against the checkpoint at size %d (root %x)%s", r.Origin, r.From, r.To-1, r.Proven, r.TreeSize, r.Root, describeWitnesses(r.Witnesses))
+		return fmt.Sprintf("archive of %s leaves %d to %d: %d records proven against the checkpoint at size %d (root %x)%s%s", r.Origin, r.From, r.To-1, r.Proven, r.TreeSize, r.Root, describeExtends(r.Extends), describeWitnesses(r.Witnesses))
 	}
 	return fmt.Sprint(r)
+}
+
+func describeExtends(e *verify.EarlierCheckpoint) string {
+	if e == nil {
+		return ""
+	}
+	return fmt.Sprintf(", which extends the earlier checkpoint at size %d (root %x)", e.TreeSize, e.Root)
 }
 
 func describeWitnesses(w *verify.WitnessResult) string {

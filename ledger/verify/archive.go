@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/transparency-dev/formats/log"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/tessera/api"
@@ -33,7 +35,18 @@ const (
 	ArchiveKey        = "log.pub"        // the log's verifier key
 	ArchivePolicy     = "witness.policy" // the witness policy, if the log had one
 	ArchiveSums       = "SHA256SUMS"     // SHA-256 of every other file, as sha256sum prints them; the last file
+
+	// An archive may also link its checkpoint to an earlier one of the
+	// same log (for scheduled archives, the previous archive's), so that
+	// a run of archives shows one history, not only one checkpoint each.
+	ArchiveEarlierCheckpoint = "consistency/checkpoint" // the earlier signed checkpoint
+	ArchiveConsistencyProof  = "consistency/proof"      // "old N" and one base64 hash a line, as C2SP tlog-witness sends a consistency proof
 )
+
+// KindConsistency: an archive's consistency proof does not link the
+// earlier checkpoint it names to its own, or does not link to the one the
+// auditor holds.
+const KindConsistency Kind = "consistency"
 
 // ArchiveFiles is an archive's content by path.
 type ArchiveFiles map[string][]byte
@@ -119,6 +132,16 @@ type ArchiveResult struct {
 	Proven    int            `json:"proven"`
 	Record    *ArchivedLeaf  `json:"record,omitempty"`
 	Witnesses *WitnessResult `json:"witnesses,omitempty"`
+	// Extends is the earlier checkpoint the archive proves its own
+	// extends, when it carries one.
+	Extends *EarlierCheckpoint `json:"extends,omitempty"`
+}
+
+// EarlierCheckpoint is a signed checkpoint an archive's checkpoint was
+// proven to extend.
+type EarlierCheckpoint struct {
+	TreeSize uint64 `json:"tree_size"`
+	Root     []byte `json:"root"`
 }
 
 // ArchivedLeaf is the record asked for and where it is.
@@ -149,6 +172,9 @@ func VerifyArchive(ctx context.Context, files ArchiveFiles, v note.Verifier, pol
 		return nil, err
 	}
 	res := &ArchiveResult{Origin: cp.Origin, TreeSize: cp.Size, Root: cp.Hash}
+	if res.Extends, err = archivedConsistency(files, v, cp); err != nil {
+		return nil, err
+	}
 	if policy != nil {
 		if res.Witnesses, err = CheckWitnesses(raw, policy); err != nil {
 			return nil, err
@@ -204,6 +230,133 @@ func VerifyArchive(ctx context.Context, files ArchiveFiles, v note.Verifier, pol
 		return nil, mismatch(KindProof, "record %q is not in the archive (leaves %d to %d)", recordID, res.From, res.To)
 	}
 	return res, nil
+}
+
+// OpenArchiveCheckpoint checks an archive's checksums and key and opens
+// its signed checkpoint, without proving its records: what an auditor
+// needs of the previous archive to link the next one to it.
+func OpenArchiveCheckpoint(files ArchiveFiles, v note.Verifier) (*log.Checkpoint, error) {
+	if err := checkSums(files); err != nil {
+		return nil, err
+	}
+	if k := strings.TrimSpace(string(files[ArchiveKey])); k == "" || !sameKey(k, v) {
+		return nil, mismatch(KindArchive, "the archive's %s is not the key given (%s)", ArchiveKey, v.Name())
+	}
+	raw, ok := files[ArchiveCheckpoint]
+	if !ok {
+		return nil, mismatch(KindArchive, "the archive has no %s", ArchiveCheckpoint)
+	}
+	return OpenCheckpoint(raw, v)
+}
+
+// CheckFollows checks that next (a verified archive) links to prev, the
+// checkpoint of the archive before it: next must carry a consistency
+// proof from exactly that checkpoint. Two signed checkpoints of one size
+// with different roots are a fork.
+func CheckFollows(prev *log.Checkpoint, next *ArchiveResult) error {
+	switch e := next.Extends; {
+	case e == nil:
+		return mismatch(KindConsistency, "the archive carries no consistency proof, so it cannot be linked to the previous archive's checkpoint at size %d", prev.Size)
+	case e.TreeSize == prev.Size && !bytes.Equal(e.Root, prev.Hash):
+		return mismatch(KindFork, "the log signed two trees of size %d: root %x in the previous archive, %x in this one's consistency proof", prev.Size, prev.Hash, e.Root)
+	case e.TreeSize != prev.Size:
+		return mismatch(KindConsistency, "the archive links to the checkpoint at size %d, the previous archive's is at size %d", e.TreeSize, prev.Size)
+	}
+	return nil
+}
+
+// LinkArchive adds to files (an archive being written, holding its
+// checkpoint) the earlier signed checkpoint and a consistency proof from
+// it to the archive's own, built from f's tiles. VerifyArchive then checks
+// the link, so a log that does not extend the earlier checkpoint (a fork
+// or a rollback) makes no archive. An empty earlier tree adds nothing.
+func LinkArchive(ctx context.Context, f Fetcher, files ArchiveFiles, earlier []byte, v note.Verifier) error {
+	old, err := OpenCheckpoint(earlier, v)
+	if err != nil {
+		return fmt.Errorf("the earlier checkpoint: %w", err)
+	}
+	cp, err := OpenCheckpoint(files[ArchiveCheckpoint], v)
+	if err != nil {
+		return err
+	}
+	if old.Size > cp.Size {
+		return mismatch(KindRollback, "the log's checkpoint is at size %d, smaller than the earlier one at size %d", cp.Size, old.Size)
+	}
+	if old.Size == 0 {
+		return nil // every tree extends the empty one: nothing to prove
+	}
+	var p [][]byte
+	if old.Size < cp.Size {
+		pb, err := client.NewProofBuilder(ctx, cp.Size, f.ReadTile)
+		if err != nil {
+			return fmt.Errorf("proof builder: %w", err)
+		}
+		if p, err = pb.ConsistencyProof(ctx, old.Size, cp.Size); err != nil {
+			return fmt.Errorf("consistency proof from size %d to %d: %w", old.Size, cp.Size, err)
+		}
+	}
+	files[ArchiveEarlierCheckpoint] = earlier
+	files[ArchiveConsistencyProof] = ConsistencyFile(old.Size, p)
+	return nil
+}
+
+// ConsistencyFile encodes a consistency proof from a tree of oldSize as
+// the archive holds it: the body of a C2SP tlog-witness add-checkpoint
+// request without the checkpoint.
+func ConsistencyFile(oldSize uint64, p [][]byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "old %d\n", oldSize)
+	for _, h := range p {
+		b.WriteString(base64.StdEncoding.EncodeToString(h))
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+func parseConsistencyFile(raw []byte) (uint64, [][]byte, error) {
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	var old uint64
+	if _, err := fmt.Sscanf(lines[0], "old %d", &old); err != nil || fmt.Sprintf("old %d", old) != lines[0] {
+		return 0, nil, fmt.Errorf("first line %q is not \"old N\"", lines[0])
+	}
+	var p [][]byte
+	for _, l := range lines[1:] {
+		h, err := base64.StdEncoding.Strict().DecodeString(l)
+		if err != nil || len(h) != sha256.Size {
+			return 0, nil, fmt.Errorf("%q is not a base64 SHA-256 hash", l)
+		}
+		p = append(p, h)
+	}
+	return old, p, nil
+}
+
+// archivedConsistency checks the archive's optional link to an earlier
+// checkpoint: that checkpoint must be the same log's, signed by v, no
+// larger than cp, and the proof must lead from its root to cp's.
+func archivedConsistency(files ArchiveFiles, v note.Verifier, cp *log.Checkpoint) (*EarlierCheckpoint, error) {
+	rawCP, hasCP := files[ArchiveEarlierCheckpoint]
+	rawProof, hasProof := files[ArchiveConsistencyProof]
+	if !hasCP && !hasProof {
+		return nil, nil
+	}
+	if hasCP != hasProof {
+		return nil, mismatch(KindArchive, "the archive must hold both %s and %s, or neither", ArchiveEarlierCheckpoint, ArchiveConsistencyProof)
+	}
+	old, err := OpenCheckpoint(rawCP, v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ArchiveEarlierCheckpoint, err)
+	}
+	oldSize, p, err := parseConsistencyFile(rawProof)
+	if err != nil {
+		return nil, mismatch(KindArchive, "%s: %v", ArchiveConsistencyProof, err)
+	}
+	if oldSize != old.Size || old.Size > cp.Size {
+		return nil, mismatch(KindConsistency, "%s is from size %d, the earlier checkpoint is at size %d and the archive's at %d", ArchiveConsistencyProof, oldSize, old.Size, cp.Size)
+	}
+	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, old.Size, cp.Size, p, old.Hash, cp.Hash); err != nil {
+		return nil, mismatch(KindConsistency, "the checkpoint at size %d is not shown to extend the earlier one at size %d: %v", cp.Size, old.Size, err)
+	}
+	return &EarlierCheckpoint{TreeSize: old.Size, Root: old.Hash}, nil
 }
 
 // sameKey reports whether vkey is the verifier key of v.
