@@ -24,6 +24,10 @@ type Route struct {
 	// list it (so `pii` never reaches a sink that does not name `pii`);
 	// records without one go to every sink.
 	DataClasses []string
+	// Filter, when set, must also say yes (exporters/filter compiles a
+	// CEL expression into one). An error dead-letters the record for this
+	// sink with the error as the reason.
+	Filter func(record []byte) (bool, error)
 }
 
 // Match reports whether a record with these fields goes to the sink.
@@ -408,19 +412,40 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 			continue
 		}
 		kept := events[:0:0]
+		var unfiltered []DeadLetter
 		for _, e := range events {
-			if spec.Route.Match(e.region, e.dataClass) {
-				kept = append(kept, e)
+			if !spec.Route.Match(e.region, e.dataClass) {
+				continue
 			}
+			if spec.Route.Filter != nil {
+				ok, err := spec.Route.Filter(e.Record)
+				if err != nil {
+					unfiltered = append(unfiltered, DeadLetter{Time: time.Now().UTC(), Sink: spec.Name, LeafIndex: e.Evidence.LeafIndex, RecordID: e.Evidence.RecordID, Reason: err.Error()})
+					log.Warn("event dead-lettered", "leaf_index", e.Evidence.LeafIndex, "record_id", e.Evidence.RecordID, "reason", err.Error())
+					continue
+				}
+				if !ok {
+					continue
+				}
+			}
+			kept = append(kept, e)
 		}
 		b := Batch{Events: kept}
 		if cur.AnchorSize != a.TreeSize {
 			b.Anchor = a
 		}
-		if len(b.Events) > 0 || b.Anchor != nil {
-			dead, ok := r.deliver(ctx, log, spec, br, bo, b, st, func() { saveStatus(a) })
-			if !ok {
-				return nil
+		if len(b.Events) > 0 || b.Anchor != nil || len(unfiltered) > 0 {
+			var dead []DeadLetter
+			if len(b.Events) > 0 || b.Anchor != nil {
+				var ok bool
+				if dead, ok = r.deliver(ctx, log, spec, br, bo, b, st, func() { saveStatus(a) }); !ok {
+					return nil
+				}
+			}
+			delivered := len(b.Events) - len(dead)
+			if len(unfiltered) > 0 {
+				dead = append(unfiltered, dead...)
+				slices.SortFunc(dead, func(a, b DeadLetter) int { return cmp.Compare(a.LeafIndex, b.LeafIndex) })
 			}
 			if len(dead) > 0 {
 				if err := r.cfg.State.AppendDeadLetters(spec.Name, dead); err != nil {
@@ -429,7 +454,6 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 				st.DeadLettered += uint64(len(dead))
 				r.m.deadLettered.WithLabelValues(spec.Name).Add(float64(len(dead)))
 			}
-			delivered := len(b.Events) - len(dead)
 			st.Delivered += uint64(delivered)
 			r.m.delivered.WithLabelValues(spec.Name).Add(float64(delivered))
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/proofline/proofline/exporters"
+	"github.com/proofline/proofline/exporters/filter"
 	"github.com/proofline/proofline/ledger"
 )
 
@@ -329,6 +331,55 @@ func TestRunnerRoutesByRegionAndDataClass(t *testing.T) {
 		if i := e.Evidence.LeafIndex; classes[(i/3)%3] == "pii" {
 			t.Fatalf("pii leaf %d reached the vendor sink", i)
 		}
+	}
+}
+
+// TestRunnerFiltersWithCEL: a sink's CEL filter decides which of its
+// routed records it receives; a record the expression cannot be evaluated
+// on is dead-lettered for that sink with the reason, not dropped, and the
+// other sinks are not affected.
+func TestRunnerFiltersWithCEL(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	regions := []string{"", "eu", "us"}
+	classes := []string{"", "pii", "internal"}
+	l.appendRecords(t, "f", 90, func(i int) string { return regions[i%3] }, func(i int) string { return classes[(i/3)%3] })
+	compile := func(expr string) func([]byte) (bool, error) {
+		f, err := filter.Compile(expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Match
+	}
+	us, pii := &faultSink{}, &faultSink{}
+	state := t.TempDir()
+	startRunner(t, l, state,
+		// Records without a region cannot be evaluated: 30 dead letters.
+		exporters.SinkSpec{Name: "us", Sink: us, Route: exporters.Route{Filter: compile(`record.region == "us"`)}},
+		exporters.SinkSpec{Name: "pii", Sink: pii, Route: exporters.Route{Filter: compile(`has(record.data_class) && record.data_class == "pii"`)}},
+	)
+	eventually(t, 10*time.Second, func() bool {
+		dl, _ := exporters.ReadDeadLetters(state, "us")
+		return len(us.leaves()) == 30 && len(pii.leaves()) == 30 && len(dl) == 30
+	}, "filtered leaves and dead letters")
+	for _, e := range us.got {
+		if i := e.Evidence.LeafIndex; regions[i%3] != "us" {
+			t.Fatalf("leaf %d of region %q reached the us sink", i, regions[i%3])
+		}
+	}
+	for _, e := range pii.got {
+		if i := e.Evidence.LeafIndex; classes[(i/3)%3] != "pii" {
+			t.Fatalf("leaf %d of class %q reached the pii sink", i, classes[(i/3)%3])
+		}
+	}
+	dl, _ := exporters.ReadDeadLetters(state, "us")
+	for _, d := range dl {
+		if regions[d.LeafIndex%3] != "" || !strings.Contains(d.Reason, "filter: no such key: region") {
+			t.Fatalf("dead letter %+v: want only records without a region, with the filter's error", d)
+		}
+	}
+	if dl, _ := exporters.ReadDeadLetters(state, "pii"); len(dl) != 0 {
+		t.Fatalf("the pii sink's filter guards with has(): no dead letters expected, got %d", len(dl))
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/proofline/proofline/exporters/ecssink"
 	"github.com/proofline/proofline/exporters/encode"
 	"github.com/proofline/proofline/exporters/filesink"
+	"github.com/proofline/proofline/exporters/filter"
 	"github.com/proofline/proofline/exporters/metricsink"
 	"github.com/proofline/proofline/exporters/splunkhec"
 	"github.com/proofline/proofline/exporters/syslogsink"
@@ -56,7 +57,10 @@ type Sink struct {
 	Type        string   `yaml:"type"` // file | splunk_hec | syslog | elasticsearch
 	Regions     []string `yaml:"regions"`
 	DataClasses []string `yaml:"data_classes"`
-	BatchSize   int      `yaml:"batch_size"`
+	// Filter is a CEL expression over `record` (the call record) that
+	// must also hold for the sink to receive it (exporters/filter).
+	Filter    string `yaml:"filter"`
+	BatchSize int    `yaml:"batch_size"`
 
 	File      *FileSink   `yaml:"file"`
 	SplunkHEC *HECSink    `yaml:"splunk_hec"`
@@ -64,7 +68,8 @@ type Sink struct {
 	Prom      *PromSink   `yaml:"prometheus"`
 	Elastic   *ESSink     `yaml:"elasticsearch"`
 
-	line int
+	line, filterLine int
+	filter           *filter.Filter
 }
 
 // FileSink configures a file sink.
@@ -148,7 +153,12 @@ func Load(p string) (*File, error) {
 			if doc.Content[i].Value == "sinks" {
 				for j, n := range doc.Content[i+1].Content {
 					if j < len(f.Sinks) {
-						f.Sinks[j].line = n.Line
+						f.Sinks[j].line, f.Sinks[j].filterLine = n.Line, n.Line
+						for k := 0; k+1 < len(n.Content); k += 2 {
+							if n.Content[k].Value == "filter" {
+								f.Sinks[j].filterLine = n.Content[k].Line
+							}
+						}
 					}
 				}
 			}
@@ -178,6 +188,12 @@ func (f *File) Validate() error {
 			at(s, "a second sink has this name")
 		}
 		names[s.Name] = true
+		if s.Filter != "" {
+			var err error
+			if s.filter, err = filter.Compile(s.Filter); err != nil {
+				errs = append(errs, fmt.Errorf("%s:%d: sink %q: filter: %w", f.path, s.filterLine, s.Name, err))
+			}
+		}
 		if s.BatchSize < 0 || s.BatchSize > 10000 {
 			at(s, "batch_size %d: 1..10000", s.BatchSize)
 		}
@@ -219,8 +235,8 @@ func (f *File) Validate() error {
 			if s.Prom == nil {
 				s.Prom = &PromSink{}
 			}
-			if len(s.Regions) > 0 || len(s.DataClasses) > 0 {
-				at(s, "a prometheus sink counts every call: regions and data_classes do not apply")
+			if len(s.Regions) > 0 || len(s.DataClasses) > 0 || s.Filter != "" {
+				at(s, "a prometheus sink counts every call: regions, data_classes and filter do not apply")
 			}
 		case "elasticsearch":
 			es := s.Elastic
@@ -284,6 +300,9 @@ func (f *File) Build() ([]exporters.SinkSpec, error) {
 		s := &f.Sinks[i]
 		spec := exporters.SinkSpec{Name: s.Name, BatchSize: s.BatchSize,
 			Route: exporters.Route{Regions: s.Regions, DataClasses: s.DataClasses}}
+		if s.filter != nil {
+			spec.Route.Filter = s.filter.Match
+		}
 		var err error
 		switch s.Type {
 		case "file":

@@ -53,6 +53,9 @@ sinks:
 		{"elasticsearch", "egress_allow: [es.example.com]\nsinks:\n  - name: elastic\n    type: elasticsearch\n    elasticsearch: {url: \"https://other.example.com:9200\", api_key_file: /k, username: u}\n  - name: elastic2\n    type: elasticsearch\n    elasticsearch: {url: \"http://es.example.com:9200\", username: u}\n",
 			[]string{`:3: sink "elastic": host "other.example.com" is not on egress_allow`, `:3: sink "elastic": elasticsearch: give api_key_file, or username and password_file`,
 				`:6: sink "elastic2": elasticsearch.username and elasticsearch.password_file go together`, `:6: sink "elastic2": url "http://es.example.com:9200": TLS (https) is required outside loopback`}},
+		{"filters", "sinks:\n  - name: a\n    type: file\n    file: {dir: /x}\n    filter: 'record.tool.name'\n  - name: b\n    type: file\n    file: {dir: /y}\n    filter: 'record.outcome.status =='\n  - name: m\n    type: prometheus\n    filter: 'true'\n",
+			[]string{`:5: sink "a": filter: the filter is a dyn, it must be a bool`, `:9: sink "b": filter: ERROR: <input>:1:25: Syntax error`,
+				`:10: sink "m": a prometheus sink counts every call: regions, data_classes and filter do not apply`}},
 		{"no token file", "egress_allow: [127.0.0.1]\nsinks:\n  - name: s\n    type: splunk_hec\n    splunk_hec: {url: \"http://127.0.0.1:8088\"}\n",
 			[]string{`:3: sink "s": splunk_hec.token_file is required`}},
 	}
@@ -80,6 +83,7 @@ sinks:
   - name: lake
     type: file
     regions: [eu]
+    filter: 'record.outcome.status != "ok"'
     file: {dir: `+filepath.Join(dir, "lake")+`, max_bytes: 1048576, max_age: 10m, retain_age: 720h}
   - name: splunk
     type: splunk_hec
@@ -94,8 +98,13 @@ sinks:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(specs) != 2 || specs[0].Route.Regions[0] != "eu" || specs[1].Route.DataClasses[0] != "internal" {
+	if len(specs) != 2 || specs[0].Route.Regions[0] != "eu" || specs[1].Route.DataClasses[0] != "internal" || specs[1].Route.Filter != nil {
 		t.Fatalf("specs: %+v", specs)
+	}
+	for rec, want := range map[string]bool{`{"outcome":{"status":"error"}}`: true, `{"outcome":{"status":"ok"}}`: false} {
+		if got, err := specs[0].Route.Filter([]byte(rec)); err != nil || got != want {
+			t.Fatalf("the lake's filter on %s: %v %v, want %v", rec, got, err, want)
+		}
 	}
 }
 
