@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/proofline/proofline/exporters/config"
 	"github.com/proofline/proofline/ingest"
 	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/api"
@@ -56,6 +57,7 @@ type serveFlags struct {
 	sloFile                               string
 	witness                               witnessFlags
 	archive                               archiveFlags
+	exporters                             exportersFlag
 }
 
 func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -102,6 +104,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	f.witness.register(fs)
 	f.archive.register(fs)
+	f.exporters.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -130,6 +133,7 @@ type serveConfig struct {
 	writer    spanstore.WriterConfig
 	supervise supervise.Config
 	witnesses *ledger.WitnessConfig
+	exporters *config.File
 }
 
 // configs builds the roles' configurations from the flags and checks
@@ -222,6 +226,9 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 			errs = append(errs, err)
 		}
 		if err := f.archive.validate(c.roles); err != nil {
+			errs = append(errs, err)
+		}
+		if c.exporters, err = f.exporters.load(c.roles, f.metricsListen); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -390,6 +397,14 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 			a.policy = c.witnesses.Policy
 		}
 		sup.Add(supervise.Role{Name: "archiver", Run: func(ctx context.Context) error { a.run(ctx); return nil }})
+	}
+
+	if c.exporters != nil {
+		ex, err := newExportersRole(c.exporters, f.data, lg, logVerifier, met, logger)
+		if err != nil {
+			return err
+		}
+		sup.Add(ex.role())
 	}
 
 	if spans != nil {

@@ -15,12 +15,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/ledger"
@@ -29,6 +31,7 @@ import (
 // Registry is one server's metrics.
 type Registry struct {
 	reg    *prometheus.Registry
+	role   roleRegistry
 	Ingest *Ingest
 	Signer *Signer
 }
@@ -61,7 +64,37 @@ func New() *Registry {
 
 // Handler serves the registry in the Prometheus text format.
 func (r *Registry) Handler() http.Handler {
-	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+	return promhttp.HandlerFor(prometheus.Gatherers{r.reg, &r.role}, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+}
+
+// ForAttempt returns a fresh registerer for one run of a role that builds
+// its collectors anew each time it starts (the exporters: their sinks and
+// runner are rebuilt when the supervisor restarts them). It replaces the
+// previous run's collectors, which would otherwise collide with the new
+// ones or keep being served frozen. A restart resets the role's counters,
+// which Prometheus' rate() reads as a counter reset. One role only.
+func (r *Registry) ForAttempt() prometheus.Registerer {
+	reg := prometheus.NewRegistry()
+	r.role.mu.Lock()
+	r.role.cur = reg
+	r.role.mu.Unlock()
+	return reg
+}
+
+// roleRegistry gathers the current attempt's registry.
+type roleRegistry struct {
+	mu  sync.Mutex
+	cur *prometheus.Registry
+}
+
+func (g *roleRegistry) Gather() ([]*dto.MetricFamily, error) {
+	g.mu.Lock()
+	cur := g.cur
+	g.mu.Unlock()
+	if cur == nil {
+		return nil, nil
+	}
+	return cur.Gather()
 }
 
 // WatchStream reports the CALLS stream's size and each proofline
