@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -231,5 +232,92 @@ func TestClickHouseDownAtStart(t *testing.T) {
 	}
 	if got := spanIDs(t, s, q)["poison-1"]; got != 0 {
 		t.Fatalf("the refused record is in the span store %d times", got)
+	}
+}
+
+// TestSpanStoreUpgrade: a data directory of an earlier version, whose
+// span writer read a `spanstore` JetStream consumer and kept no cursor in
+// the log, is converted at start: the consumer is removed, so the stream
+// no longer holds records for it, and the span store follows the log from
+// leaf 0 without storing a call twice (rows and rollups count each once).
+func TestSpanStoreUpgrade(t *testing.T) {
+	data := t.TempDir()
+	natsAddr := freeAddr(t)
+	s := startServer(t, data, "--nats-listen", natsAddr)
+	tok, q := s.token("gw-1", "ingest", "1h"), s.token("auditor", "query", "1h")
+	post := func(s *server, all []string) {
+		t.Helper()
+		recs := records(all)
+		start := time.Now().UTC().Add(-time.Minute)
+		for i := range recs {
+			recs[i]["ts_start"] = start.Format(time.RFC3339Nano)
+			recs[i]["ts_end"] = start.Add(10 * time.Millisecond).Format(time.RFC3339Nano)
+		}
+		for i := 0; i < len(recs); i += 100 {
+			if code, _, pr, err := s.post(tok, jsonArray(t, recs[i:min(len(recs), i+100)]...), nil); err != nil || code != 202 {
+				t.Fatalf("post: %d %+v %v", code, pr, err)
+			}
+		}
+	}
+	before := ids("pre-upgrade", 300)
+	post(s, before)
+	waitSpans(t, s, q, before)
+
+	// What the earlier version left: its span writer's durable consumer,
+	// holding the records it has not read yet.
+	ctx := ctxT(t, 2*time.Minute)
+	natsTok, err := os.ReadFile(filepath.Join(data, "keys", "nats.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := jetStreamAt(t, "nats://"+natsAddr, nats.Token(strings.TrimSpace(string(natsTok))))
+	if _, err := js.CreateOrUpdateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{Durable: bus.SpanConsumer, AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	unread := ids("unread", 50)
+	post(s, unread)
+	s.waitProof(q, unread[49])
+	stream, err := js.Stream(ctx, bus.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Msgs < 50 {
+		t.Fatalf("the stream should hold the 50 records the old consumer has not read: %+v %v", info, err)
+	}
+	s.stop()
+	if err := os.RemoveAll(filepath.Join(data, "spanstore-cursor")); err != nil {
+		t.Fatal(err)
+	}
+
+	s = startServer(t, data, "--nats-listen", natsAddr)
+	all := append(append([]string{}, before...), unread...)
+	waitSpans(t, s, q, all)
+	js = jetStreamAt(t, "nats://"+natsAddr, nats.Token(strings.TrimSpace(string(natsTok))))
+	if _, err := js.Consumer(ctx, bus.StreamName, bus.SpanConsumer); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("the old span consumer is still there: %v", err)
+	}
+	waitFor(t, "the stream to let go of the records the old consumer held", func() (bool, string) {
+		stream, err := js.Stream(ctx, bus.StreamName)
+		if err != nil {
+			return false, err.Error()
+		}
+		info, err := stream.Info(ctx)
+		return err == nil && info.State.Msgs == 0, fmt.Sprintf("%+v %v", info.State, err)
+	})
+	code, raw := s.get(q, "/v1/kpi/latency?by=tool&window=1d")
+	var got struct {
+		Rows []struct {
+			Calls uint64 `json:"calls"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal(raw, &got); code != http.StatusOK || err != nil {
+		t.Fatalf("kpi latency: %d %s", code, raw)
+	}
+	var calls uint64
+	for _, r := range got.Rows {
+		calls += r.Calls
+	}
+	if calls != 350 {
+		t.Fatalf("the latency rollup counts %d calls, want 350 (each once)", calls)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -130,7 +129,6 @@ type serveConfig struct {
 	signer    signer.Config
 	ingest    ingest.Config
 	spans     spanstore.Config
-	writer    spanstore.WriterConfig
 	supervise supervise.Config
 	witnesses *ledger.WitnessConfig
 	exporters *config.File
@@ -219,7 +217,6 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 		errs = append(errs, flagged(c.spans.Validate(), map[string]string{
 			"DSN": "--clickhouse", "DataDir": "--data", "RetentionDays": "--retention-days", "Cluster": "--clickhouse-cluster",
 		})...)
-		errs = append(errs, flagged(c.writer.Validate(), nil)...)
 	}
 	if c.roles != nil {
 		if c.witnesses, err = f.witness.config(c.roles); err != nil {
@@ -283,8 +280,7 @@ func parseRoles(s string) (roleSet, error) {
 			return nil, fmt.Errorf("unknown role %q (want ingest, signer, spanstore or all)", p)
 		}
 	}
-	// The span writer takes each row's evidence pointer from the log's
-	// record index, which lives with the signer.
+	// The span store follows the log from the signer's data directory.
 	if r["spanstore"] && !r["signer"] {
 		return nil, fmt.Errorf("the spanstore role needs the signer role in the same process")
 	}
@@ -408,13 +404,14 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	}
 
 	if spans != nil {
-		w := spanstore.NewWriter(c.writer, b, spans, lg, logger)
-		// Before ingest can accept a record, whether or not ClickHouse
-		// answers yet.
-		if err := w.Subscribe(ctx); err != nil {
-			return fmt.Errorf("span writer: %w", err)
+		// The span store follows the log (spanRole); the JetStream
+		// consumer the span writer of earlier versions read from would
+		// hold every record in the stream (interest retention) for a
+		// reader that no longer comes.
+		if err := b.RemoveConsumer(ctx, bus.SpanConsumer); err != nil {
+			return fmt.Errorf("span store: %w", err)
 		}
-		sup.Add(spanRole(spans, w))
+		sup.Add(spanRole(spans, b, lg, logVerifier, f.data, logger))
 	}
 
 	var ingestHandler http.Handler
@@ -495,35 +492,6 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	err = sup.Run(ctx)
 	logger.Info("shutting down")
 	return err
-}
-
-// spanRole runs the span writer: it connects to ClickHouse and applies the
-// schema first, so a ClickHouse that is down (at start or later) only
-// degrades this role, which the supervisor retries with backoff while
-// /readyz names it.
-func spanRole(spans *spanstore.Store, w *spanstore.Writer) supervise.Role {
-	var migrated atomic.Bool
-	return supervise.Role{
-		Name: "spanstore",
-		Run: func(ctx context.Context) error {
-			if !migrated.Load() {
-				if err := spans.Ping(ctx); err != nil {
-					return err
-				}
-				if err := spans.Migrate(ctx); err != nil {
-					return err
-				}
-				migrated.Store(true)
-			}
-			return w.Run(ctx)
-		},
-		Health: func() error {
-			if !migrated.Load() {
-				return errors.New("connecting to ClickHouse")
-			}
-			return w.Err()
-		},
-	}
 }
 
 // serveUntil serves srv on ln until ctx ends, then shuts it down, letting

@@ -31,7 +31,9 @@ const (
 	SubjectRecords = publish.Subject
 	// SignerConsumer is the durable consumer the signer reads from.
 	SignerConsumer = "signer"
-	// SpanConsumer is the durable consumer the span writer reads from.
+	// SpanConsumer names the span store's dead letters. It was also the
+	// durable consumer the span writer of earlier versions read from;
+	// the span store now follows the log, and serve removes it.
 	SpanConsumer = "spanstore"
 	// DeadLetterStream keeps messages a consumer could never process, with
 	// the reason in a header, so that one poison message cannot block a
@@ -427,6 +429,15 @@ func (b *Bus) ensureConsumers(ctx context.Context) error {
 		if _, err := b.JS.UpdateConsumer(ctx, StreamName, cfg); err != nil {
 			return fmt.Errorf("consumer %s: %w", SpanConsumer, err)
 		}
+	}
+	return nil
+}
+
+// RemoveConsumer deletes the durable consumer name, if it exists.
+func (b *Bus) RemoveConsumer(ctx context.Context, name string) error {
+	err := b.JS.DeleteConsumer(ctx, StreamName, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("remove consumer %s: %w", name, err)
 	}
 	return nil
 }
