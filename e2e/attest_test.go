@@ -33,7 +33,7 @@ func TestAttestation(t *testing.T) {
 	js := jetStreamAt(t, "nats://"+natsAddr, nats.Token(strings.TrimSpace(string(tok))))
 	ctx := ctxT(t, 60*time.Second)
 	// A durable consumer of the test's own keeps the record in the stream
-	// (interest retention) after the signer and the span writer have it.
+	// (interest retention) after the signer has it.
 	if _, err := js.CreateConsumer(ctx, bus.StreamName, jetstream.ConsumerConfig{Durable: "attest-test", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
 		t.Fatal(err)
 	}

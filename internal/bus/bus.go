@@ -263,7 +263,7 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 // StreamConfig is the CALLS stream definition.
 //
 // Retention is by interest: a record leaves the stream once every durable
-// consumer (the signer's, and the span writer's where it runs) has
+// consumer (the signer's: the span store and exporters follow the log) has
 // acknowledged it, and not before. Between its 202 and the log the stream
 // holds the only copy of a record, so a limit that drops records nobody
 // has consumed (an age, as this stream had before) would lose

@@ -173,8 +173,8 @@ type Span struct {
 	LogOrigin string
 	LeafIndex uint64
 	// MaybeStored says the span may have been inserted before, whatever
-	// its leaf index: the writer sets it for redelivered messages, which
-	// another writer process may have inserted before it died.
+	// its leaf index: LogSink sets it for a batch sent again after a
+	// failed insert, which ClickHouse may partly hold.
 	MaybeStored bool
 }
 
