@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -68,7 +69,8 @@ func waitMetric(t *testing.T, addr, key string, want float64) map[string]float64
 // while no signer runs show as the signer's backlog (and stay in the
 // stream); once a signer runs the backlog drains to zero, the appended
 // count and the log's size show every record, and ingest counts what it
-// accepted and rejected.
+// accepted and rejected. With the span store and exporters running, their
+// delivery and lag behind the log are there too, per sink.
 func TestMetrics(t *testing.T) {
 	data := t.TempDir()
 	m := freeAddr(t)
@@ -106,5 +108,18 @@ func TestMetrics(t *testing.T) {
 	}
 	if got["go_goroutines"] == 0 || got["process_resident_memory_bytes"] == 0 {
 		t.Error("Go runtime and process metrics missing")
+	}
+	s.stop()
+
+	// The span store and the exporters follow the log: how far each is
+	// behind it is the runners' per-sink metrics, served together.
+	cfg := filepath.Join(t.TempDir(), "exporters.yaml")
+	writeFile(t, cfg, []byte("sinks:\n  - name: lake\n    type: file\n    file: {dir: "+filepath.Join(t.TempDir(), "lake")+"}\n"))
+	s = startServer(t, data, "--metrics-listen", m, "--exporters", cfg)
+	waitMetric(t, m, "proofline_export_delivered_total{sink=spans}", 12)
+	waitMetric(t, m, "proofline_export_delivered_total{sink=lake}", 12)
+	got = waitMetric(t, m, "proofline_export_lag_leaves{sink=spans}", 0)
+	if _, ok := got["proofline_export_lag_leaves{sink=lake}"]; !ok {
+		t.Errorf("no lag metric for the lake sink: %v", got)
 	}
 }

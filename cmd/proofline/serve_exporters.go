@@ -82,7 +82,7 @@ func newExportersRole(f *config.File, data string, lg *ledger.Log, v note.Verifi
 func (r *exportersRole) open() (*exportersAttempt, error) {
 	a := &exportersAttempt{}
 	if r.met != nil {
-		a.reg = r.met.ForAttempt()
+		a.reg = r.met.ForAttempt("exporters")
 	}
 	// Build reads the prometheus sinks' registerer from the file.
 	r.file.Registerer = a.reg

@@ -9,10 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/internal/supervise"
 	"github.com/proofline/proofline/ledger"
 	"github.com/proofline/proofline/query/spanstore"
@@ -65,7 +67,7 @@ func (s *spanSink) Close(context.Context) error { return nil }
 // retries with backoff while /readyz names it; then it runs the exporters
 // runner with the span store as its one sink, from its cursor in the data
 // directory.
-func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, logger *slog.Logger) supervise.Role {
+func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
 	var migrated atomic.Bool
 	sink := &spanSink{ls: spanstore.NewLogSink(spans), bus: b}
 	src := exporters.NewFileSource(lg.TilesDir(), v)
@@ -87,6 +89,13 @@ func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifie
 				return err
 			}
 			defer st.Close()
+			// The runner's per-sink metrics, with sink="spans": the span
+			// store's lag behind the log (the stream's consumer backlog
+			// no longer covers it).
+			var reg prometheus.Registerer
+			if met != nil {
+				reg = met.ForAttempt("spanstore")
+			}
 			rn, err := exporters.New(exporters.Config{
 				Source: src, State: st,
 				Sinks: []exporters.SinkSpec{{Name: "spans", Sink: sink,
@@ -99,6 +108,7 @@ func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifie
 				PollInterval: 200 * time.Millisecond,
 				MaxBackoff:   10 * time.Second,
 				Logger:       log,
+				Registerer:   reg,
 			})
 			if err != nil {
 				return err

@@ -67,34 +67,40 @@ func (r *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(prometheus.Gatherers{r.reg, &r.role}, promhttp.HandlerOpts{Timeout: 10 * time.Second})
 }
 
-// ForAttempt returns a fresh registerer for one run of a role that builds
-// its collectors anew each time it starts (the exporters: their sinks and
-// runner are rebuilt when the supervisor restarts them). It replaces the
-// previous run's collectors, which would otherwise collide with the new
-// ones or keep being served frozen. A restart resets the role's counters,
-// which Prometheus' rate() reads as a counter reset. One role only.
-func (r *Registry) ForAttempt() prometheus.Registerer {
+// ForAttempt returns a fresh registerer for one run of the role named
+// role, which builds its collectors anew each time it starts (the
+// exporters and the span store: their runner is rebuilt when the
+// supervisor restarts them). It replaces that role's previous run's
+// collectors, which would otherwise collide with the new ones or keep
+// being served frozen. A restart resets the role's counters, which
+// Prometheus' rate() reads as a counter reset. Roles may register metrics
+// of the same names with different labels (the runners' per-sink
+// metrics): they are served as one family.
+func (r *Registry) ForAttempt(role string) prometheus.Registerer {
 	reg := prometheus.NewRegistry()
 	r.role.mu.Lock()
-	r.role.cur = reg
+	if r.role.cur == nil {
+		r.role.cur = map[string]*prometheus.Registry{}
+	}
+	r.role.cur[role] = reg
 	r.role.mu.Unlock()
 	return reg
 }
 
-// roleRegistry gathers the current attempt's registry.
+// roleRegistry gathers the current attempt's registry of each role.
 type roleRegistry struct {
 	mu  sync.Mutex
-	cur *prometheus.Registry
+	cur map[string]*prometheus.Registry
 }
 
 func (g *roleRegistry) Gather() ([]*dto.MetricFamily, error) {
 	g.mu.Lock()
-	cur := g.cur
-	g.mu.Unlock()
-	if cur == nil {
-		return nil, nil
+	gs := make(prometheus.Gatherers, 0, len(g.cur))
+	for _, reg := range g.cur {
+		gs = append(gs, reg)
 	}
-	return cur.Gather()
+	g.mu.Unlock()
+	return gs.Gather()
 }
 
 // WatchStream reports the CALLS stream's size and each proofline
