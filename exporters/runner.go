@@ -61,7 +61,7 @@ type SinkSpec struct {
 // Config configures a Runner.
 type Config struct {
 	Source *Source
-	State  *StateDir
+	State  State
 	Sinks  []SinkSpec
 	// PollInterval is how often the source's checkpoint is read (default 1s).
 	PollInterval time.Duration
@@ -279,14 +279,40 @@ func (r *Runner) lagSince(next uint64) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// sinkLoop feeds one sink for as long as ctx lasts, each time it holds
+// the sink (State.Hold): with shared state, a runner that lost the sink to
+// another waits to take it back.
 func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct{}) error {
+	for {
+		hctx, release, err := r.cfg.State.Hold(ctx, spec.Name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("exporters: sink %s: %w", spec.Name, err)
+		}
+		err = r.sinkHeld(hctx, spec, wake)
+		release()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err == nil || errors.Is(err, ErrLeaseLost):
+			r.log.Warn("another runner took the sink over; waiting to hold it again", "sink", spec.Name)
+			continue
+		default:
+			return err
+		}
+	}
+}
+
+func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct{}) error {
 	log := r.log.With("sink", spec.Name)
-	cur, err := LoadCursor(r.cfg.State.Dir(), spec.Name)
+	cur, err := r.cfg.State.LoadCursor(spec.Name)
 	if err != nil {
 		return fmt.Errorf("exporters: %w", err)
 	}
 	st := &Status{Sink: spec.Name, Origin: r.cfg.Source.Origin(), Cursor: cur.Next, Breaker: "closed"}
-	if old, err := LoadStatus(r.cfg.State.Dir(), spec.Name); err == nil {
+	if old, err := r.cfg.State.LoadStatus(spec.Name); err == nil {
 		st.Delivered, st.DeadLettered = old.Delivered, old.DeadLettered
 	}
 	br := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
@@ -364,7 +390,7 @@ func (r *Runner) sinkLoop(ctx context.Context, spec SinkSpec, wake <-chan struct
 		log.Info("starting at the log's end", "leaf", cur.Next)
 	}
 	for ctx.Err() == nil {
-		if from, ok, err := r.cfg.State.takeReplay(spec.Name); err != nil {
+		if from, ok, err := r.cfg.State.TakeReplay(spec.Name); err != nil {
 			log.Warn("replay request", "error", err)
 		} else if ok {
 			log.Info("replay: cursor moved", "from", cur.Next, "to", from)

@@ -2,6 +2,7 @@ package exporters
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,35 @@ type DeadLetter struct {
 	Reason    string    `json:"reason"`
 }
 
+// State is where a runner keeps what must outlive it: each sink's cursor,
+// status, dead letters and pending replay, and the newest checkpoint it
+// trusts. Two implementations: StateDir (files in a local directory) and
+// kvstate (a JetStream key-value bucket, so that an exporter can move
+// hosts).
+//
+// Hold's contract: it blocks until this runner alone may deliver to sink
+// (or ctx ends), and returns a context that ends when it no longer may
+// (another runner took the sink over) and a release func. Between Hold
+// and release, SaveCursor succeeds only while the hold lasts; once it is
+// lost SaveCursor returns an error wrapping ErrLeaseLost, so a runner
+// that lost its sink can never move the cursor of the one that took it.
+type State interface {
+	Hold(ctx context.Context, sink string) (context.Context, func(), error)
+	LoadCursor(sink string) (Cursor, error)
+	SaveCursor(sink string, c Cursor) error
+	LoadStatus(sink string) (Status, error)
+	SaveStatus(s Status) error
+	AppendDeadLetters(sink string, dls []DeadLetter) error
+	DeadLetters(sink string) ([]DeadLetter, error)
+	RequestReplay(sink string, from uint64) error
+	TakeReplay(sink string) (uint64, bool, error)
+	SaveTrusted(note []byte) error
+	LoadTrusted() ([]byte, error)
+}
+
+// ErrLeaseLost: another runner holds the sink now.
+var ErrLeaseLost = errors.New("exporters: another runner took the sink over")
+
 // StateDir holds the cursors, statuses, dead letters and replay requests
 // of the sinks of one exporter process. Only one process may use it at a
 // time (an exclusive lock), so two exporters cannot both move a cursor.
@@ -74,6 +104,26 @@ func OpenStateDir(dir string) (*StateDir, error) {
 
 // Close releases the lock.
 func (d *StateDir) Close() error { return d.lock.Close() }
+
+// Hold: the directory's lock, taken by OpenStateDir, already makes this
+// process the only one delivering to its sinks.
+func (d *StateDir) Hold(ctx context.Context, _ string) (context.Context, func(), error) {
+	return ctx, func() {}, ctx.Err()
+}
+
+// LoadCursor returns the sink's cursor (zero for a new sink).
+func (d *StateDir) LoadCursor(sink string) (Cursor, error) { return LoadCursor(d.dir, sink) }
+
+// LoadStatus reads a sink's last status.
+func (d *StateDir) LoadStatus(sink string) (Status, error) { return LoadStatus(d.dir, sink) }
+
+// DeadLetters returns a sink's dead letters, oldest first.
+func (d *StateDir) DeadLetters(sink string) ([]DeadLetter, error) { return ReadDeadLetters(d.dir, sink) }
+
+// RequestReplay asks the sink's runner to move its cursor back to from.
+func (d *StateDir) RequestReplay(sink string, from uint64) error {
+	return RequestReplay(d.dir, sink, from)
+}
 
 // Dir is the directory.
 func (d *StateDir) Dir() string { return d.dir }
@@ -181,8 +231,8 @@ func RequestReplay(dir, sink string, from uint64) error {
 	return writeAtomic(filepath.Join(dir, sink+".replay"), b, true)
 }
 
-// takeReplay returns a pending replay request and removes it.
-func (d *StateDir) takeReplay(sink string) (uint64, bool, error) {
+// TakeReplay returns a pending replay request and removes it.
+func (d *StateDir) TakeReplay(sink string) (uint64, bool, error) {
 	p := d.path(sink, "replay")
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
