@@ -118,7 +118,9 @@ func (d *StateDir) LoadCursor(sink string) (Cursor, error) { return LoadCursor(d
 func (d *StateDir) LoadStatus(sink string) (Status, error) { return LoadStatus(d.dir, sink) }
 
 // DeadLetters returns a sink's dead letters, oldest first.
-func (d *StateDir) DeadLetters(sink string) ([]DeadLetter, error) { return ReadDeadLetters(d.dir, sink) }
+func (d *StateDir) DeadLetters(sink string) ([]DeadLetter, error) {
+	return ReadDeadLetters(d.dir, sink)
+}
 
 // RequestReplay asks the sink's runner to move its cursor back to from.
 func (d *StateDir) RequestReplay(sink string, from uint64) error {
