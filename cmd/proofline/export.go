@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -37,9 +36,9 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) (in
 	case "status":
 		return exportStatus(ctx, args[1:], stdout, stderr)
 	case "replay":
-		return exitOK, exportReplay(args[1:], stdout, stderr)
+		return exitOK, exportReplay(ctx, args[1:], stdout, stderr)
 	case "deadletters":
-		return exitOK, exportDeadLetters(args[1:], stdout, stderr)
+		return exitOK, exportDeadLetters(ctx, args[1:], stdout, stderr)
 	default:
 		return exitUsage, fmt.Errorf("%w: unknown export command %q", errUsage, args[0])
 	}
@@ -103,7 +102,8 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 	var lf logFlags
 	lf.register(fs)
 	file := fs.String("exporters", "", "the exporters file (YAML): sinks, routing, egress allow list")
-	state := fs.String("state", "", "state directory (cursors, dead letters); default: the file's state_dir, else DATA/exporters")
+	var sf stateFlags
+	sf.register(fs, true)
 	poll := fs.Duration("poll", time.Second, "how often the log's checkpoint is read")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn, error")
@@ -126,8 +126,7 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir, err := stateDir(*state, lf.data, f)
-	if err != nil {
+	if err := sf.checkUsage(); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
@@ -140,11 +139,11 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	st, err := exporters.OpenStateDir(dir)
+	st, where, closeState, err := sf.openRun(ctx, lf.data, f)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeState()
 	r, err := exporters.New(exporters.Config{Source: src, State: st, Sinks: specs, PollInterval: *poll, Logger: logger, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -161,7 +160,7 @@ func exportRun(ctx context.Context, args []string, stderr io.Writer) error {
 		defer srv.Close()
 		logger.Info("metrics listening", "addr", ln.Addr().String())
 	}
-	logger.Info("exporter started", "log_origin", src.Origin(), "state_dir", dir, "sinks", len(specs))
+	logger.Info("exporter started", "log_origin", src.Origin(), "state", where, "sinks", len(specs))
 	if err := r.Run(ctx); err != nil {
 		return err
 	}
@@ -176,22 +175,24 @@ func exportStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("export status", stderr)
 	var lf logFlags
 	lf.register(fs)
-	state := fs.String("state", "", "state directory (default DATA/exporters)")
+	var sf stateFlags
+	sf.register(fs, false)
 	verifyFlag := fs.Bool("verify", false, "check every sink's delivery against the log's newest signed checkpoint (needs --data or --log)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return exitUsage, err
 	}
-	dir, err := stateDir(*state, lf.data, nil)
+	view, where, closeState, err := sf.openView(ctx, lf.data)
 	if err != nil {
 		return exitUsage, err
 	}
-	names, err := filepath.Glob(filepath.Join(dir, "*.cursor"))
+	defer closeState()
+	names, err := view.Sinks()
 	if err != nil {
 		return exitUsage, err
 	}
 	if len(names) == 0 {
-		return exitUsage, fmt.Errorf("no exporter state in %s", dir)
+		return exitUsage, fmt.Errorf("no exporter state in %s", where)
 	}
 	type row struct {
 		exporters.Status
@@ -205,7 +206,7 @@ func exportStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return exitUsage, err
 		}
-		trusted, err := exporters.LoadTrusted(dir)
+		trusted, err := view.LoadTrusted()
 		if err != nil {
 			return exitUsage, err
 		}
@@ -219,13 +220,12 @@ func exportStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	code := exitOK
-	for _, n := range names {
-		sink := strings.TrimSuffix(filepath.Base(n), ".cursor")
-		c, err := exporters.LoadCursor(dir, sink)
+	for _, sink := range names {
+		c, err := view.LoadCursor(sink)
 		if err != nil {
 			return exitUsage, err
 		}
-		st, _ := exporters.LoadStatus(dir, sink)
+		st, _ := view.LoadStatus(sink)
 		st.Sink = sink
 		r := row{Status: st, CursorOnDisk: c.Next}
 		if anchor != nil {
@@ -264,49 +264,50 @@ func exportStatus(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return code, nil
 }
 
-func exportReplay(args []string, stdout, stderr io.Writer) error {
+func exportReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export replay", stderr)
-	state := fs.String("state", "", "state directory")
+	var sf stateFlags
+	sf.register(fs, false)
 	data := fs.String("data", "", "data directory (state in DATA/exporters)")
 	sink := fs.String("sink", "", "the sink to replay")
 	from := fs.Uint64("from", 0, "leaf index to deliver again from")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir, err := stateDir(*state, *data, nil)
-	if err != nil {
-		return err
-	}
 	if *sink == "" {
 		return fmt.Errorf("%w: --sink is required", errUsage)
 	}
-	if _, err := os.Stat(filepath.Join(dir, *sink+".cursor")); err != nil {
-		return fmt.Errorf("%w: no sink %q in %s", errUsage, *sink, dir)
+	view, _, closeState, err := sf.openView(ctx, *data)
+	if err != nil {
+		return err
 	}
-	if err := exporters.RequestReplay(dir, *sink, *from); err != nil {
+	defer closeState()
+	if err := view.RequestReplay(*sink, *from); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "replay of %s from leaf %d requested; the exporter applies it at its next step (or when it starts)\n", *sink, *from)
 	return nil
 }
 
-func exportDeadLetters(args []string, stdout, stderr io.Writer) error {
+func exportDeadLetters(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("export deadletters", stderr)
-	state := fs.String("state", "", "state directory")
+	var sf stateFlags
+	sf.register(fs, false)
 	data := fs.String("data", "", "data directory (state in DATA/exporters)")
 	sink := fs.String("sink", "", "the sink")
 	asJSON := fs.Bool("json", false, "print NDJSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	dir, err := stateDir(*state, *data, nil)
-	if err != nil {
-		return err
-	}
 	if *sink == "" {
 		return fmt.Errorf("%w: --sink is required", errUsage)
 	}
-	dls, err := exporters.ReadDeadLetters(dir, *sink)
+	view, _, closeState, err := sf.openView(ctx, *data)
+	if err != nil {
+		return err
+	}
+	defer closeState()
+	dls, err := view.DeadLetters(*sink)
 	if err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ Usage:
   proofline verify  --archive FILE --key FILE [--record ID] [--previous FILE]
                                                                      verify an evidence archive offline
   proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
-  proofline export run --exporters FILE (--data DIR | --log URL --key FILE)   deliver the log to SIEMs and files
+  proofline export run --exporters FILE (--data DIR | --log URL --key FILE) [--nats URL]   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
   proofline dlq list --server URL --token T [--reason conflict] [--json]  records no consumer could take, and why

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -280,6 +281,23 @@ func (s *State) SaveCursor(sink string, c exporters.Cursor) error {
 	}
 	h.rev, h.cursor = rev, c
 	return nil
+}
+
+// Sinks lists the sinks that have a cursor in the bucket.
+func (s *State) Sinks() ([]string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kl, err := s.kv.ListKeysFiltered(ctx, "*.cursor")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range kl.Keys() {
+		out = append(out, strings.TrimSuffix(k, ".cursor"))
+	}
+	_ = kl.Stop()
+	sort.Strings(out)
+	return out, nil
 }
 
 // LoadStatus reads a sink's last status.

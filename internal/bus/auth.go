@@ -84,10 +84,10 @@ func (a ClientAuth) Validate() error {
 	return nil
 }
 
-// options turns the settings into NATS client options. The creds, CA and
+// Options turns the settings into NATS client options. The creds, CA and
 // certificate files are read again at every (re)connect by the client, so
 // rotating them on disk needs no restart.
-func (a ClientAuth) options() ([]nats.Option, error) {
+func (a ClientAuth) Options() ([]nats.Option, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}

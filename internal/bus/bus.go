@@ -173,7 +173,7 @@ func Open(ctx context.Context, cfg Config) (*Bus, error) {
 		if !cfg.Auth.IsZero() && cfg.Token != "" {
 			return nil, errors.New("nats: give either a token or client credentials, not both")
 		}
-		auth, err := cfg.Auth.options()
+		auth, err := cfg.Auth.Options()
 		if err != nil {
 			return nil, err
 		}
