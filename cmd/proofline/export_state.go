@@ -24,11 +24,12 @@ import (
 // or a JetStream key-value bucket (--nats), so that an exporter can move
 // hosts and a standby take a sink over.
 type stateFlags struct {
-	dir     string
-	natsURL string
-	auth    bus.ClientAuth
-	bucket  string
-	lease   time.Duration
+	dir      string
+	natsURL  string
+	auth     bus.ClientAuth
+	bucket   string
+	replicas int
+	lease    time.Duration
 }
 
 func (s *stateFlags) register(fs *flag.FlagSet, run bool) {
@@ -42,6 +43,7 @@ func (s *stateFlags) register(fs *flag.FlagSet, run bool) {
 	fs.StringVar(&s.auth.KeyFile, "nats-key", "", "with --nats: key of --nats-cert (PEM)")
 	fs.StringVar(&s.bucket, "kv-bucket", kvstate.DefaultBucket, "with --nats: the key-value bucket")
 	if run {
+		fs.IntVar(&s.replicas, "kv-replicas", 1, "with --nats: replicas of the bucket when it is created (3 on a cluster)")
 		fs.DurationVar(&s.lease, "lease", 15*time.Second, "with --nats: how long a sink stays held by a runner that stopped renewing (a standby takes over after this)")
 	}
 }
@@ -120,7 +122,7 @@ func (s *stateFlags) openKV(ctx context.Context, holder string) (*kvstate.State,
 		nc.Close()
 		return nil, nil, err
 	}
-	st, err := kvstate.Open(ctx, js, kvstate.Config{Bucket: s.bucket, Lease: s.lease, Holder: holder})
+	st, err := kvstate.Open(ctx, js, kvstate.Config{Bucket: s.bucket, Replicas: s.replicas, Lease: s.lease, Holder: holder})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

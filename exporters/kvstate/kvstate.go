@@ -87,7 +87,7 @@ type cursorValue struct {
 	LeaseUntil time.Time        `json:"lease_until"`
 }
 
-// Open creates (or opens) the bucket.
+// Open opens the bucket, creating it if missing.
 func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*State, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -107,13 +107,21 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*State, erro
 		_, _ = rand.Read(b)
 		cfg.Holder = fmt.Sprintf("%s/%d/%s", host, os.Getpid(), hex.EncodeToString(b))
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "proofline exporters: cursors with their leases, statuses, dead letters, replay requests",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
+	// An existing bucket is used as it is: a reader (export status) must
+	// not change the replicas an operator chose.
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "proofline exporters: cursors with their leases, statuses, dead letters, replay requests",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // made meanwhile by another runner
+			kv, err = js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("exporters state bucket %s: %w", cfg.Bucket, err)
 	}
