@@ -39,7 +39,6 @@ package ecssink
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,6 +49,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/encode"

@@ -15,7 +15,6 @@ package splunkhec
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -27,6 +26,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/proofline/proofline/exporters"
 )
@@ -71,6 +72,10 @@ func (c *Config) Validate() error {
 // Sink sends batches to one HEC endpoint.
 type Sink struct {
 	cfg Config
+	// zw is reused for every batch (Send is called by one goroutine at a
+	// time): a new compressor per batch allocates and clears its window
+	// each time.
+	zw *gzip.Writer
 }
 
 // New makes a sink.
@@ -263,7 +268,12 @@ type hecReply struct {
 
 func (s *Sink) post(ctx context.Context, items []item) error {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	if s.zw == nil {
+		s.zw = gzip.NewWriter(&buf)
+	} else {
+		s.zw.Reset(&buf)
+	}
+	zw := s.zw
 	for _, it := range items {
 		zw.Write(it.body)
 		zw.Write([]byte{'\n'})
