@@ -389,6 +389,14 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 		}
 		log.Info("starting at the log's end", "leaf", cur.Next)
 	}
+	// pf is the next batch, read while the current one is delivered, so
+	// that reading and proving overlap the sink's round trip (or fsync).
+	var pf *readAhead
+	defer func() {
+		if pf != nil {
+			<-pf.done
+		}
+	}()
 	for ctx.Err() == nil {
 		if from, ok, err := r.cfg.State.TakeReplay(spec.Name); err != nil {
 			log.Warn("replay request", "error", err)
@@ -421,7 +429,23 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 			continue
 		}
 		to := min(cur.Next+uint64(spec.BatchSize), a.TreeSize)
-		events, err := r.cfg.Source.Read(ctx, a, cur.Next, to)
+		var events []Event
+		if pf != nil && pf.from == cur.Next {
+			// The batch read while the previous one was delivered, proven
+			// against the checkpoint current then: it is signed too, and
+			// the next batch catches up with the newer one.
+			<-pf.done
+			a, to, events, err = pf.a, pf.to, pf.events, pf.err
+		} else {
+			if pf != nil {
+				<-pf.done // a replay moved the cursor: that batch is not the next
+			}
+			events, err = r.cfg.Source.Read(ctx, a, cur.Next, to)
+		}
+		pf = nil
+		if err == nil && to < a.TreeSize {
+			pf = r.readAhead(ctx, a, to, min(to+uint64(spec.BatchSize), a.TreeSize))
+		}
 		if errors.Is(err, ErrInconsistent) {
 			return err
 		}
@@ -494,6 +518,24 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 		saveStatus(a)
 	}
 	return nil
+}
+
+// readAhead is a batch being read in the background.
+type readAhead struct {
+	a        *Anchor
+	from, to uint64
+	done     chan struct{}
+	events   []Event
+	err      error
+}
+
+func (r *Runner) readAhead(ctx context.Context, a *Anchor, from, to uint64) *readAhead {
+	pf := &readAhead{a: a, from: from, to: to, done: make(chan struct{})}
+	go func() {
+		defer close(pf.done)
+		pf.events, pf.err = r.cfg.Source.Read(ctx, a, from, to)
+	}()
+	return pf
 }
 
 // deliver sends b until the sink takes it, waiting as the error's class
