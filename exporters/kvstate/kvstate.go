@@ -268,7 +268,11 @@ func (s *State) LoadCursor(sink string) (exporters.Cursor, error) {
 
 // SaveCursor moves the cursor, renewing the lease; it fails with
 // exporters.ErrLeaseLost when this runner does not hold the sink (any
-// more).
+// more). A NATS error (a leader election, a reconnect) is retried for up
+// to half the lease, so a blip does not stop the exporter; a write that
+// landed although its answer was lost shows as a changed revision, which
+// the runner handles as a lost lease (it holds the sink again, under its
+// own name at once, and reads the cursor back).
 func (s *State) SaveCursor(sink string, c exporters.Cursor) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -276,19 +280,24 @@ func (s *State) SaveCursor(sink string, c exporters.Cursor) error {
 	if h == nil {
 		return fmt.Errorf("%w: sink %s is not held", exporters.ErrLeaseLost, sink)
 	}
-	ctx, cancel := opCtx()
-	defer cancel()
-	v := cursorValue{Cursor: c, Holder: s.holder, LeaseUntil: time.Now().Add(s.lease)}
-	rev, err := s.write(ctx, sink, v, h.rev)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+	deadline := time.Now().Add(s.lease / 2)
+	for {
+		ctx, cancel := opCtx()
+		v := cursorValue{Cursor: c, Holder: s.holder, LeaseUntil: time.Now().Add(s.lease)}
+		rev, err := s.write(ctx, sink, v, h.rev)
+		cancel()
+		switch {
+		case err == nil:
+			h.rev, h.cursor = rev, c
+			return nil
+		case errors.Is(err, jetstream.ErrKeyExists):
 			h.lost(exporters.ErrLeaseLost)
 			return fmt.Errorf("%w: %v", exporters.ErrLeaseLost, err)
+		case time.Now().After(deadline):
+			return err
 		}
-		return err
+		time.Sleep(100 * time.Millisecond)
 	}
-	h.rev, h.cursor = rev, c
-	return nil
 }
 
 // Sinks lists the sinks that have a cursor in the bucket.
