@@ -3,6 +3,7 @@
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -22,11 +23,19 @@ type ErrorDetail struct {
 
 // WriteJSON writes v as JSON with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
+	// Encoded before the status is sent: a value JSON cannot hold (a NaN)
+	// is a 500 with the error shape, not a 200 with an empty body.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		status = http.StatusInternalServerError
+		buf.Reset()
+		_ = enc.Encode(ErrorBody{Error: ErrorDetail{Code: Code(status), Message: "the answer could not be encoded as JSON"}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
+	_, _ = w.Write(buf.Bytes())
 }
 
 // WriteError writes an error response; the code is derived from status.

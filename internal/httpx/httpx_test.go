@@ -2,6 +2,7 @@ package httpx_test
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -28,6 +29,11 @@ func TestJSONErrors(t *testing.T) {
 	mux.HandleFunc("GET /json", func(w http.ResponseWriter, _ *http.Request) {
 		httpx.WriteError(w, http.StatusTooManyRequests, "slow down")
 	})
+	// A value JSON cannot hold: a 500 in the error shape, never a 200
+	// with an empty body.
+	mux.HandleFunc("GET /nan", func(w http.ResponseWriter, _ *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]float64{"mean": math.NaN()})
+	})
 	h := httpx.JSONErrors(mux)
 	tests := []struct {
 		method, path string
@@ -40,6 +46,7 @@ func TestJSONErrors(t *testing.T) {
 		{"GET", "/boom", 500, "internal", "disk on fire", ""},
 		{"GET", "/bare", 502, "internal", "Bad Gateway", ""},
 		{"GET", "/json", 429, "rate_limited", "slow down", ""},
+		{"GET", "/nan", 500, "internal", "the answer could not be encoded as JSON", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
