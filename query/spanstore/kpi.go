@@ -166,7 +166,8 @@ type PlanWeek struct {
 	SystemErrors  uint64    `json:"system_errors"`
 	FailedRate    float64   `json:"failed_rate"`
 	// MeanTimeToDetectMs is, over failed plans, the mean time from the
-	// plan's first call to the end of its first failing call.
+	// plan's first call to the end of its first failing call (0 in a week
+	// without a failed plan).
 	MeanTimeToDetectMs float64 `json:"mean_time_to_detect_ms"`
 	// MeanTimeToRecoverMs is, over failed plans whose workflow later ran a
 	// successful plan, the mean time from the first failure to the start
@@ -196,7 +197,9 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	rows, err := s.query(qctx, `
 		SELECT toMonday(start) AS week, count() AS plans,
 			countIf(blocked > 0) AS policy, countIf(blocked = 0 AND failed > 0) AS system,
-			avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS mttd
+			-- 0, not ClickHouse's nan (which JSON cannot hold), for a week
+			-- without a failed plan.
+			if(countIf(blocked + failed > 0) = 0, 0, avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0)) AS mttd
 		FROM (
 			SELECT plan_id, min(ts_start) AS start,
 				countIf(outcome_status = 'policy_blocked') AS blocked,

@@ -2,6 +2,7 @@ package spanstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -99,15 +100,24 @@ func TestPlansKPI(t *testing.T) {
 		{id: "p4a", tool: "x", plan: "p4", start: T, dur: 20 * ms, status: "policy_blocked", code: "DENY1"},
 		{id: "p4b", tool: "x", plan: "p4", start: T, dur: 500 * ms, status: "system_error", code: "E500"},
 		{id: "np", tool: "x", start: T, dur: ms, status: "timeout", code: "T1"},
+		// A week earlier, one plan that went fine: no failed plan to
+		// take a mean over.
+		{id: "e1", tool: "x", plan: "e1", start: T.Add(-7 * 24 * time.Hour), dur: 10 * ms},
 	})
-	rep, err := s.Plans(context.Background(), now.Add(-7*24*time.Hour), now)
+	rep, err := s.Plans(context.Background(), now.Add(-14*24*time.Hour), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Weeks) != 1 {
+	if len(rep.Weeks) != 2 {
 		t.Fatalf("weeks %+v", rep.Weeks)
 	}
-	w := rep.Weeks[0]
+	if e := rep.Weeks[0]; e.Plans != 1 || e.FailedRate != 0 || e.MeanTimeToDetectMs != 0 || e.MeanTimeToRecoverMs != 0 {
+		t.Fatalf("a week without failed plans: %+v, want 1 plan and zero rates and means", e)
+	}
+	if _, err := json.Marshal(rep); err != nil {
+		t.Fatalf("the report is not JSON: %v", err)
+	}
+	w := rep.Weeks[1]
 	// p2, p4 blocked by policy (p4 also failed; policy wins); p3 and r1
 	// system errors; p1 and r2 fine: 6 plans, 4 failed.
 	// Detection: p2 100 ms, p3 300 ms, p4 20 ms, r1 200 ms (its plan
