@@ -142,12 +142,37 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code != 200 || json.Unmarshal(raw, &eb) != nil || len(eb.SLOs) != 1 || eb.SLOs[0].BurnRate1h < 3.74 || eb.SLOs[0].BurnRate1h > 3.76 {
 		t.Fatalf("error budget: %d %s", code, raw)
 	}
+	// Two plans, 20 days and an hour old: the plans KPI's default window
+	// (28 days) holds both weeks, whether asked over HTTP or by the CLI.
+	var plans []map[string]any
+	for i, age := range []time.Duration{20 * 24 * time.Hour, time.Hour} {
+		r := record(fmt.Sprintf("plan-%d", i))
+		start := time.Now().UTC().Add(-age)
+		r["ts_start"], r["ts_end"] = start.Format(time.RFC3339Nano), start.Add(time.Millisecond).Format(time.RFC3339Nano)
+		r["plan_id"] = fmt.Sprintf("plan-%d", i)
+		plans = append(plans, r)
+	}
+	if code, _, pr, err := s.post(tok, jsonArray(t, plans...), nil); err != nil || code != 202 || pr.Accepted != 2 {
+		t.Fatalf("post plans: %d %+v %v", code, pr, err)
+	}
+	waitSpans(t, s, q, []string{"plan-0", "plan-1"})
 	for _, kind := range []string{"cost", "plans", "errorbudget", "onboarding"} {
-		if code, raw := s.get(q, "/v1/kpi/"+kind); code != 200 || !json.Valid(raw) {
-			t.Fatalf("/v1/kpi/%s: %d %s", kind, code, raw)
+		code, raw := s.get(q, "/v1/kpi/"+kind)
+		if code != 200 || !json.Valid(raw) {
+			t.Fatalf("/v1/kpi/%s: %d %s\n%s", kind, code, raw, s.logs())
 		}
-		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q, "--json"); code != 0 || !json.Valid([]byte(out)) {
+		out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q, "--json")
+		if code != 0 || !json.Valid([]byte(out)) {
 			t.Fatalf("proofline kpi %s --json: exit %d\n%s%s", kind, code, out, errOut)
+		}
+		if kind == "plans" {
+			// The CLI asks the server's question: the same default window.
+			var api, cliAns struct {
+				Weeks []json.RawMessage `json:"weeks"`
+			}
+			if json.Unmarshal(raw, &api) != nil || json.Unmarshal([]byte(out), &cliAns) != nil || len(api.Weeks) != 2 || len(cliAns.Weeks) != 2 {
+				t.Fatalf("kpi plans: the API's default answer has %d weeks with plans, the CLI's %d; want both weeks of the 28 days", len(api.Weeks), len(cliAns.Weeks))
+			}
 		}
 		if out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q); code != 0 || json.Valid([]byte(out)) || len(out) == 0 {
 			t.Fatalf("proofline kpi %s (table): exit %d\n%s%s", kind, code, out, errOut)

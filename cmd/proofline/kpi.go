@@ -29,13 +29,18 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	server := fs.String("server", "http://127.0.0.1:7600", "proofline server URL")
 	token := fs.String("token", os.Getenv("PROOFLINE_TOKEN"), "bearer token with scope query (or PROOFLINE_TOKEN)")
 	by := fs.String("by", "tool", "tool or group")
-	window := fs.String("window", "7d", "window: a Go duration (36h) or days (7d)")
+	window := fs.String("window", "", "window: a Go duration (36h) or days (7d); default the server's for this KPI (7d; plans 28d)")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	exact := fs.Bool("exact", false, "latency: exact quantiles from every span instead of the rollup (1% relative accuracy)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	q := url.Values{"by": {*by}, "window": {*window}}
+	q := url.Values{"by": {*by}}
+	// Unset, the server's default for the KPI applies, so the CLI and the
+	// API answer the same question.
+	if *window != "" {
+		q.Set("window", *window)
+	}
 	if *exact {
 		q.Set("exact", "true")
 	}
