@@ -32,13 +32,18 @@ type SpanRow struct {
 	LatencyMs      float64   `json:"latency_ms"`
 	ActorID        string    `json:"actor_id"`
 	Tool           string    `json:"tool"`
+	ToolServer     string    `json:"tool_server"`
 	ToolGroup      string    `json:"tool_group"`
 	TraceID        string    `json:"trace_id"`
 	SpanID         string    `json:"span_id"`
+	ParentSpanID   string    `json:"parent_span_id"`
 	Status         string    `json:"status"`
+	ErrorCode      string    `json:"error_code"`
+	ErrorMessage   string    `json:"error_message"`
 	PolicyDecision string    `json:"policy_decision"`
 	CostAmount     float64   `json:"cost_amount"`
 	WorkflowID     string    `json:"workflow_id"`
+	PlanID         string    `json:"plan_id"`
 	LogOrigin      string    `json:"log_origin"`
 	LeafIndex      uint64    `json:"leaf_index"`
 }
@@ -99,8 +104,8 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		where = append(where, "(ts_start, record_id) < ({cts:DateTime64(9, 'UTC')}, {cid:String})")
 		params["cts"], params["cid"] = c.TS.UTC().Format(tsFmt), c.ID
 	}
-	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_group, trace_id, span_id,
-		outcome_status, policy_decision, cost_amount, workflow_id, log_origin, leaf_index
+	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_server, tool_group, trace_id, span_id,
+		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, workflow_id, plan_id, log_origin, leaf_index
 	FROM {{spans}} FINAL WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
@@ -111,8 +116,8 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 	page := &SpanPage{Spans: []SpanRow{}}
 	for rows.Next() {
 		var r SpanRow
-		if err := rows.Scan(&r.RecordID, &r.TSStart, &r.TSEnd, &r.LatencyMs, &r.ActorID, &r.Tool, &r.ToolGroup, &r.TraceID, &r.SpanID,
-			&r.Status, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.LogOrigin, &r.LeafIndex); err != nil {
+		if err := rows.Scan(&r.RecordID, &r.TSStart, &r.TSEnd, &r.LatencyMs, &r.ActorID, &r.Tool, &r.ToolServer, &r.ToolGroup, &r.TraceID, &r.SpanID,
+			&r.ParentSpanID, &r.Status, &r.ErrorCode, &r.ErrorMessage, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.PlanID, &r.LogOrigin, &r.LeafIndex); err != nil {
 			return nil, err
 		}
 		page.Spans = append(page.Spans, r)

@@ -219,6 +219,12 @@ func TestSpansPagingAndFilters(t *testing.T) {
 		}
 		spans = append(spans, span(fmt.Sprintf("p-%02d", i), tool, "g", base.Add(time.Duration(i)*time.Second), time.Millisecond, uint64(i)))
 	}
+	// What an SRE reads of a failed call in a plan: on the row itself.
+	failed := spans[10].Record
+	failed.Tool.Server = "jira-mcp"
+	failed.Trace.ParentSpanID = "00f067aa0ba902b7"
+	failed.Outcome = schemas.Outcome{Status: schemas.StatusToolError, ErrorCode: "E42", ErrorMessage: "ticket not found"}
+	failed.PlanID = "plan-7"
 	if err := s.Insert(ctx, spans); err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +253,10 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	p, err := s.Spans(ctx, SpanFilter{TraceID: fmt.Sprintf("%032x", 11)})
 	if err != nil || len(p.Spans) != 1 || p.Spans[0].RecordID != "p-10" || p.Spans[0].LeafIndex != 10 {
 		t.Fatalf("by trace id: %+v %v", p, err)
+	}
+	if r := p.Spans[0]; r.ToolServer != "jira-mcp" || r.ParentSpanID != "00f067aa0ba902b7" || r.Status != "tool_error" ||
+		r.ErrorCode != "E42" || r.ErrorMessage != "ticket not found" || r.PlanID != "plan-7" {
+		t.Fatalf("the failed call's row: %+v", r)
 	}
 	// Filter values are bound, never SQL: an injection attempt matches nothing.
 	p, err = s.Spans(ctx, SpanFilter{Tool: "a' OR '1'='1"})
