@@ -64,6 +64,16 @@ type CostReport struct {
 	OverCap        bool           `json:"projected_over_cap"`
 	Workflows      []WorkflowCost `json:"workflows"`
 	Anomalies      []CostAnomaly  `json:"anomalies"`
+	// WithoutCurrency are this month's amounts that came without a
+	// currency: never counted as Currency, reported apart so that they
+	// are seen (and the producer fixed).
+	WithoutCurrency Unpriced `json:"without_currency"`
+}
+
+// Unpriced is what came with an amount but no currency.
+type Unpriced struct {
+	Calls  uint64  `json:"calls"`
+	Amount float64 `json:"amount"`
 }
 
 // WorkflowCost is one workflow's spend this month, most expensive first.
@@ -106,9 +116,14 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	rep := &CostReport{Currency: cfg.Currency, MonthStart: monthStart, MonthlyCap: cfg.MonthlyCap, Workflows: []WorkflowCost{}, Anomalies: []CostAnomaly{}}
 	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)}, map[string]time.Time{"m0": monthStart, "now": now})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
-	const inMonth = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')`
+	const month = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}`
+	const inMonth = month + ` AND cost_currency = {cur:String}`
 	if err := s.queryRow(qctx, `SELECT sum(cost_amount) FROM {{spans}} FINAL WHERE `+inMonth).Scan(&rep.Total); err != nil {
 		return nil, fmt.Errorf("cost total: %w", err)
+	}
+	if err := s.queryRow(qctx, `SELECT count(), sum(cost_amount) FROM {{spans}} FINAL WHERE `+month+` AND cost_currency = '' AND cost_amount != 0`).
+		Scan(&rep.WithoutCurrency.Calls, &rep.WithoutCurrency.Amount); err != nil {
+		return nil, fmt.Errorf("cost without a currency: %w", err)
 	}
 	if elapsed := now.Sub(monthStart); elapsed > 0 {
 		rep.ProjectedTotal = rep.Total * float64(monthEnd.Sub(monthStart)) / float64(elapsed)
@@ -135,7 +150,7 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 			sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) / countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS recent,
 			sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) / countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS baseline
 		FROM {{spans}} FINAL
-		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency IN ({cur:String}, '')
+		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
 		GROUP BY tool_name
 		HAVING countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) > 0 AND countIf(ts_start < {h1:DateTime64(9, 'UTC')}) > 0
 			AND baseline > 0 AND recent > {factor:Float64} * baseline

@@ -26,6 +26,7 @@ type call struct {
 	start                                  time.Time
 	dur                                    time.Duration
 	cost                                   float64
+	currency                               string // default USD; "-" for none
 }
 
 func insertCalls(t *testing.T, s *Store, calls []call) {
@@ -38,7 +39,14 @@ func insertCalls(t *testing.T, s *Store, calls []call) {
 		if c.status != "" {
 			r.Outcome = schemas.Outcome{Status: c.status, ErrorCode: c.code}
 		}
-		r.Cost = &schemas.Cost{Amount: c.cost, Currency: "USD"}
+		switch c.currency {
+		case "":
+			r.Cost = &schemas.Cost{Amount: c.cost, Currency: "USD"}
+		case "-":
+			r.Cost = &schemas.Cost{Amount: c.cost}
+		default:
+			r.Cost = &schemas.Cost{Amount: c.cost, Currency: c.currency}
+		}
 		spans = append(spans, sp)
 	}
 	if err := s.Insert(context.Background(), spans); err != nil {
@@ -59,6 +67,11 @@ func TestCostKPI(t *testing.T) {
 		{id: "b1", tool: "t2", workflow: "wf-b", start: now.Add(-30 * time.Minute), cost: 1},
 		// Last month: not in this month's total, nor in the 7-day baseline.
 		{id: "old", tool: "t2", workflow: "wf-a", start: now.Add(-20 * 24 * time.Hour), cost: 100},
+		// Another currency is left out; an amount without a currency is
+		// never taken for USD: it is reported apart.
+		{id: "eur", tool: "t1", workflow: "wf-a", start: now.Add(-2 * time.Hour), cost: 50, currency: "EUR"},
+		{id: "nc1", tool: "t1", workflow: "wf-a", start: now.Add(-2 * time.Hour), cost: 45, currency: "-"},
+		{id: "nc2", tool: "t2", workflow: "wf-a", start: now.Add(-20 * time.Minute), cost: 5, currency: "-"},
 	})
 	rep, err := s.Cost(context.Background(), CostConfig{Currency: "USD", MonthlyCap: 10}, now)
 	if err != nil {
@@ -66,6 +79,9 @@ func TestCostKPI(t *testing.T) {
 	}
 	if math.Abs(rep.Total-7.2) > 1e-9 {
 		t.Fatalf("month total %v, want 7.2", rep.Total)
+	}
+	if rep.WithoutCurrency.Calls != 2 || math.Abs(rep.WithoutCurrency.Amount-50) > 1e-9 {
+		t.Fatalf("amounts without a currency: %+v, want 2 calls, 50 in all", rep.WithoutCurrency)
 	}
 	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	wantProj := 7.2 * float64(m0.AddDate(0, 1, 0).Sub(m0)) / float64(now.Sub(m0))
