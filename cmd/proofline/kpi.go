@@ -115,6 +115,10 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 				Tool  string  `json:"tool"`
 				Ratio float64 `json:"ratio"`
 			} `json:"anomalies"`
+			WithoutCurrency struct {
+				Calls  uint64  `json:"calls"`
+				Amount float64 `json:"amount"`
+			} `json:"without_currency"`
 		}
 		if err := json.Unmarshal(raw, &res); err != nil {
 			return fmt.Errorf("server answer: %w", err)
@@ -122,6 +126,9 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 		fmt.Fprintf(tw, "month to date\t%.2f %s\t\nprojected month end\t%.2f %s\t\n", res.Total, res.Currency, res.Projected, res.Currency)
 		if res.Cap > 0 {
 			fmt.Fprintf(tw, "monthly cap\t%.2f %s (projected over cap: %v)\t\n", res.Cap, res.Currency, res.OverCap)
+		}
+		if u := res.WithoutCurrency; u.Calls > 0 {
+			fmt.Fprintf(tw, "without a currency (not counted)\t%.2f in %d calls\t\n", u.Amount, u.Calls)
 		}
 		fmt.Fprintf(tw, "\t\t\nWORKFLOW\tcost\tcalls\t\n")
 		for _, w := range res.Workflows {
