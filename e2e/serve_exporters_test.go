@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -121,5 +122,30 @@ func TestServeExportersUsage(t *testing.T) {
 				t.Fatalf("exit %d, want 2 and %q: %s%s", code, c.want, out, errOut)
 			}
 		})
+	}
+}
+
+// TestServeExportersStateInExternalNATS: with an external NATS, serve's
+// exporters keep their state in its key-value bucket (as `export run
+// --nats` does), not in the data directory, so `export status --nats`
+// reads it from anywhere.
+func TestServeExportersStateInExternalNATS(t *testing.T) {
+	n := startNATS(t)
+	data := t.TempDir()
+	lake := filepath.Join(t.TempDir(), "lake")
+	cfg := filepath.Join(t.TempDir(), "exporters.yaml")
+	writeFile(t, cfg, []byte(fmt.Sprintf("sinks:\n  - name: lake\n    type: file\n    file: {dir: %s}\n", lake)))
+	s := startServer(t, data, "--roles", "ingest,signer", "--nats", n.url(), "--exporters", cfg)
+	post(t, s, "ext-exp", 100)
+	waitFor(t, "100 leaves in the lake", func() (bool, string) {
+		got := fileLeaves(t, lake)
+		return len(got) == 100, fmt.Sprint(len(got))
+	})
+	waitFor(t, "export status --nats to show the lake's cursor", func() (bool, string) {
+		out, errOut, code := cli(t, "export", "status", "--nats", n.url(), "--json")
+		return code == 0 && strings.Contains(out, `"sink": "lake"`) && strings.Contains(out, `"cursor_on_disk": 100`), out + errOut
+	})
+	if _, err := os.Stat(filepath.Join(data, "exporters")); !os.IsNotExist(err) {
+		t.Fatalf("serve kept exporter state in the data directory with an external NATS: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"k8s.io/klog/v2"
 
 	"github.com/proofline/proofline/exporters/config"
@@ -396,7 +397,11 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	}
 
 	if c.exporters != nil {
-		ex, err := newExportersRole(c.exporters, f.data, lg, logVerifier, met, logger)
+		var js jetstream.JetStream
+		if f.natsURL != "" {
+			js = b.JS
+		}
+		ex, err := newExportersRole(ctx, c.exporters, f.data, js, f.natsReplicas, lg, logVerifier, met, logger)
 		if err != nil {
 			return err
 		}

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/config"
+	"github.com/proofline/proofline/exporters/kvstate"
 	"github.com/proofline/proofline/internal/metrics"
 	"github.com/proofline/proofline/internal/supervise"
 	"github.com/proofline/proofline/ledger"
@@ -54,6 +56,7 @@ func (e *exportersFlag) load(roles roleSet, metricsListen string) (*config.File,
 type exportersRole struct {
 	file   *config.File
 	dir    string
+	kv     *kvstate.State // the state when NATS is external and the file names no state_dir
 	src    *exporters.Source
 	met    *metrics.Registry
 	logger *slog.Logger
@@ -63,16 +66,28 @@ type exportersRole struct {
 
 type exportersAttempt struct {
 	specs []exporters.SinkSpec
-	state *exporters.StateDir
+	state exporters.State
+	close func()
 	reg   prometheus.Registerer
 }
 
-func newExportersRole(f *config.File, data string, lg *ledger.Log, v note.Verifier, met *metrics.Registry, logger *slog.Logger) (*exportersRole, error) {
+// newExportersRole opens the exporters' state: with an external NATS (js
+// not nil) in its key-value bucket, as `export run --nats` keeps it, so
+// that the sinks can move to another serve (or an `export run`) with
+// their cursors; otherwise, or when the file names a state_dir, in a
+// directory.
+func newExportersRole(ctx context.Context, f *config.File, data string, js jetstream.JetStream, replicas int, lg *ledger.Log, v note.Verifier, met *metrics.Registry, logger *slog.Logger) (*exportersRole, error) {
 	dir, err := stateDir("", data, f)
 	if err != nil {
 		return nil, err
 	}
 	r := &exportersRole{file: f, dir: dir, src: exporters.NewFileSource(lg.TilesDir(), v), met: met, logger: logger.With("role", "exporters")}
+	if js != nil && f.StateDir == "" {
+		if r.kv, err = kvstate.Open(ctx, js, kvstate.Config{Replicas: replicas}); err != nil {
+			return nil, fmt.Errorf("--exporters: %w", err)
+		}
+		r.dir = "nats bucket " + kvstate.DefaultBucket
+	}
 	if r.first, err = r.open(); err != nil {
 		return nil, fmt.Errorf("--exporters: %w", err)
 	}
@@ -91,12 +106,17 @@ func (r *exportersRole) open() (*exportersAttempt, error) {
 		closeSinks(specs)
 		return nil, err
 	}
+	a.specs = specs
+	if r.kv != nil {
+		a.state, a.close = r.kv, func() {}
+		return a, nil
+	}
 	st, err := exporters.OpenStateDir(r.dir)
 	if err != nil {
 		closeSinks(specs)
 		return nil, err
 	}
-	a.specs, a.state = specs, st
+	a.state, a.close = st, func() { st.Close() }
 	return a, nil
 }
 
@@ -115,13 +135,13 @@ func (r *exportersRole) run(ctx context.Context) error {
 			return err
 		}
 	}
-	defer a.state.Close()
+	defer a.close()
 	rn, err := exporters.New(exporters.Config{Source: r.src, State: a.state, Sinks: a.specs, Logger: r.logger, Registerer: a.reg})
 	if err != nil {
 		closeSinks(a.specs)
 		return err
 	}
-	r.logger.Info("exporters started", "state_dir", r.dir, "sinks", len(a.specs))
+	r.logger.Info("exporters started", "state", r.dir, "sinks", len(a.specs))
 	return rn.Run(ctx)
 }
 
