@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/proofline/proofline/exporters/splunkhec/hectest"
 )
@@ -99,6 +102,13 @@ sinks:
 	})
 	if _, errOut, code := cli(t, append([]string{"export", "replay", "--sink", "nosuch", "--from", "1"}, view...)...); code != 2 || !strings.Contains(errOut, `no sink "nosuch"`) {
 		t.Fatalf("replay of an unknown sink: exit %d: %s", code, errOut)
+	}
+	// A reader does not make a bucket it is pointed at by mistake.
+	if _, errOut, code := cli(t, "export", "status", "--nats", n.url(), "--kv-bucket", "typo"); code != 2 || !strings.Contains(errOut, "typo") {
+		t.Fatalf("status of a bucket that does not exist: exit %d: %s", code, errOut)
+	}
+	if _, err := jetStreamAt(t, n.url()).KeyValue(ctxT(t, 10*time.Second), "typo"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("export status made the bucket it was pointed at: %v", err)
 	}
 	host2.signal(syscall.SIGTERM)
 }

@@ -104,7 +104,7 @@ func (k kvView) RequestReplay(sink string, from uint64) error {
 }
 
 // openKV connects to NATS and opens the bucket.
-func (s *stateFlags) openKV(ctx context.Context, holder string) (*kvstate.State, func(), error) {
+func (s *stateFlags) openKV(ctx context.Context, holder string, existing bool) (*kvstate.State, func(), error) {
 	if err := s.auth.Validate(); err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -122,7 +122,7 @@ func (s *stateFlags) openKV(ctx context.Context, holder string) (*kvstate.State,
 		nc.Close()
 		return nil, nil, err
 	}
-	st, err := kvstate.Open(ctx, js, kvstate.Config{Bucket: s.bucket, Replicas: s.replicas, Lease: s.lease, Holder: holder})
+	st, err := kvstate.Open(ctx, js, kvstate.Config{Bucket: s.bucket, Replicas: s.replicas, Lease: s.lease, Holder: holder, Existing: existing})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -147,7 +147,7 @@ func (s *stateFlags) openRun(ctx context.Context, data string, f *config.File) (
 		return nil, "", nil, err
 	}
 	if s.natsURL != "" {
-		st, closeNC, err := s.openKV(ctx, "")
+		st, closeNC, err := s.openKV(ctx, "", false)
 		if err != nil {
 			return nil, "", nil, err
 		}
@@ -170,7 +170,7 @@ func (s *stateFlags) openView(ctx context.Context, data string) (stateView, stri
 		return nil, "", nil, err
 	}
 	if s.natsURL != "" {
-		st, closeNC, err := s.openKV(ctx, "reader")
+		st, closeNC, err := s.openKV(ctx, "reader", true)
 		if err != nil {
 			return nil, "", nil, err
 		}

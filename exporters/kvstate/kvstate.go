@@ -50,6 +50,9 @@ type Config struct {
 	// Holder names this runner in the lease (default: host, pid and a
 	// random suffix).
 	Holder string
+	// Existing only opens a bucket that exists (readers such as `export
+	// status` must not create one on a mistyped name).
+	Existing bool
 }
 
 // Validate checks c; zero values take defaults.
@@ -110,7 +113,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*State, erro
 	// An existing bucket is used as it is: a reader (export status) must
 	// not change the replicas an operator chose.
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	if errors.Is(err, jetstream.ErrBucketNotFound) && !cfg.Existing {
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:      cfg.Bucket,
 			Description: "proofline exporters: cursors with their leases, statuses, dead letters, replay requests",
