@@ -486,3 +486,38 @@ func TestSourceRejectsTamperedEntriesAndTiles(t *testing.T) {
 		}
 	})
 }
+
+// TestSourceReadsConcurrently: the sinks of a runner, and each sink's
+// read-ahead, read one Source at once; batches that end before the
+// checkpoint's size are proven with a shared proof builder, which must
+// not be used by two readers at the same time.
+func TestSourceReadsConcurrently(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "c", 3000, nil, nil)
+	src := exporters.NewFileSource(l.log.TilesDir(), v)
+	a, err := src.Latest(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 40; i++ {
+				from := uint64((g*37 + i*53) % 2900)
+				if _, err := src.Read(context.Background(), a, from, from+50); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

@@ -167,13 +167,9 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 		}
 		return out, nil
 	}
-	pb, err := s.proofBuilder(ctx, a.TreeSize)
+	p, err := s.consistencyProof(ctx, to, a.TreeSize)
 	if err != nil {
 		return nil, err
-	}
-	p, err := pb.ConsistencyProof(ctx, to, a.TreeSize)
-	if err != nil {
-		return nil, fmt.Errorf("consistency proof %d → %d: %w", to, a.TreeSize, err)
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, to, a.TreeSize, p, root, a.RootHash); err != nil {
 		return nil, fmt.Errorf("%w: leaves [%d, %d) are not the first %d leaves of the checkpoint at size %d: %v", ErrInconsistent, from, to, to, a.TreeSize, err)
@@ -229,18 +225,26 @@ func (s *Source) rangeNodes(ctx context.Context, end, treeSize uint64) ([][]byte
 	return out, nil
 }
 
-func (s *Source) proofBuilder(ctx context.Context, size uint64) (*client.ProofBuilder, error) {
+// consistencyProof proves the tree of size from a prefix of the tree of
+// size size, with a proof builder cached per size. tessera's ProofBuilder
+// is not safe for concurrent use (its node cache is a plain map), and the
+// sinks and their read-ahead share this Source: the builder is used under
+// s.mu only.
+func (s *Source) consistencyProof(ctx context.Context, from, size uint64) ([][]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pb != nil && s.pbSize == size {
-		return s.pb, nil
+	if s.pb == nil || s.pbSize != size {
+		pb, err := client.NewProofBuilder(ctx, size, s.fetcher.ReadTile)
+		if err != nil {
+			return nil, fmt.Errorf("proof builder at size %d: %w", size, err)
+		}
+		s.pb, s.pbSize = pb, size
 	}
-	pb, err := client.NewProofBuilder(ctx, size, s.fetcher.ReadTile)
+	p, err := s.pb.ConsistencyProof(ctx, from, size)
 	if err != nil {
-		return nil, fmt.Errorf("proof builder at size %d: %w", size, err)
+		return nil, fmt.Errorf("consistency proof %d → %d: %w", from, size, err)
 	}
-	s.pb, s.pbSize = pb, size
-	return pb, nil
+	return p, nil
 }
 
 type fields struct {
