@@ -200,14 +200,20 @@ type FailureCause struct {
 
 // PlanReport is the plans KPI.
 type PlanReport struct {
+	// From is the Monday (00:00 UTC) the oldest week starts on.
+	From      time.Time      `json:"from"`
 	Weeks     []PlanWeek     `json:"weeks"`
 	TopCauses []FailureCause `json:"top_causes_this_month"`
 }
 
-// Plans reports failed plans per week since from, and the top three
-// failure causes of the calendar month of now.
+// Plans reports failed plans per week (Monday to Monday, UTC) from the
+// week holding from, and the top three failure causes of the calendar
+// month of now. The oldest week is taken whole: a week cut at from would
+// show a failure rate and means over part of it, silently.
 func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, error) {
-	rep := &PlanReport{Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
+	from = from.UTC().Truncate(24 * time.Hour)
+	from = from.AddDate(0, 0, -((int(from.Weekday()) + 6) % 7)) // back to Monday
+	rep := &PlanReport{From: from, Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
 	rows, err := s.query(qctx, `
 		SELECT toMonday(start) AS week, count() AS plans,

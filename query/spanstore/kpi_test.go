@@ -21,6 +21,12 @@ func fixedNow() time.Time {
 	return time.Date(n.Year(), n.Month(), 1, 12, 0, 0, 0, time.UTC).AddDate(0, -1, 14)
 }
 
+// monday is 00:00 UTC of the Monday of t's week.
+func monday(t time.Time) time.Time {
+	d := t.UTC().Truncate(24 * time.Hour)
+	return d.AddDate(0, 0, -((int(d.Weekday()) + 6) % 7))
+}
+
 type call struct {
 	id, tool, workflow, plan, status, code string
 	start                                  time.Time
@@ -119,6 +125,8 @@ func TestPlansKPI(t *testing.T) {
 		// A week earlier, one plan that went fine: no failed plan to
 		// take a mean over.
 		{id: "e1", tool: "x", plan: "e1", start: T.Add(-7 * 24 * time.Hour), dur: 10 * ms},
+		// Three weeks back, early on the Monday.
+		{id: "m1", tool: "x", plan: "m1", start: monday(T).AddDate(0, 0, -21).Add(30 * time.Minute), dur: 10 * ms},
 	})
 	rep, err := s.Plans(context.Background(), now.Add(-14*24*time.Hour), now)
 	if err != nil {
@@ -146,6 +154,15 @@ func TestPlansKPI(t *testing.T) {
 	}
 	if wd := w.Week.Weekday(); wd != time.Monday {
 		t.Fatalf("week starts on %s", wd)
+	}
+	// A window starting on the Wednesday of m1's week takes that week
+	// whole: m1, on its Monday, is in it.
+	early, err := s.Plans(context.Background(), monday(T).AddDate(0, 0, -19), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !early.From.Equal(monday(T).AddDate(0, 0, -21)) || len(early.Weeks) != 3 || !early.Weeks[0].Week.Equal(early.From) || early.Weeks[0].Plans != 1 {
+		t.Fatalf("a window from a Wednesday: from %v, weeks %+v; want the whole week of %v with m1 in it", early.From, early.Weeks, monday(T).AddDate(0, 0, -21))
 	}
 	got := fmt.Sprintf("%+v", rep.TopCauses)
 	if got != "[{Status:system_error ErrorCode:E500 Calls:3} {Status:policy_blocked ErrorCode:DENY1 Calls:2} {Status:timeout ErrorCode:T1 Calls:1}]" {
