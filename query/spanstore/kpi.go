@@ -125,8 +125,26 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		Scan(&rep.WithoutCurrency.Calls, &rep.WithoutCurrency.Amount); err != nil {
 		return nil, fmt.Errorf("cost without a currency: %w", err)
 	}
-	if elapsed := now.Sub(monthStart); elapsed > 0 {
-		rep.ProjectedTotal = rep.Total * float64(monthEnd.Sub(monthStart)) / float64(elapsed)
+	// The projection adds to the month so far the rest of the month at the
+	// rate of the last 7 days (across the month's start when needed), not
+	// the month's own rate: a few hours into a month, that one multiplies
+	// whatever those hours cost by a hundred. When the store's first call
+	// is less than 7 days old, the rate is over the time since then.
+	var recent float64
+	var first time.Time
+	d7 := now.Add(-7 * 24 * time.Hour)
+	p7 := timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"d7": d7, "now": now})
+	if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p7)), `SELECT
+			sumIf(cost_amount, ts_start >= {d7:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}), min(ts_start)
+		FROM {{spans}} FINAL WHERE ts_start < {now:DateTime64(9, 'UTC')}`).Scan(&recent, &first); err != nil {
+		return nil, fmt.Errorf("cost of the last 7 days: %w", err)
+	}
+	if first.Before(d7) {
+		first = d7
+	}
+	rep.ProjectedTotal = rep.Total
+	if period := now.Sub(first); recent > 0 && period > 0 {
+		rep.ProjectedTotal += recent * float64(monthEnd.Sub(now)) / float64(period)
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
 	rows, err := s.query(qctx, `SELECT workflow_id, sum(cost_amount) AS c, count() FROM {{spans}} FINAL WHERE `+inMonth+`

@@ -89,10 +89,28 @@ func TestCostKPI(t *testing.T) {
 	if rep.WithoutCurrency.Calls != 2 || math.Abs(rep.WithoutCurrency.Amount-50) > 1e-9 {
 		t.Fatalf("amounts without a currency: %+v, want 2 calls, 50 in all", rep.WithoutCurrency)
 	}
+	// The rest of the month at the rate of the last 7 days (7.2 spent).
 	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	wantProj := 7.2 * float64(m0.AddDate(0, 1, 0).Sub(m0)) / float64(now.Sub(m0))
+	wantProj := 7.2 + 7.2*float64(m0.AddDate(0, 1, 0).Sub(now))/float64(7*24*time.Hour)
 	if math.Abs(rep.ProjectedTotal-wantProj) > 1e-6 || !rep.OverCap {
 		t.Fatalf("projection %v (over cap %v), want %v over the cap of 10", rep.ProjectedTotal, rep.OverCap, wantProj)
+	}
+	// An hour into the next month, the projection is not that hour's
+	// spend times the month's hours, but the last 7 days' rate.
+	early := m0.AddDate(0, 1, 0).Add(time.Hour)
+	insertCalls(t, s, []call{
+		{id: "d1", tool: "t1", workflow: "wf-a", start: early.Add(-3 * 24 * time.Hour), cost: 3},
+		{id: "d2", tool: "t1", workflow: "wf-a", start: early.Add(-30 * time.Minute), cost: 1},
+	})
+	rep2, err := s.Cost(context.Background(), CostConfig{Currency: "USD", MonthlyCap: 1000}, early)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := m0.AddDate(0, 1, 0)
+	want := 1 + 4*float64(m1.AddDate(0, 1, 0).Sub(early))/float64(7*24*time.Hour)
+	if math.Abs(rep2.Total-1) > 1e-9 || math.Abs(rep2.ProjectedTotal-want) > 1e-6 {
+		t.Fatalf("an hour into the month: total %v, projection %v; want 1 and %v (the last 7 days' rate), not %v",
+			rep2.Total, rep2.ProjectedTotal, want, float64(m1.AddDate(0, 1, 0).Sub(m1))/float64(time.Hour))
 	}
 	got := fmt.Sprintf("%+v", rep.Workflows)
 	if got != "[{Workflow:wf-a Cost:6 Calls:3} {Workflow:wf-b Cost:1 Calls:1} {Workflow:wf-c Cost:0.2 Calls:2}]" {
