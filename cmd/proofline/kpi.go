@@ -112,8 +112,10 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 				Calls    uint64  `json:"calls"`
 			} `json:"workflows"`
 			Anomalies []struct {
-				Tool  string  `json:"tool"`
-				Ratio float64 `json:"ratio"`
+				Tool   string  `json:"tool"`
+				Reason string  `json:"reason"`
+				Ratio  float64 `json:"ratio"`
+				Spend  float64 `json:"recent_spend"`
 			} `json:"anomalies"`
 			WithoutCurrency struct {
 				Calls  uint64  `json:"calls"`
@@ -135,7 +137,14 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 			fmt.Fprintf(tw, "%s\t%.4f\t%d\t\n", w.Workflow, w.Cost, w.Calls)
 		}
 		for _, a := range res.Anomalies {
-			fmt.Fprintf(tw, "ANOMALY %s\t%.1f× its baseline cost per call\t\t\n", a.Tool, a.Ratio)
+			switch a.Reason {
+			case "cap_share":
+				fmt.Fprintf(tw, "ANOMALY %s\tnew tool: %.2f %s in its last hour\t\t\n", a.Tool, a.Spend, res.Currency)
+			case "group_baseline":
+				fmt.Fprintf(tw, "ANOMALY %s\tnew tool: %.1f× its group's baseline cost per call\t\t\n", a.Tool, a.Ratio)
+			default:
+				fmt.Fprintf(tw, "ANOMALY %s\t%.1f× its baseline cost per call\t\t\n", a.Tool, a.Ratio)
+			}
 		}
 	case "plans":
 		var res struct {

@@ -54,6 +54,7 @@ type serveFlags struct {
 	costCap                               float64
 	costCurrency                          string
 	costAnomalyFactor                     float64
+	costNewToolCapShare                   float64
 	sloFile                               string
 	witness                               witnessFlags
 	archive                               archiveFlags
@@ -98,7 +99,8 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.chCluster, "clickhouse-cluster", "", "ClickHouse cluster name: DDL runs ON CLUSTER with replicated tables, reads and writes go through the Distributed spans_all")
 	fs.Float64Var(&f.costCap, "cost-monthly-cap", 0, "monthly cost cap the cost KPI projects against (0: none)")
 	fs.StringVar(&f.costCurrency, "cost-currency", "USD", "currency of the cost KPI (records in other currencies are left out)")
-	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline")
+	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline (its group's for a new tool)")
+	fs.Float64Var(&f.costNewToolCapShare, "cost-new-tool-cap-share", 0.1, "flag a tool with no 7-day baseline whose last hour spent more than this share of --cost-monthly-cap")
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
@@ -176,6 +178,9 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 	}
 	if f.costCap < 0 {
 		errs = append(errs, fmt.Errorf("--cost-monthly-cap: %v is negative", f.costCap))
+	}
+	if f.costNewToolCapShare <= 0 || f.costNewToolCapShare > 1 {
+		errs = append(errs, fmt.Errorf("--cost-new-tool-cap-share: %v, want a share in (0, 1]", f.costNewToolCapShare))
 	}
 	if f.costAnomalyFactor <= 0 {
 		errs = append(errs, fmt.Errorf("--cost-anomaly-factor: %v, want a positive multiple", f.costAnomalyFactor))
@@ -448,7 +453,7 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	}
 	mux := api.NewMux(api.Deps{
 		Tokens: tokens, Ingest: ingestHandler, Log: lg, Bus: b, Spans: spans,
-		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor},
+		Cost:        spanstore.CostConfig{Currency: f.costCurrency, MonthlyCap: f.costCap, AnomalyFactor: f.costAnomalyFactor, NewToolCapShare: f.costNewToolCapShare},
 		SLOs:        c.slos,
 		VerifierKey: vkey, PublicLog: f.publicLog, Checks: checks, Logger: logger,
 	})

@@ -3,6 +3,7 @@ package spanstore
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -84,10 +85,14 @@ type WorkflowCost struct {
 }
 
 // CostAnomaly flags a tool whose cost per call in the last hour is far
-// above its own baseline (the 7 days before).
+// above its baseline (the 7 days before): its own, or for a tool new in
+// that time its group's; or a new tool whose last hour alone spent more
+// than NewToolCapShare of the monthly cap. Reason says which.
 type CostAnomaly struct {
 	Tool            string  `json:"tool"`
+	Reason          string  `json:"reason"` // own_baseline, group_baseline or cap_share
 	RecentPerCall   float64 `json:"recent_cost_per_call"`
+	RecentSpend     float64 `json:"recent_spend"`
 	BaselinePerCall float64 `json:"baseline_cost_per_call"`
 	RatioToBaseline float64 `json:"ratio"`
 }
@@ -97,7 +102,10 @@ type CostConfig struct {
 	Currency      string
 	MonthlyCap    float64
 	AnomalyFactor float64 // default 3
-	TopWorkflows  int     // default 10
+	// NewToolCapShare flags a tool with no baseline whose last hour spent
+	// more than this share of MonthlyCap (default 0.1).
+	NewToolCapShare float64
+	TopWorkflows    int // default 10
 }
 
 // Cost reports this month's spend (UTC calendar month of now): total,
@@ -106,6 +114,9 @@ type CostConfig struct {
 func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostReport, error) {
 	if cfg.AnomalyFactor <= 0 {
 		cfg.AnomalyFactor = 3
+	}
+	if cfg.NewToolCapShare <= 0 {
+		cfg.NewToolCapShare = 0.1
 	}
 	if cfg.TopWorkflows <= 0 {
 		cfg.TopWorkflows = 10
@@ -161,31 +172,59 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		rep.Workflows = append(rep.Workflows, w)
 	}
 	rows.Close()
-	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency, "factor": fmt.Sprint(cfg.AnomalyFactor)},
+	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency},
 		map[string]time.Time{"h1": now.Add(-time.Hour), "d7": now.Add(-time.Hour - 7*24*time.Hour), "now": now})
+	// Per tool: the last hour's spend and calls, and the 7 days' before;
+	// per group: the 7 days' before, the baseline of a tool that has none
+	// of its own (a new tool).
 	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
-		SELECT tool_name,
-			sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) / countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS recent,
-			sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) / countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS baseline
-		FROM {{spans}} FINAL
-		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
-		GROUP BY tool_name
-		HAVING countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) > 0 AND countIf(ts_start < {h1:DateTime64(9, 'UTC')}) > 0
-			AND baseline > 0 AND recent > {factor:Float64} * baseline
-		ORDER BY recent / baseline DESC, tool_name`)
+		WITH per_tool AS (
+			SELECT tool_group, tool_name,
+				sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) AS rsum, countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS rn,
+				sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) AS bsum, countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS bn
+			FROM {{spans}} FINAL
+			WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
+			GROUP BY tool_group, tool_name)
+		SELECT t.tool_name, t.rsum, t.rn, t.bsum, t.bn, g.gsum, g.gn
+		FROM per_tool AS t
+		LEFT JOIN (SELECT tool_group, sum(bsum) AS gsum, sum(bn) AS gn FROM per_tool GROUP BY tool_group) AS g ON t.tool_group = g.tool_group
+		WHERE t.rn > 0
+		ORDER BY t.tool_name`)
 	if err != nil {
 		return nil, fmt.Errorf("cost anomalies: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var a CostAnomaly
-		if err := rows.Scan(&a.Tool, &a.RecentPerCall, &a.BaselinePerCall); err != nil {
+		var name string
+		var rsum, bsum, gsum float64
+		var rn, bn, gn uint64
+		if err := rows.Scan(&name, &rsum, &rn, &bsum, &bn, &gsum, &gn); err != nil {
 			return nil, err
 		}
-		a.RatioToBaseline = a.RecentPerCall / a.BaselinePerCall
-		rep.Anomalies = append(rep.Anomalies, a)
+		a := CostAnomaly{Tool: name, RecentPerCall: rsum / float64(rn), RecentSpend: rsum}
+		switch {
+		case bn > 0:
+			a.BaselinePerCall, a.Reason = bsum/float64(bn), "own_baseline"
+		case gn > 0:
+			a.BaselinePerCall, a.Reason = gsum/float64(gn), "group_baseline"
+		}
+		if a.BaselinePerCall > 0 && a.RecentPerCall > cfg.AnomalyFactor*a.BaselinePerCall {
+			a.RatioToBaseline = a.RecentPerCall / a.BaselinePerCall
+			rep.Anomalies = append(rep.Anomalies, a)
+			continue
+		}
+		// A tool with no baseline of its own whose last hour alone spent
+		// a large share of the monthly cap.
+		if bn == 0 && cfg.MonthlyCap > 0 && rsum > cfg.NewToolCapShare*cfg.MonthlyCap {
+			a.Reason, a.RatioToBaseline = "cap_share", 0
+			rep.Anomalies = append(rep.Anomalies, a)
+		}
 	}
-	return rep, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(rep.Anomalies, func(i, j int) bool { return rep.Anomalies[i].RatioToBaseline > rep.Anomalies[j].RatioToBaseline })
+	return rep, nil
 }
 
 // PlanWeek is one week of plans (calls sharing a plan_id), by the week of

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,13 +34,18 @@ type call struct {
 	dur                                    time.Duration
 	cost                                   float64
 	currency                               string // default USD; "-" for none
+	group                                  string // default g
 }
 
 func insertCalls(t *testing.T, s *Store, calls []call) {
 	t.Helper()
 	var spans []Span
 	for i, c := range calls {
-		sp := span(c.id, c.tool, "g", c.start, c.dur, uint64(i))
+		group := c.group
+		if group == "" {
+			group = "g"
+		}
+		sp := span(c.id, c.tool, group, c.start, c.dur, uint64(i))
 		r := sp.Record
 		r.WorkflowID, r.PlanID = c.workflow, c.plan
 		if c.status != "" {
@@ -111,6 +117,26 @@ func TestCostKPI(t *testing.T) {
 	if math.Abs(rep2.Total-1) > 1e-9 || math.Abs(rep2.ProjectedTotal-want) > 1e-6 {
 		t.Fatalf("an hour into the month: total %v, projection %v; want 1 and %v (the last 7 days' rate), not %v",
 			rep2.Total, rep2.ProjectedTotal, want, float64(m1.AddDate(0, 1, 0).Sub(m1))/float64(time.Hour))
+	}
+
+	// New tools, with no 7-day baseline of their own: t3 is held against
+	// its group's (g: 6.2 over 5 calls, 1.24 a call); t4, alone in its
+	// group, spent 2 in its first hour, more than 10% of the cap of 10.
+	insertCalls(t, s, []call{
+		{id: "t3a", tool: "t3", workflow: "wf-n", start: now.Add(-10 * time.Minute), cost: 5},
+		{id: "t3b", tool: "t3", workflow: "wf-n", start: now.Add(-20 * time.Minute), cost: 5},
+		{id: "t4a", tool: "t4", workflow: "wf-n", group: "h", start: now.Add(-5 * time.Minute), cost: 2},
+	})
+	rep3, err := s.Cost(context.Background(), CostConfig{Currency: "USD", MonthlyCap: 10}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, a := range rep3.Anomalies {
+		kinds = append(kinds, fmt.Sprintf("%s:%s:%.3f", a.Tool, a.Reason, a.RatioToBaseline))
+	}
+	if got := strings.Join(kinds, " "); got != "t2:own_baseline:10.000 t3:group_baseline:4.032 t4:cap_share:0.000" {
+		t.Fatalf("anomalies with new tools: %s", got)
 	}
 	got := fmt.Sprintf("%+v", rep.Workflows)
 	if got != "[{Workflow:wf-a Cost:6 Calls:3} {Workflow:wf-b Cost:1 Calls:1} {Workflow:wf-c Cost:0.2 Calls:2}]" {
