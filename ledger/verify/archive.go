@@ -157,20 +157,11 @@ type ArchivedLeaf struct {
 // with recordID) against the checkpoint with proofs built from the
 // archived tiles.
 func VerifyArchive(ctx context.Context, files ArchiveFiles, v note.Verifier, policy *Policy, recordID string) (*ArchiveResult, error) {
-	if err := checkSums(files); err != nil {
-		return nil, err
-	}
-	if k := strings.TrimSpace(string(files[ArchiveKey])); k == "" || !sameKey(k, v) {
-		return nil, mismatch(KindArchive, "the archive's %s is not the key given (%s)", ArchiveKey, v.Name())
-	}
-	raw, ok := files[ArchiveCheckpoint]
-	if !ok {
-		return nil, mismatch(KindArchive, "the archive has no %s", ArchiveCheckpoint)
-	}
-	cp, err := OpenCheckpoint(raw, v)
+	cp, err := OpenArchiveCheckpoint(files, v)
 	if err != nil {
 		return nil, err
 	}
+	raw := files[ArchiveCheckpoint]
 	res := &ArchiveResult{Origin: cp.Origin, TreeSize: cp.Size, Root: cp.Hash}
 	if res.Extends, err = archivedConsistency(files, v, cp); err != nil {
 		return nil, err
