@@ -35,17 +35,23 @@ type stateFlags struct {
 func (s *stateFlags) register(fs *flag.FlagSet, run bool) {
 	fs.StringVar(&s.dir, "state", "", "state directory (cursors, dead letters); default: the file's state_dir, else DATA/exporters")
 	fs.StringVar(&s.natsURL, "nats", "", "keep the state in a JetStream key-value bucket on this NATS (comma-separated URLs) instead of a directory")
-	fs.StringVar(&s.auth.CredsFile, "nats-creds", "", "with --nats: credentials file (user JWT and nkey seed)")
-	fs.StringVar(&s.auth.NKeyFile, "nats-nkey", "", "with --nats: file holding a user nkey seed")
-	fs.StringVar(&s.auth.TokenFile, "nats-token-file", "", "with --nats: file holding a token")
-	fs.StringVar(&s.auth.CAFile, "nats-ca", "", "with --nats: PEM roots for the servers' certificates; makes TLS mandatory")
-	fs.StringVar(&s.auth.CertFile, "nats-cert", "", "with --nats: client certificate (PEM) for mutual TLS")
-	fs.StringVar(&s.auth.KeyFile, "nats-key", "", "with --nats: key of --nats-cert (PEM)")
+	registerNATSAuth(fs, &s.auth)
 	fs.StringVar(&s.bucket, "kv-bucket", kvstate.DefaultBucket, "with --nats: the key-value bucket")
 	if run {
 		fs.IntVar(&s.replicas, "kv-replicas", 1, "with --nats: replicas of the bucket when it is created (3 on a cluster)")
 		fs.DurationVar(&s.lease, "lease", 15*time.Second, "with --nats: how long a sink stays held by a runner that stopped renewing (a standby takes over after this)")
 	}
+}
+
+// registerNATSAuth adds the flags of proofline's identity on an external
+// NATS (serve --nats, export --nats).
+func registerNATSAuth(fs *flag.FlagSet, a *bus.ClientAuth) {
+	fs.StringVar(&a.CredsFile, "nats-creds", "", "credentials file (user JWT and nkey seed) for the NATS of --nats")
+	fs.StringVar(&a.NKeyFile, "nats-nkey", "", "file holding a user nkey seed for the NATS of --nats")
+	fs.StringVar(&a.TokenFile, "nats-token-file", "", "file holding a token for the NATS of --nats")
+	fs.StringVar(&a.CAFile, "nats-ca", "", "PEM roots to verify the --nats servers' certificates; makes TLS mandatory")
+	fs.StringVar(&a.CertFile, "nats-cert", "", "client certificate (PEM) for mutual TLS with the NATS of --nats")
+	fs.StringVar(&a.KeyFile, "nats-key", "", "key of --nats-cert (PEM)")
 }
 
 // stateView is what the inspecting commands read and steer.
