@@ -18,6 +18,7 @@ import (
 
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/filter"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/ledger"
 )
 
@@ -81,22 +82,10 @@ func (l *testLog) appendRecords(t *testing.T, prefix string, n int, region, clas
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		cp, _, err := l.log.Checkpoint(context.Background())
 		return err == nil && cp.Size >= size
 	}, "checkpoint covers the appended records")
-}
-
-// eventually is the package's one polling helper.
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // faultSink is a sink whose failures the test scripts: it implements the
@@ -220,9 +209,9 @@ func TestRunnerDeliversEveryLeafInOrderThroughFailures(t *testing.T) {
 	sink := &faultSink{poisoned: map[string]bool{"a-00123": true}, failNext: 3, throttle: 2}
 	state := t.TempDir()
 	r := startRunner(t, l, state, exporters.SinkSpec{Name: "siem", Sink: sink, BatchSize: 100, BreakerFailures: 2, BreakerOpen: 50 * time.Millisecond})
-	eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 699 }, "699 leaves delivered")
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 699 }, "699 leaves delivered")
 	l.appendRecords(t, "b", 300, nil, nil)
-	eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 999 }, "999 leaves delivered")
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(sink.leaves()) == 999 }, "999 leaves delivered")
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +257,7 @@ func TestRunnerResumesFromItsCursor(t *testing.T) {
 	// The first run stops after the sink acknowledged some batches.
 	first := &faultSink{}
 	r := startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: first, BatchSize: 50})
-	eventually(t, 20*time.Second, func() bool { return len(first.leaves()) >= 200 }, "200 leaves")
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(first.leaves()) >= 200 }, "200 leaves")
 	_ = r.stop(t)
 	c, err := exporters.LoadCursor(state, "s")
 	if err != nil {
@@ -280,7 +269,7 @@ func TestRunnerResumesFromItsCursor(t *testing.T) {
 
 	second := &faultSink{}
 	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: second, BatchSize: 50})
-	eventually(t, 20*time.Second, func() bool { return len(second.leaves()) == 600-int(c.Next) }, "the rest")
+	testutil.Eventually(t, 20*time.Second, func() bool { return len(second.leaves()) == 600-int(c.Next) }, "the rest")
 	if got := append(first.leaves(), second.leaves()...); !slices.Equal(got, seq(0, 600)) {
 		t.Fatalf("leaves lost or doubled across a restart")
 	}
@@ -293,7 +282,7 @@ func TestRunnerReplayAndStateDirLock(t *testing.T) {
 	state := t.TempDir()
 	sink := &faultSink{}
 	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink})
-	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 100 }, "100 leaves")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 100 }, "100 leaves")
 
 	if _, err := exporters.OpenStateDir(state); err == nil {
 		t.Fatal("a second exporter could take the same state dir")
@@ -301,7 +290,7 @@ func TestRunnerReplayAndStateDirLock(t *testing.T) {
 	if err := exporters.RequestReplay(state, "s", 90); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 110 }, "leaves 90..99 again")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 110 }, "leaves 90..99 again")
 	if got := sink.leaves()[100:]; !slices.Equal(got, seq(90, 100)) {
 		t.Fatalf("replayed %v", got)
 	}
@@ -321,7 +310,7 @@ func TestRunnerRoutesByRegionAndDataClass(t *testing.T) {
 		exporters.SinkSpec{Name: "vendor", Sink: vendor, Route: exporters.Route{DataClasses: []string{"internal"}}},
 	)
 	// eu: records with region eu or none (60); vendor: class internal or none (60).
-	eventually(t, 10*time.Second, func() bool { return len(eu.leaves()) == 60 && len(vendor.leaves()) == 60 }, "routed leaves")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(eu.leaves()) == 60 && len(vendor.leaves()) == 60 }, "routed leaves")
 	for _, e := range eu.got {
 		if i := e.Evidence.LeafIndex; regions[i%3] == "us" {
 			t.Fatalf("leaf %d of region us reached the eu sink", i)
@@ -358,7 +347,7 @@ func TestRunnerFiltersWithCEL(t *testing.T) {
 		exporters.SinkSpec{Name: "us", Sink: us, Route: exporters.Route{Filter: compile(`record.region == "us"`)}},
 		exporters.SinkSpec{Name: "pii", Sink: pii, Route: exporters.Route{Filter: compile(`has(record.data_class) && record.data_class == "pii"`)}},
 	)
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		dl, _ := exporters.ReadDeadLetters(state, "us")
 		return len(us.leaves()) == 30 && len(pii.leaves()) == 30 && len(dl) == 30
 	}, "filtered leaves and dead letters")
@@ -391,7 +380,7 @@ func TestRunnerStopsOnAForkedLog(t *testing.T) {
 	state := t.TempDir()
 	sink := &faultSink{}
 	r := startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink})
-	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 50 }, "50 leaves")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 50 }, "50 leaves")
 	_ = r.stop(t)
 
 	// Another log under the same key and origin with a different history:
@@ -422,7 +411,7 @@ func TestRunnerKeepsCursorWhileSinkIsMisconfigured(t *testing.T) {
 	state := t.TempDir()
 	sink := &faultSink{fatal: true}
 	startRunner(t, l, state, exporters.SinkSpec{Name: "s", Sink: sink, BreakerFailures: 100})
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		st, err := exporters.LoadStatus(state, "s")
 		return err == nil && st.LastError != "" && st.LagLeaves == 20
 	}, "status shows the fatal error and the lag")
@@ -436,7 +425,7 @@ func TestRunnerKeepsCursorWhileSinkIsMisconfigured(t *testing.T) {
 	sink.mu.Lock()
 	sink.fatal = false
 	sink.mu.Unlock()
-	eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 20 }, "delivery once fixed")
+	testutil.Eventually(t, 10*time.Second, func() bool { return len(sink.leaves()) == 20 }, "delivery once fixed")
 }
 
 // TestSourceRejectsTamperedEntriesAndTiles: a byte changed in an entry

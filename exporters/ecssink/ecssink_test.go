@@ -15,21 +15,11 @@ import (
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/ecssink"
 	"github.com/proofline/proofline/exporters/ecssink/estest"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/ledger"
 )
 
 const origin = "es.test/log"
-
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // logWith appends n call records to a real tessera log and waits until a
 // checkpoint covers them.
@@ -55,7 +45,7 @@ func logWith(t *testing.T, n int) (*ledger.Log, note.Verifier) {
 	if _, err := l.Append(context.Background(), es); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		cp, _, err := l.Checkpoint(context.Background())
 		return err == nil && cp.Size == uint64(n)
 	}, "checkpoint")
@@ -117,7 +107,7 @@ func TestBulkOneDocumentPerLeafThroughFaultsAndRedelivery(t *testing.T) {
 
 	state := t.TempDir()
 	stop := runSink(t, l, v, newSink(t, ecssink.Config{URL: es.URL, APIKey: key}), state)
-	eventually(t, 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		c, _ := exporters.LoadCursor(state, "elastic")
 		return c.Next == n
 	}, "cursor at the end")
@@ -206,7 +196,7 @@ func TestBulkOneDocumentPerLeafThroughFaultsAndRedelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	runSink(t, l, v, newSink(t, ecssink.Config{URL: es.URL, APIKey: key}), state)
-	eventually(t, 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		c, _ := exporters.LoadCursor(state, "elastic")
 		return es.Stats().Conflicts-before.Conflicts >= n-1 && c.Next == n
 	}, "the replay answered with conflicts and the cursor back at the end")
@@ -233,7 +223,7 @@ func TestBulkWrongCredentialsKeepTheCursor(t *testing.T) {
 			tc.cfg.URL = es.URL
 			state := t.TempDir()
 			runSink(t, l, v, newSink(t, tc.cfg), state)
-			eventually(t, 10*time.Second, func() bool {
+			testutil.Eventually(t, 10*time.Second, func() bool {
 				st, err := exporters.LoadStatus(state, "elastic")
 				return err == nil && strings.Contains(st.LastError, "fatal: sink cannot deliver: elasticsearch: HTTP 401 security_exception") && st.LagLeaves == 30
 			}, "the 401 shows in the status")

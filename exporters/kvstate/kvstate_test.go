@@ -14,6 +14,7 @@ import (
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/kvstate"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/ledger"
 )
 
@@ -35,18 +36,6 @@ func open(t *testing.T, b *bus.Bus, holder string) *kvstate.State {
 		t.Fatal(err)
 	}
 	return s
-}
-
-// eventually is the package's one polling helper.
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestLeaseHandover: one runner at a time holds a sink. A second waits
@@ -259,10 +248,10 @@ func TestTwoRunnersOneSink(t *testing.T) {
 		return len(s.got)
 	}
 	first, stopFirst, firstDone := start("host-1", n/3)
-	eventually(t, 20*time.Second, func() bool { return count(first) > 0 }, "the first runner delivers")
+	testutil.Eventually(t, 20*time.Second, func() bool { return count(first) > 0 }, "the first runner delivers")
 	second, stopSecond, secondDone := start("host-2", 0)
 	defer func() { stopSecond(); <-secondDone }()
-	eventually(t, 20*time.Second, func() bool { return count(first) >= n/3 }, "the first runner delivers a third")
+	testutil.Eventually(t, 20*time.Second, func() bool { return count(first) >= n/3 }, "the first runner delivers a third")
 	time.Sleep(time.Second) // over three leases: the first still holds the sink, paused in Send
 	if c := count(second); c != 0 {
 		t.Fatalf("the second runner delivered %d leaves while the first held the sink", c)
@@ -271,7 +260,7 @@ func TestTwoRunnersOneSink(t *testing.T) {
 	if err := <-firstDone; err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, func() bool {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for i := uint64(0); i < n; i++ {

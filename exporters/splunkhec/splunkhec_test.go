@@ -12,19 +12,9 @@ import (
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/splunkhec"
 	"github.com/proofline/proofline/exporters/splunkhec/hectest"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/ledger"
 )
-
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // logWith appends n records to a real tessera log and waits until a
 // checkpoint covers them.
@@ -47,7 +37,7 @@ func logWith(t *testing.T, n int) (*ledger.Log, note.Verifier) {
 	if _, err := l.Append(context.Background(), es); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		cp, _, err := l.Checkpoint(context.Background())
 		return err == nil && cp.Size == uint64(n)
 	}, "checkpoint")
@@ -99,7 +89,7 @@ func TestHECDeliversEveryCallWithItsEvidenceThroughFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	state, stop := runSink(t, l, v, sink)
-	eventually(t, 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		c, _ := exporters.LoadCursor(state, "splunk")
 		return c.Next == n
 	}, "cursor at the end")
@@ -147,7 +137,7 @@ func TestHECWrongTokenKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	state, _ := runSink(t, l, v, sink)
-	eventually(t, 10*time.Second, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		st, err := exporters.LoadStatus(state, "splunk")
 		return err == nil && st.LastError != "" && st.LagLeaves == 30
 	}, "the fatal error shows in the status")

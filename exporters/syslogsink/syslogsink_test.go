@@ -22,19 +22,9 @@ import (
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/syslogsink"
 	"github.com/proofline/proofline/internal/testpki"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/ledger"
 )
-
-func eventually(t *testing.T, within time.Duration, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // rsyslog is a real rsyslogd (Debian's rsyslog + rsyslog-gnutls) listening
 // for RFC 5425 syslog over TLS on 127.0.0.1 and writing every message it
@@ -85,7 +75,7 @@ input(type="imtcp" address="127.0.0.1" port="%d" ruleset="r")
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
-	eventually(t, 20*time.Second, func() bool {
+	testutil.Eventually(t, 20*time.Second, func() bool {
 		c, err := net.DialTimeout("tcp", r.addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -215,7 +205,7 @@ func TestCEFOverTLSToRealRsyslog(t *testing.T) {
 	if _, err := l.Append(context.Background(), es); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() bool { cp, _, err := l.Checkpoint(context.Background()); return err == nil && cp.Size == n }, "checkpoint")
+	testutil.Eventually(t, 10*time.Second, func() bool { cp, _, err := l.Checkpoint(context.Background()); return err == nil && cp.Size == n }, "checkpoint")
 
 	ca, _ := os.ReadFile(pki.CAFile)
 	pool := x509.NewCertPool()
@@ -234,7 +224,7 @@ func TestCEFOverTLSToRealRsyslog(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	eventually(t, 30*time.Second, func() bool {
+	testutil.Eventually(t, 30*time.Second, func() bool {
 		calls := 0
 		for _, m := range rs.lines(t) {
 			if m.MsgID == "call" {
