@@ -307,17 +307,31 @@ func (s *State) SaveCursor(sink string, c exporters.Cursor) error {
 func (s *State) Sinks() ([]string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kl, err := s.kv.ListKeysFiltered(ctx, "*.cursor")
+	keys, err := s.keys(ctx, "*.cursor")
 	if err != nil {
 		return nil, err
 	}
-	var out []string
-	for k := range kl.Keys() {
-		out = append(out, strings.TrimSuffix(k, ".cursor"))
+	for i, k := range keys {
+		keys[i] = strings.TrimSuffix(k, ".cursor")
 	}
+	return keys, nil
+}
+
+// keys lists the bucket's keys matching filter, sorted.
+func (s *State) keys(ctx context.Context, filter string) ([]string, error) {
+	kl, err := s.kv.ListKeysFiltered(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k := range kl.Keys() {
+		keys = append(keys, k)
+	}
+	// The channel closes once every key is read; Stop then only says the
+	// lister's subscription is gone already.
 	_ = kl.Stop()
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(keys)
+	return keys, nil
 }
 
 // LoadStatus reads a sink's last status.
@@ -359,18 +373,10 @@ func (s *State) AppendDeadLetters(sink string, dls []exporters.DeadLetter) error
 func (s *State) DeadLetters(sink string) ([]exporters.DeadLetter, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	kl, err := s.kv.ListKeysFiltered(ctx, sink+".dl.*")
+	keys, err := s.keys(ctx, sink+".dl.*")
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	for k := range kl.Keys() {
-		keys = append(keys, k)
-	}
-	// The channel closes once every key is read; Stop then only says the
-	// lister's subscription is gone already.
-	_ = kl.Stop()
-	sort.Strings(keys)
 	var out []exporters.DeadLetter
 	for _, k := range keys {
 		e, err := s.kv.Get(ctx, k)
