@@ -84,12 +84,12 @@ func TestMetrics(t *testing.T) {
 	}
 	got := scrape(t, m)
 	for key, want := range map[string]float64{
-		"proofline_ingest_records_total{result=accepted}":     12,
-		"proofline_ingest_records_total{result=rejected}":     1,
-		"proofline_ingest_records_total{result=duplicate}":    0,
-		"proofline_consumer_backlog_records{consumer=signer}": 12,
-		"proofline_stream_records":                            12,
-		"proofline_stream_scrape_error":                       0,
+		"proofline_ingest_records_total{result=accepted}":      12,
+		"proofline_ingest_records_total{result=rejected}":      1,
+		"proofline_ingest_records_total{result=duplicate}":     0,
+		"proofline_consumer_backlog_messages{consumer=signer}": 1, // the request's 12 records in one envelope
+		"proofline_stream_messages":                            1,
+		"proofline_stream_scrape_error":                        0,
 	} {
 		if got[key] != want {
 			t.Errorf("ingest only: %s = %v, want %v", key, got[key], want)
@@ -98,13 +98,13 @@ func TestMetrics(t *testing.T) {
 	s.stop()
 
 	s = startServer(t, data, "--roles", "ingest,signer", "--metrics-listen", m)
-	got = waitMetric(t, m, "proofline_consumer_backlog_records{consumer=signer}", 0)
+	got = waitMetric(t, m, "proofline_consumer_backlog_messages{consumer=signer}", 0)
 	got = waitMetric(t, m, "proofline_log_size", 12)
 	if n := got["proofline_signer_records_total{result=appended}"]; n != 12 {
 		t.Errorf("appended = %v, want 12", n)
 	}
-	if n := got["proofline_stream_records"]; n != 0 {
-		t.Errorf("stream holds %v records after the signer had them all, want 0", n)
+	if n := got["proofline_stream_messages"]; n != 0 {
+		t.Errorf("stream holds %v messages after the signer had them all, want 0", n)
 	}
 	if got["go_goroutines"] == 0 || got["process_resident_memory_bytes"] == 0 {
 		t.Error("Go runtime and process metrics missing")

@@ -1,9 +1,11 @@
 // Package signer moves call records from JetStream into the Merkle log.
 //
-// It is a durable pull consumer: each message is acknowledged only after
-// its record is durably sequenced in the log (or found there already), so
-// a crash at any point leads to redelivery, and redelivery to a duplicate
-// that the log's record index absorbs, never to a lost or doubled leaf.
+// It is a durable pull consumer: each message (a lone record, or an
+// envelope of a batch's records, see ingest/publish) is acknowledged only
+// after all its records are durably sequenced in the log (or found there
+// already), so a crash at any point leads to redelivery, and redelivery
+// to duplicates that the log's record index absorbs, never to a lost or
+// doubled leaf.
 package signer
 
 import (
@@ -14,7 +16,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 
+	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/attest"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/internal/metrics"
@@ -39,6 +43,10 @@ type Config struct {
 	Attestation *attest.Key
 	// Metrics, when set, counts the records appended.
 	Metrics *metrics.Signer
+	// MaxBufferedBytes bounds the message bytes pulled from JetStream and
+	// not yet taken into a batch (default 64 MiB). Messages are bounded by
+	// bytes, not by count: one envelope may carry thousands of records.
+	MaxBufferedBytes int64
 }
 
 // Signer is the log's only writer.
@@ -47,6 +55,9 @@ type Signer struct {
 	bus    *bus.Bus
 	log    *ledger.Log
 	logger *slog.Logger
+	// buffered holds the bytes of messages handed over by the consumer
+	// and not yet gathered into a batch (set by Run).
+	buffered *semaphore.Weighted
 }
 
 // New makes a signer appending from b to l.
@@ -60,6 +71,9 @@ func New(cfg Config, b *bus.Bus, l *ledger.Log, logger *slog.Logger) *Signer {
 	if cfg.RetryDelay <= 0 {
 		cfg.RetryDelay = time.Second
 	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = 64 << 20
+	}
 	return &Signer{cfg: cfg, bus: b, log: l, logger: logger}
 }
 
@@ -72,16 +86,28 @@ func (s *Signer) Run(ctx context.Context) error {
 	}
 	// Messages arrive continuously into a buffer; each step takes what is
 	// there, so batches grow with load and latency stays low when idle.
-	ch := make(chan jetstream.Msg, 2*s.cfg.MaxBatch)
+	// What is pulled and not yet taken is bounded in bytes twice: by the
+	// pull (half the budget) and, for what the handler has handed over,
+	// by buffered (the other half).
+	ch := make(chan queued, 2*s.cfg.MaxBatch)
 	done := make(chan struct{})
 	defer close(done)
+	doneCtx, cancelDone := context.WithCancel(context.Background())
+	defer cancelDone()
+	budget := s.cfg.MaxBufferedBytes / 2
+	buffered := semaphore.NewWeighted(budget)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		n := min(int64(len(m.Data())), budget)
+		if buffered.Acquire(doneCtx, n) != nil {
+			return // stopping; not acked: redelivered to the next signer
+		}
 		select {
-		case ch <- m:
-		case <-done: // not acked: redelivered to the next signer
+		case ch <- queued{m: m, bytes: n, records: publish.EnvelopeRecords(m.Headers().Get(publish.HeaderEnvelope), m.Headers().Get(publish.HeaderRecords))}:
+		case <-done:
+			buffered.Release(n)
 		}
 	},
-		jetstream.PullMaxMessages(s.cfg.MaxBatch),
+		jetstream.PullMaxBytes(int(budget)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			s.logger.Warn("signer consumer", "err", err)
 		}),
@@ -89,6 +115,7 @@ func (s *Signer) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("signer consume: %w", err)
 	}
+	s.buffered = buffered
 	// Three stages: this goroutine checks batch N+2 (CPU) while the
 	// committer waits for the log to sequence batch N+1 (I/O) and the acker
 	// acknowledges batch N, whose records the log has. Acknowledging a full
@@ -120,6 +147,7 @@ func (s *Signer) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			cancelDone()
 			s.drain(cc, ch, checked)
 			return nil
 		case m := <-ch:
@@ -128,13 +156,27 @@ func (s *Signer) Run(ctx context.Context) error {
 	}
 }
 
-// gather takes first and whatever else is already buffered, up to MaxBatch.
-func (s *Signer) gather(first jetstream.Msg, ch <-chan jetstream.Msg) []jetstream.Msg {
-	msgs := []jetstream.Msg{first}
-	for len(msgs) < s.cfg.MaxBatch {
+// queued is a message the consumer handed over, with the bytes it holds
+// of the buffer and the records it carries (by its headers).
+type queued struct {
+	m       jetstream.Msg
+	bytes   int64
+	records int
+}
+
+// gather takes first and whatever else is already buffered, until the
+// batch holds MaxBatch records (an envelope is taken whole), and gives
+// their bytes back to the buffer.
+func (s *Signer) gather(first queued, ch <-chan queued) []jetstream.Msg {
+	msgs := []jetstream.Msg{first.m}
+	records, bytes := first.records, first.bytes
+	defer func() { s.buffered.Release(bytes) }()
+	for records < s.cfg.MaxBatch {
 		select {
-		case m := <-ch:
-			msgs = append(msgs, m)
+		case q := <-ch:
+			msgs = append(msgs, q.m)
+			records += q.records
+			bytes += q.bytes
 		default:
 			return msgs
 		}
@@ -146,11 +188,11 @@ func (s *Signer) gather(first jetstream.Msg, ch <-chan jetstream.Msg) []jetstrea
 // process, so that a graceful stop leaves nothing waiting for AckWait to
 // be redelivered. It is bounded: whatever is left after drainTimeout is
 // redelivered after a restart as usual.
-func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg, checked chan<- checkedBatch) {
+func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan queued, checked chan<- checkedBatch) {
 	cc.Drain()
 	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	send := func(m jetstream.Msg) bool {
+	send := func(m queued) bool {
 		select {
 		case checked <- s.check(ctx, s.gather(m, ch)):
 			return true
@@ -185,41 +227,58 @@ func (s *Signer) drain(cc jetstream.ConsumeContext, ch chan jetstream.Msg, check
 
 const drainTimeout = 10 * time.Second
 
-// checkedBatch is a batch whose messages are all valid leaves.
+// checkedBatch is a batch of messages and the valid leaves they carry.
 type checkedBatch struct {
 	entries []ledger.Entry
-	msgs    []jetstream.Msg
+	// from is, for each entry, the index in msgs of the message carrying it.
+	from []int
+	// msgs are the messages to acknowledge once their entries are in the
+	// log (a message whose records were all dead-lettered has none).
+	msgs []jetstream.Msg
 }
 
-// check turns messages into log entries; a message that can never be one
-// is dead-lettered here and dropped from the batch.
+// check turns messages into log entries. A message that can never be
+// read is dead-lettered whole; a record of an envelope that can never be
+// a leaf is dead-lettered alone, and the envelope's other records go on.
+// A message whose dead letter could not be stored is handed back for
+// redelivery and left out of the batch.
 func (s *Signer) check(ctx context.Context, msgs []jetstream.Msg) checkedBatch {
-	b := checkedBatch{entries: make([]ledger.Entry, 0, len(msgs)), msgs: make([]jetstream.Msg, 0, len(msgs))}
+	b := checkedBatch{entries: make([]ledger.Entry, 0, len(msgs)), from: make([]int, 0, len(msgs)), msgs: make([]jetstream.Msg, 0, len(msgs))}
 	for _, m := range msgs {
-		e, err := s.entryOf(m)
+		entries, bad, err := s.entriesOf(m)
 		if err != nil {
 			s.poison(ctx, m, err)
 			continue
 		}
-		b.entries = append(b.entries, e)
+		if !s.poisonRecords(ctx, bad) {
+			_ = m.NakWithDelay(s.cfg.RetryDelay)
+			continue
+		}
+		k := len(b.msgs)
 		b.msgs = append(b.msgs, m)
+		for _, e := range entries {
+			b.entries = append(b.entries, e)
+			b.from = append(b.from, k)
+		}
 	}
 	return b
 }
 
 // commitLoop appends checked batches to the log in order and passes each
-// batch's messages to acks once the log has its records. While a batch is
-// being sequenced, the next one, when it is already checked, is added to
-// the log behind it: the log then writes without waiting between batches.
-// Failed batches are negatively acknowledged and redelivered.
+// batch's messages to acks once the log has their records. While a batch
+// is being sequenced, the next one, when it is already checked, is added
+// to the log behind it: the log then writes without waiting between
+// batches. Failed batches are negatively acknowledged and redelivered.
 func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, acks chan<- []jetstream.Msg) {
 	type inFlight struct {
-		p       *ledger.Pending
-		msgs    []jetstream.Msg
-		entries []ledger.Entry
+		p *ledger.Pending
+		checkedBatch
 	}
 	add := func(b checkedBatch) *inFlight {
 		if len(b.entries) == 0 {
+			if len(b.msgs) > 0 { // every record dead-lettered
+				acks <- b.msgs
+			}
 			return nil
 		}
 		p, err := s.log.Add(ctx, b.entries)
@@ -227,7 +286,7 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 			s.failed(ctx, b.msgs, err)
 			return nil
 		}
-		return &inFlight{p: p, msgs: b.msgs, entries: b.entries}
+		return &inFlight{p: p, checkedBatch: b}
 	}
 	finish := func(f *inFlight) {
 		if f == nil {
@@ -239,21 +298,36 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 			return
 		}
 		dups, conflicts := 0, 0
-		done := f.msgs[:0:0]
+		var retry map[int]bool // messages handed back: not acked
 		for i, r := range res {
 			switch {
 			case r.Conflict:
 				conflicts++
-				if !s.conflict(ctx, f.msgs[i], f.entries[i], r) {
-					continue // not acked: redelivered, and found again
+				if err := s.conflict(ctx, f.entries[i], r); err != nil {
+					if retry == nil {
+						retry = map[int]bool{}
+					}
+					retry[f.from[i]] = true
 				}
 			case r.Duplicate:
 				dups++
 			}
-			done = append(done, f.msgs[i])
 		}
-		s.logger.DebugContext(ctx, "appended", "records", len(f.msgs), "duplicates", dups, "conflicts", conflicts)
-		s.cfg.Metrics.Appended(len(f.msgs)-conflicts, dups)
+		done := f.msgs
+		if retry != nil {
+			done = make([]jetstream.Msg, 0, len(f.msgs))
+			for k, m := range f.msgs {
+				if retry[k] {
+					// Redelivered, and its records found again: the ones
+					// appended now as duplicates, the conflict again.
+					_ = m.NakWithDelay(s.cfg.RetryDelay)
+					continue
+				}
+				done = append(done, m)
+			}
+		}
+		s.logger.DebugContext(ctx, "appended", "records", len(f.entries), "messages", len(f.msgs), "duplicates", dups, "conflicts", conflicts)
+		s.cfg.Metrics.Appended(len(f.entries)-conflicts, dups)
 		s.cfg.Metrics.Conflicts(conflicts)
 		acks <- done
 	}
@@ -285,7 +359,7 @@ func (s *Signer) commitLoop(ctx context.Context, checked <-chan checkedBatch, ac
 
 // failed hands a batch back to JetStream for redelivery.
 func (s *Signer) failed(ctx context.Context, msgs []jetstream.Msg, err error) {
-	s.logger.ErrorContext(ctx, "append to log failed; batch will be redelivered", "err", err, "records", len(msgs))
+	s.logger.ErrorContext(ctx, "append to log failed; batch will be redelivered", "err", err, "messages", len(msgs))
 	for _, m := range msgs {
 		_ = m.NakWithDelay(s.cfg.RetryDelay)
 	}
@@ -306,9 +380,56 @@ func (s *Signer) ack(ctx context.Context, msgs []jetstream.Msg) {
 	}
 }
 
-// entryOf checks a message is a call record in canonical form: the leaf
-// must be exactly the bytes an auditor will re-derive from the record.
-// A record attested by proofline's ingest was checked there already.
+// badRecord is a record of an envelope that can never be a leaf.
+type badRecord struct {
+	id   string
+	data []byte
+	err  error
+}
+
+// entriesOf checks a message's records are call records in canonical
+// form: a leaf must be exactly the bytes an auditor will re-derive from
+// the record. Records attested by proofline's ingest were checked there
+// already. An error means the message as a whole can never be read; bad
+// lists the records of an envelope that cannot be leaves.
+func (s *Signer) entriesOf(m jetstream.Msg) (entries []ledger.Entry, bad []badRecord, err error) {
+	h := m.Headers()
+	version := h.Get(publish.HeaderEnvelope)
+	if !publish.IsEnvelope(version) {
+		e, err := s.entryOf(m)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []ledger.Entry{e}, nil, nil
+	}
+	recs, err := publish.ReadEnvelope(version, h.Get(publish.HeaderRecords), m.Data())
+	if err != nil {
+		return nil, nil, err
+	}
+	entries = make([]ledger.Entry, 0, len(recs))
+	if s.cfg.Attestation != nil {
+		if id, att := h.Get(jetstream.MsgIDHeader), h.Get(attest.Header); id != "" && att != "" && s.cfg.Attestation.Verify(id, m.Data(), att) {
+			for _, r := range recs {
+				entries = append(entries, ledger.Entry{ID: r.RecordID, Data: r.Data})
+			}
+			return entries, nil, nil
+		}
+	}
+	for _, r := range recs {
+		rec, ok := schemas.IsCanonicalRecord(r.Data)
+		switch {
+		case !ok:
+			bad = append(bad, badRecord{id: r.RecordID, data: r.Data, err: errors.New("not a call record in RFC 8785 canonical form")})
+		case rec.RecordID != r.RecordID:
+			bad = append(bad, badRecord{id: rec.RecordID, data: r.Data, err: fmt.Errorf("envelope names record %q, the record says %q", r.RecordID, rec.RecordID)})
+		default:
+			entries = append(entries, ledger.Entry{ID: r.RecordID, Data: r.Data})
+		}
+	}
+	return entries, bad, nil
+}
+
+// entryOf checks a single-record message.
 func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	data := m.Data()
 	if s.cfg.Attestation != nil {
@@ -331,13 +452,15 @@ func (s *Signer) entryOf(m jetstream.Msg) (ledger.Entry, error) {
 	return ledger.Entry{ID: id, Data: data}, nil
 }
 
-// poison moves a message that can never be appended to the dead-letter
+// poison moves a message that can never be read to the dead-letter
 // stream, then terminates it so it is not redelivered.
 func (s *Signer) poison(ctx context.Context, m jetstream.Msg, reason error) {
 	s.logger.ErrorContext(ctx, "poison message dead-lettered", "err", reason, "subject", m.Subject())
 	id := ""
-	if r, ok := schemas.IsCanonicalRecord(m.Data()); ok {
-		id = r.RecordID
+	if !publish.IsEnvelope(m.Headers().Get(publish.HeaderEnvelope)) {
+		if r, ok := schemas.IsCanonicalRecord(m.Data()); ok {
+			id = r.RecordID
+		}
 	}
 	if err := s.bus.DeadLetterRecord(ctx, bus.SignerConsumer, bus.ReasonInvalid, id, m.Data(), reason); err != nil {
 		s.logger.ErrorContext(ctx, "dead-letter failed; message will be redelivered", "err", err)
@@ -347,12 +470,28 @@ func (s *Signer) poison(ctx context.Context, m jetstream.Msg, reason error) {
 	_ = m.Term()
 }
 
+// poisonRecords dead-letters an envelope's records that can never be
+// leaves, each on its own. It reports whether all were stored; if not,
+// the envelope is redelivered and those already stored are stored again
+// (a dead letter more, nothing lost).
+func (s *Signer) poisonRecords(ctx context.Context, bad []badRecord) bool {
+	for _, r := range bad {
+		s.logger.ErrorContext(ctx, "record of an envelope dead-lettered", "err", r.err, "record_id", r.id)
+		if err := s.bus.DeadLetterRecord(ctx, bus.SignerConsumer, bus.ReasonInvalid, r.id, r.data, r.err); err != nil {
+			s.logger.ErrorContext(ctx, "dead-letter failed; envelope will be redelivered", "err", err)
+			return false
+		}
+	}
+	return true
+}
+
 // conflict dead-letters a record whose id the log holds with other bytes
 // (or that a record appended at the same time took first), with reason
 // conflict: it can never be appended, and it must not be lost silently
 // either. The log keeps the holder; the record is kept for
-// `proofline dlq list`. It reports whether the message may be acked.
-func (s *Signer) conflict(ctx context.Context, m jetstream.Msg, e ledger.Entry, r ledger.Appended) bool {
+// `proofline dlq list`. An error means the dead letter was not stored,
+// and the message carrying the record must not be acked.
+func (s *Signer) conflict(ctx context.Context, e ledger.Entry, r ledger.Appended) error {
 	cause := fmt.Errorf("record id %q is held by a different record in the log", e.ID)
 	attrs := []any{"record_id", e.ID}
 	if !r.HolderUnknown {
@@ -362,8 +501,7 @@ func (s *Signer) conflict(ctx context.Context, m jetstream.Msg, e ledger.Entry, 
 	s.logger.WarnContext(ctx, "record id conflict: record dead-lettered, not appended", attrs...)
 	if err := s.bus.DeadLetterRecord(ctx, bus.SignerConsumer, bus.ReasonConflict, e.ID, e.Data, cause); err != nil {
 		s.logger.ErrorContext(ctx, "dead-letter failed; record will be redelivered", "record_id", e.ID, "err", err)
-		_ = m.NakWithDelay(s.cfg.RetryDelay)
-		return false
+		return err
 	}
-	return true
+	return nil
 }

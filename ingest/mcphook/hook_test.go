@@ -150,39 +150,56 @@ func (h *harness) call(name string, a args, meta mcp.Meta) (*mcp.CallToolResult,
 // with the strict decoder the signer uses.
 func (h *harness) records(n int) []*schemas.CallRecord {
 	h.t.Helper()
+	// Records travel alone or in envelopes: read the stream until it holds n.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out := h.stored()
+		if len(out) >= n {
+			return out[:n]
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%d records in the stream, want %d", len(out), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stored is every record the stream holds now, in order, each checked
+// with the strict decoder the signer uses.
+func (h *harness) stored() []*schemas.CallRecord {
+	h.t.Helper()
 	ctx := context.Background()
 	s, err := h.bus.JS.Stream(ctx, bus.StreamName)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		info, err := s.Info(ctx)
-		if err != nil {
-			h.t.Fatal(err)
-		}
-		if info.State.Msgs >= uint64(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("%d records in the stream, want %d", info.State.Msgs, n)
-		}
-		time.Sleep(20 * time.Millisecond)
+	info, err := s.Info(ctx)
+	if err != nil {
+		h.t.Fatal(err)
 	}
 	var out []*schemas.CallRecord
-	for seq := uint64(1); len(out) < n; seq++ {
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
 		m, err := s.GetMsg(ctx, seq)
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		r, ok := schemas.IsCanonicalRecord(m.Data)
-		if !ok {
-			h.t.Fatalf("record %d is not a canonical call record: %s", seq, m.Data)
+		recs, err := publish.Records(m.Header, m.Data)
+		if err != nil {
+			h.t.Fatalf("message %d: %v", seq, err)
 		}
-		if m.Header.Get(jetstream.MsgIDHeader) != publish.MsgID(r.RecordID, m.Data) {
-			h.t.Fatalf("message id %q is not the record id %q", m.Header.Get(jetstream.MsgIDHeader), r.RecordID)
+		for _, rec := range recs {
+			r, ok := schemas.IsCanonicalRecord(rec.Data)
+			if !ok {
+				h.t.Fatalf("record in message %d is not a canonical call record: %s", seq, rec.Data)
+			}
+			if rec.RecordID != r.RecordID {
+				h.t.Fatalf("message %d carries record %q as %q", seq, r.RecordID, rec.RecordID)
+			}
+			if len(recs) == 1 && m.Header.Get(jetstream.MsgIDHeader) != publish.MsgID(r.RecordID, m.Data) {
+				h.t.Fatalf("message id %q is not the record id %q", m.Header.Get(jetstream.MsgIDHeader), r.RecordID)
+			}
+			out = append(out, r)
 		}
-		out = append(out, r)
 	}
 	return out
 }

@@ -97,17 +97,26 @@ func storedRecords(t *testing.T, js jetstream.JetStream) map[string]*schemas.Cal
 		if err != nil {
 			t.Fatalf("message %d: %v", seq, err)
 		}
-		r, ok := schemas.IsCanonicalRecord(m.Data)
-		if !ok {
-			t.Fatalf("message %d is not a canonical call record (the signer would reject it): %s", seq, m.Data)
+		recs, err := publish.Records(m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
 		}
-		if id := m.Header.Get(jetstream.MsgIDHeader); id != publish.MsgID(r.RecordID, m.Data) {
-			t.Fatalf("message %d: Nats-Msg-Id %q, record id %q", seq, id, r.RecordID)
+		for _, rec := range recs {
+			r, ok := schemas.IsCanonicalRecord(rec.Data)
+			if !ok {
+				t.Fatalf("message %d holds a record that is not a canonical call record (the signer would reject it): %s", seq, rec.Data)
+			}
+			if rec.RecordID != r.RecordID {
+				t.Fatalf("message %d: carried as %q, record id %q", seq, rec.RecordID, r.RecordID)
+			}
+			if len(recs) == 1 && m.Header.Get(jetstream.MsgIDHeader) != publish.MsgID(r.RecordID, m.Data) {
+				t.Fatalf("message %d: Nats-Msg-Id %q, record id %q", seq, m.Header.Get(jetstream.MsgIDHeader), r.RecordID)
+			}
+			if _, dup := out[r.RecordID]; dup {
+				t.Fatalf("record %s stored twice", r.RecordID)
+			}
+			out[r.RecordID] = r
 		}
-		if _, dup := out[r.RecordID]; dup {
-			t.Fatalf("record %s stored twice", r.RecordID)
-		}
-		out[r.RecordID] = r
 	}
 	return out
 }

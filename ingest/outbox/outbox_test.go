@@ -86,7 +86,8 @@ func msg(i int) publish.Message {
 	return publish.Message{RecordID: id, Data: []byte(`{"record_id":"` + id + `"}`)}
 }
 
-// streamIDs returns the message ids stored in the CALLS stream, in order.
+// streamIDs returns the ids of the records stored in the CALLS stream
+// (alone or in envelopes), in order.
 func streamIDs(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -104,7 +105,13 @@ func streamIDs(t *testing.T, js jetstream.JetStream) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, publish.RecordIDOf(m.Header.Get(jetstream.MsgIDHeader)))
+		recs, err := publish.Records(m.Header, m.Data)
+		if err != nil {
+			t.Fatalf("message %d: %v", seq, err)
+		}
+		for _, r := range recs {
+			ids = append(ids, r.RecordID)
+		}
 	}
 	return ids
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -63,40 +64,87 @@ func (p *Publisher) WithAttestation(k *attest.Key) *Publisher {
 func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
 
 // Publish stores msgs in JetStream and returns only when the stream has
-// acknowledged every one of them (or ctx ends). The record id is the
-// Nats-Msg-Id together with a digest of the record (MsgID), so a message
-// JetStream has already stored within its duplicate window is reported as
-// a duplicate and not stored twice, while a different record under the
-// same id is not mistaken for one.
+// acknowledged every one of them (or ctx ends).
+//
+// Two or more records travel in envelopes (envelope.go): as few messages
+// as the server's max payload allows, each acknowledged as a whole, so
+// every record of one envelope gets its sequence and duplicate flag. An
+// envelope's Nats-Msg-Id is a digest of its body: the same batch published
+// again (a retry) is reported as a duplicate and not stored twice. A lone
+// record is published as a message of its own, its Nats-Msg-Id its record
+// id and a digest of its bytes (MsgID), so a different record under the
+// same id is not mistaken for a duplicate either way.
 //
 // Messages are published asynchronously and awaited together: a batch
-// costs about one round trip, not one per record.
+// costs about one round trip, not one per message.
 func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, error) {
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
+	type sent struct {
+		first, n int
+		f        jetstream.PubAckFuture
+	}
+	var futures []sent
+	publish := func(nm *nats.Msg, first, n int) error {
+		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(Stream))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", describe(msgs, first, n), classify(err))
+		}
+		futures = append(futures, sent{first: first, n: n, f: f})
+		return nil
+	}
+	if len(msgs) == 1 {
+		m := msgs[0]
 		nm := &nats.Msg{Subject: Subject, Data: m.Data, Header: nats.Header{}}
 		nm.Header.Set(jetstream.MsgIDHeader, MsgID(m.RecordID, m.Data))
 		if p.attest != nil {
 			nm.Header.Set(attest.Header, p.attest.Sign(m.RecordID, m.Data))
 		}
-		f, err := p.js.PublishMsgAsync(nm, jetstream.WithExpectStream(Stream))
-		if err != nil {
-			return nil, fmt.Errorf("publish %s: %w", m.RecordID, classify(err))
+		if err := publish(nm, 0, 1); err != nil {
+			return nil, err
 		}
-		futures[i] = f
+	} else {
+		maxPayload := int(p.js.Conn().MaxPayload())
+		if maxPayload <= headerOverhead { // not connected yet: NATS's default
+			maxPayload = 1 << 20
+		}
+		maxBody := maxPayload - headerOverhead
+		for _, e := range split(msgs, maxBody) {
+			nm := &nats.Msg{Subject: Subject, Data: e.body, Header: nats.Header{}}
+			id := envelopeID(e.body)
+			nm.Header.Set(jetstream.MsgIDHeader, id)
+			nm.Header.Set(HeaderEnvelope, EnvelopeV1)
+			nm.Header.Set(HeaderRecords, strconv.Itoa(e.n))
+			if p.attest != nil {
+				nm.Header.Set(attest.Header, p.attest.Sign(id, e.body))
+			}
+			if err := publish(nm, e.first, e.n); err != nil {
+				return nil, err
+			}
+		}
 	}
 	out := make([]PubResult, len(msgs))
-	for i, f := range futures {
+	for _, s := range futures {
+		var r PubResult
 		select {
-		case ack := <-f.Ok():
-			out[i] = PubResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}
-		case err := <-f.Err():
-			return nil, fmt.Errorf("publish %s: %w", msgs[i].RecordID, classify(err))
+		case ack := <-s.f.Ok():
+			r = PubResult{Seq: ack.Sequence, Duplicate: ack.Duplicate}
+		case err := <-s.f.Err():
+			return nil, fmt.Errorf("publish %s: %w", describe(msgs, s.first, s.n), classify(err))
 		case <-ctx.Done():
-			return nil, fmt.Errorf("publish %s: waiting for JetStream: %w", msgs[i].RecordID, errors.Join(ErrUnavailable, ctx.Err()))
+			return nil, fmt.Errorf("publish %s: waiting for JetStream: %w", describe(msgs, s.first, s.n), errors.Join(ErrUnavailable, ctx.Err()))
+		}
+		for i := s.first; i < s.first+s.n; i++ {
+			out[i] = r
 		}
 	}
 	return out, nil
+}
+
+// describe names the records of one message for an error.
+func describe(msgs []Message, first, n int) string {
+	if n == 1 {
+		return msgs[first].RecordID
+	}
+	return fmt.Sprintf("envelope of %d records (%s…)", n, msgs[first].RecordID)
 }
 
 // Pending is how many of this client's async publishes await their

@@ -167,12 +167,12 @@ func (m *Signer) Appended(n, dups int) {
 }
 
 var (
-	streamRecordsDesc = prometheus.NewDesc("proofline_stream_records",
-		"Records in the CALLS stream: those some consumer has not acknowledged yet.", nil, nil)
+	streamMessagesDesc = prometheus.NewDesc("proofline_stream_messages",
+		"Messages in the CALLS stream (each a lone record or an envelope of a batch's records): those some consumer has not acknowledged yet.", nil, nil)
 	streamBytesDesc = prometheus.NewDesc("proofline_stream_bytes",
 		"Bytes the CALLS stream holds.", nil, nil)
-	backlogDesc = prometheus.NewDesc("proofline_consumer_backlog_records",
-		"Records a consumer has not acknowledged: not yet delivered plus delivered and unacknowledged. For the signer, records answered 202 that are not in the log yet.",
+	backlogDesc = prometheus.NewDesc("proofline_consumer_backlog_messages",
+		"Messages (lone records or envelopes) a consumer has not acknowledged: not yet delivered plus delivered and unacknowledged. For the signer, messages whose records were answered 202 and are not all in the log yet.",
 		[]string{"consumer"}, nil)
 	scrapeErrDesc = prometheus.NewDesc("proofline_stream_scrape_error",
 		"1 when JetStream did not answer this scrape (the stream and backlog series are then missing).", nil, nil)
@@ -183,7 +183,7 @@ var (
 type streamCollector struct{ bus *bus.Bus }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- streamRecordsDesc
+	ch <- streamMessagesDesc
 	ch <- streamBytesDesc
 	ch <- backlogDesc
 	ch <- scrapeErrDesc
@@ -200,7 +200,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	st := s.CachedInfo().State
-	ch <- prometheus.MustNewConstMetric(streamRecordsDesc, prometheus.GaugeValue, float64(st.Msgs))
+	ch <- prometheus.MustNewConstMetric(streamMessagesDesc, prometheus.GaugeValue, float64(st.Msgs))
 	ch <- prometheus.MustNewConstMetric(streamBytesDesc, prometheus.GaugeValue, float64(st.Bytes))
 	for _, name := range []string{bus.SignerConsumer, bus.SpanConsumer} {
 		ci, err := s.Consumer(ctx, name)
