@@ -98,10 +98,15 @@ type Log struct {
 	reader   tessera.LogReader
 	idx      *index
 	stopLife context.CancelFunc
-	// mu serialises Add so that the "already in the log?" check and the
-	// append that follows cannot interleave with another batch; it also
-	// guards inflight.
+	// mu makes Add's "already in the log?" check and its claim of the
+	// new ids in inflight one step, which no other batch's check or
+	// cleanup can interleave with; it also guards inflight.
 	mu sync.Mutex
+	// appendMu keeps the hand-over of batches to tessera in the order of
+	// their Adds. It is not mu: tessera's Add blocks while the batch before
+	// is written (pushback), and ingest's Check, which needs mu, must not
+	// wait for the disk.
+	appendMu sync.Mutex
 	// inflight is the batch that added each id not yet indexed.
 	inflight map[string]*Pending
 	audit    *selfAudit
@@ -333,8 +338,15 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 	if err := l.IntegrityErr(); err != nil {
 		return nil, fmt.Errorf("not appending: %w", err)
 	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	unlocked := false
+	defer func() {
+		if !unlocked {
+			l.mu.Unlock()
+		}
+	}()
 	ids := make([]string, len(entries))
 	for i, e := range entries {
 		ids[i] = e.ID
@@ -371,10 +383,17 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 			continue
 		}
 		p.firstInBatch[e.ID] = i
-		p.futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
 	}
 	for id := range p.firstInBatch {
 		l.inflight[id] = p
+	}
+	// The ids are claimed: a concurrent check finds them in inflight.
+	unlocked = true
+	l.mu.Unlock()
+	for i, e := range entries {
+		if j, ok := p.firstInBatch[e.ID]; ok && j == i {
+			p.futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
+		}
 	}
 	return p, nil
 }
