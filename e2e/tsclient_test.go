@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,5 +201,71 @@ func TestClientHookAgainstServerEverything(t *testing.T) {
 	}
 	if r := byTool["no_such_tool"]; r.Outcome.Status == schemas.StatusOK {
 		t.Errorf("unknown tool's record %+v", r.Outcome)
+	}
+}
+
+// TestTypeScriptClientTripsABreaker: an agent on the official TypeScript
+// SDK calls crm_lookup on examples/tickets (breakers after 3 failures, open
+// for 1 s) while the CRM behind it goes down and comes back. The failing
+// calls answer the tool's own error, the next one is refused with
+// CodeCircuitOpen without reaching the CRM, other tools go on, and after
+// the open time a probe closes the breaker. Every call's record is proven
+// in the log, the refused one naming its breaker.
+func TestTypeScriptClientTripsABreaker(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	script := nodeScript(t, prefix, "tsbreaker.mjs")
+	bin, err := ticketsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := filepath.Join(t.TempDir(), "crm-down")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
+		"--actor", "agent-7", "--spool", filepath.Join(t.TempDir(), "spool"),
+		"--breaker-failures", "3", "--breaker-open-for", "1s", "--crm-down-file", down)
+	cmd.Env = append(os.Environ(), "CRM_DOWN_FILE="+down)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
+	}
+	var out struct {
+		Before, Refused, Other, Probe, After tsOutcome
+		Failing                              []tsOutcome
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
+	}
+	ok := func(what string, o tsOutcome, text string) {
+		if o.Error != nil || o.IsError || !strings.Contains(o.Text, text) {
+			t.Errorf("%s answered %v", what, o)
+		}
+	}
+	ok("the call before the outage", out.Before, "customer acme")
+	if len(out.Failing) != 3 {
+		t.Fatalf("%d failing calls reported", len(out.Failing))
+	}
+	for i, o := range out.Failing {
+		if o.Error == nil || o.Error.Code != -32603 || !strings.Contains(o.Error.Message, "crm unavailable") {
+			t.Errorf("failing call %d answered %v", i, o)
+		}
+	}
+	if o := out.Refused; o.Error == nil || o.Error.Code != mcphook.CodeCircuitOpen || !strings.Contains(o.Error.Message, "service:crm") {
+		t.Errorf("the call after 3 failures answered %v, want CodeCircuitOpen", o)
+	}
+	ok("another tool while the breaker was open", out.Other, "printer on fire")
+	ok("the probe", out.Probe, "customer acme")
+	ok("the call after the probe", out.After, "customer acme")
+
+	recs := e.provenWhere("tool=crm_lookup", 7, 60*time.Second)
+	got := map[string]int{}
+	for _, r := range recs {
+		got[r.Outcome.Status+" "+r.Outcome.ErrorCode+" "+r.Attributes["proofline.breaker"]]++
+	}
+	want := map[string]int{"ok  ": 3, "system_error -32603 ": 3, "system_error -32086 service:crm": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("proven crm_lookup records %v, want %v", got, want)
 	}
 }

@@ -157,8 +157,13 @@ func run(ctx context.Context, n int, out string) error {
 		if err != nil {
 			return nil, nil, err
 		}
+		// Guardrails on as a production server has them: a circuit
+		// breaker on the tool's service (both trip rules), checked and
+		// reported on every call.
 		h, err := mcphook.New(mcphook.Config{Outbox: ob, Policy: pol, Server: mcphook.ServerInfo{Name: "bench"},
-			Tools: map[string]mcphook.ToolConfig{"noop": {Group: "bench"}}, Logger: quiet})
+			Tools:  map[string]mcphook.ToolConfig{"noop": {Group: "bench", Service: "bench-api"}},
+			Limits: mcphook.Limits{Breaker: &mcphook.BreakerConfig{ConsecutiveFailures: 5, FailureRate: 0.5}},
+			Logger: quiet})
 		return h, ob, err
 	}
 	connect := func(mw mcp.Middleware, timer *selfTimer) (*mcp.ClientSession, error) {

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -63,6 +64,9 @@ func run(ctx context.Context, args []string) error {
 	tokensPath := fs.String("tokens", "", "HTTP only: YAML file of bearer tokens (by SHA-256) and the identity and scopes each grants; requests without a valid token get 401")
 	actor := fs.String("actor", "", "the agent this server process serves, when callers bring no bearer token (stdio: one server process per agent, launched by its MCP host)")
 	scopes := fs.String("scopes", "", "comma-separated scopes granted to --actor")
+	breakerFailures := fs.Uint("breaker-failures", 5, "open a tool's (or its service's) circuit breaker after this many system errors or timeouts in a row; 0: no breakers")
+	breakerOpenFor := fs.Duration("breaker-open-for", 30*time.Second, "how long an open breaker refuses calls before letting a probe through")
+	crmDown := fs.String("crm-down-file", "", "while this file exists, the CRM behind crm_lookup is down (its calls fail with a system error): a failure on command, for trying the breakers")
 	hooked := fs.Bool("hook", true, "put proofline's hook on the server; --hook=false serves the same tools bare (to compare behaviour, as the conformance test does)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -106,6 +110,10 @@ func run(ctx context.Context, args []string) error {
 	if *httpAddr != "" {
 		transport = schemas.TransportHTTP
 	}
+	var breaker *mcphook.BreakerConfig
+	if *breakerFailures > 0 {
+		breaker = &mcphook.BreakerConfig{ConsecutiveFailures: uint32(*breakerFailures), OpenFor: *breakerOpenFor}
+	}
 	hook, err := mcphook.New(mcphook.Config{
 		Outbox: ob, Principal: *principal, Policy: pol,
 		Server:    mcphook.ServerInfo{Name: "tickets", Version: "1.0.0"},
@@ -127,8 +135,9 @@ func run(ctx context.Context, args []string) error {
 			"send_email":     {Group: "messaging", DataClass: "pii"},
 			"fetch_page":     {Group: "web", DataClass: "public", Timeout: 5 * time.Second},
 			"transfer_funds": {Group: "payments", DataClass: "financial", Write: true},
+			"crm_lookup":     {Group: "crm", DataClass: "pii", Service: "crm"},
 		},
-		Limits: mcphook.Limits{PrincipalRate: *rate, PrincipalBurst: *burst, DefaultMaxConcurrent: 8, DefaultTimeout: 30 * time.Second},
+		Limits: mcphook.Limits{PrincipalRate: *rate, PrincipalBurst: *burst, DefaultMaxConcurrent: 8, DefaultTimeout: 30 * time.Second, Breaker: breaker},
 	})
 	if err != nil {
 		return err
@@ -141,7 +150,7 @@ func run(ctx context.Context, args []string) error {
 	if !*hooked {
 		hook = nil
 	}
-	srv := newServer(hook)
+	srv := newServer(hook, *crmDown)
 	if *httpAddr == "" {
 		return srv.Run(ctx, &mcp.StdioTransport{})
 	}
@@ -252,6 +261,9 @@ type (
 	pageIn struct {
 		URL string `json:"url"`
 	}
+	customerIn struct {
+		Customer string `json:"customer"`
+	}
 	transferIn struct {
 		To     string  `json:"to"`
 		Amount float64 `json:"amount"`
@@ -262,7 +274,7 @@ func text(format string, a ...any) *mcp.CallToolResult {
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf(format, a...)}}}
 }
 
-func newServer(hook *mcphook.Hook) *mcp.Server {
+func newServer(hook *mcphook.Hook, crmDownFile string) *mcp.Server {
 	b := &backend{tickets: map[int]string{1: "printer on fire", 2: "vpn down"}}
 	b.nextID.Store(2)
 	srv := mcp.NewServer(&mcp.Implementation{Name: "tickets", Version: "1.0.0"}, nil)
@@ -307,6 +319,17 @@ func newServer(hook *mcphook.Hook) *mcp.Server {
 	mcp.AddTool(srv, &mcp.Tool{Name: "transfer_funds", Description: "Move money (idempotency key required in _meta)."},
 		func(_ context.Context, _ *mcp.CallToolRequest, in transferIn) (*mcp.CallToolResult, any, error) {
 			return text("transferred %.2f to %s", in.Amount, in.To), nil, nil
+		})
+	mcp.AddTool(srv, &mcp.Tool{Name: "crm_lookup", Description: "Look up a customer in the CRM."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in customerIn) (*mcp.CallToolResult, any, error) {
+			if crmDownFile != "" {
+				if _, err := os.Stat(crmDownFile); err == nil {
+					// A JSON-RPC error is the SDK's way for a handler to
+					// fail the call itself (system_error), not answer it.
+					return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "crm unavailable"}
+				}
+			}
+			return text("customer %s: active", in.Customer), nil, nil
 		})
 	if hook != nil {
 		srv.AddReceivingMiddleware(hook.ServerMiddleware())

@@ -36,6 +36,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -55,6 +56,10 @@ const (
 	CodeTimeout              = -32083
 	CodeIdempotencyRequired  = -32084
 	CodeRecordingUnavailable = -32085
+	// CodeCircuitOpen refuses a call while the circuit breaker of its tool
+	// (or of the service behind it) is open; the record's outcome is
+	// system_error with this error_code.
+	CodeCircuitOpen = -32086
 )
 
 // Keys of _meta proofline reads.
@@ -98,6 +103,12 @@ type ToolConfig struct {
 	// together (0: Limits.ToolRate).
 	Rate  float64
 	Burst int
+	// Service is the downstream service the tool calls: tools naming the
+	// same service share one circuit breaker, since they fail together.
+	// Empty: the tool has its own.
+	Service string
+	// Breaker overrides Limits.Breaker for this tool (or its service).
+	Breaker *BreakerConfig
 }
 
 // Config configures a Hook.
@@ -127,6 +138,9 @@ type Config struct {
 	IdempotencyTTL     time.Duration
 	IdempotencyEntries int
 	Logger             *slog.Logger
+	// MeterProvider receives the hook's metrics (circuit breaker states);
+	// nil uses the global one.
+	MeterProvider metric.MeterProvider
 }
 
 // Hook is the middleware; safe for concurrent use.
@@ -137,6 +151,7 @@ type Hook struct {
 	lim    *limiter
 	idem   *idempotency
 	hist   *history
+	brk    *breakers
 	log    *slog.Logger
 	now    func() time.Time
 	sealq  *sealq
@@ -170,6 +185,17 @@ func New(cfg Config) (*Hook, error) {
 		log:    cfg.Logger,
 		now:    time.Now,
 		sealq:  newSealq(),
+	}
+	mp := cfg.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	onState, err := h.breakerMetrics(mp)
+	if err != nil {
+		return nil, fmt.Errorf("mcphook: metrics: %w", err)
+	}
+	if h.brk, err = newBreakers(cfg.Limits.Breaker, cfg.Tools, onState); err != nil {
+		return nil, fmt.Errorf("mcphook: %w", err)
 	}
 	go h.sealq.run(func(p pending) { h.complete(context.Background(), p) })
 	return h, nil
@@ -401,11 +427,23 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	// run never panics: a panic becomes a *panicError, so that callers
 	// waiting on the same idempotency key are not left waiting.
 	run := func(ctx context.Context) (res mcp.Result, err error) {
+		var done func(status string)
 		defer func() {
 			if v := recover(); v != nil {
 				res, err = nil, &panicError{value: v, stack: debug.Stack()}
 			}
+			// Every call a breaker let through reports back, or a
+			// half-open breaker would wait for its probe for ever.
+			if done != nil {
+				done(breakerStatus(res, err))
+			}
 		}()
+		if br := h.brk.of(c.target); br != nil {
+			if done, err = br.allow(); err != nil {
+				c.attrs["proofline.breaker"] = br.key
+				return nil, br.refusal(c.target, err)
+			}
+		}
 		release, err := h.lim.acquire(ctx, c.target)
 		if err != nil {
 			return nil, &refusal{status: schemas.StatusSystemError, code: CodeOverloaded, msg: err.Error()}
@@ -747,6 +785,28 @@ func statusOf(err error) string {
 		return schemas.StatusTimeout
 	}
 	return schemas.StatusSystemError
+}
+
+// breakerStatus is what a call that a breaker let through says about
+// the tool's health: its outcome status, or "" when it says nothing (the
+// hook's own concurrency cap refused it, the caller went away).
+func breakerStatus(res mcp.Result, err error) string {
+	var rf *refusal
+	switch {
+	case errors.As(err, &rf):
+		if rf.code == CodeOverloaded {
+			return ""
+		}
+		return rf.status
+	case errors.Is(err, context.Canceled):
+		return ""
+	case err != nil:
+		return statusOf(err)
+	}
+	if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
+		return schemas.StatusToolError
+	}
+	return schemas.StatusOK
 }
 
 // annotate sets the span's attributes (OpenTelemetry semantic conventions

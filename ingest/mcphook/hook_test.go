@@ -56,6 +56,9 @@ type harness struct {
 	session *mcp.ClientSession
 	calls   map[string]*atomic.Int64
 	seen    chan map[string]any // arguments the tools received
+	// down makes the crm_* tools fail as a broken downstream does: with
+	// a JSON-RPC internal error (system_error).
+	down atomic.Bool
 }
 
 type args map[string]any
@@ -96,7 +99,7 @@ func newHarness(t testing.TB, cfg Config, pol string) *harness {
 	}
 	t.Cleanup(func() { _ = h.hook.Close(context.Background()) })
 	srv := mcp.NewServer(&mcp.Implementation{Name: "tickets", Version: "1.2.0"}, nil)
-	for _, name := range []string{"search_tickets", "delete_ticket", "send_email", "lookup_customer", "create_ticket", "slow", "blocking"} {
+	for _, name := range []string{"search_tickets", "delete_ticket", "send_email", "lookup_customer", "create_ticket", "slow", "blocking", "crm_read", "crm_write"} {
 		name := name
 		h.calls[name] = &atomic.Int64{}
 		mcp.AddTool(srv, &mcp.Tool{Name: name, Description: name}, func(ctx context.Context, _ *mcp.CallToolRequest, in args) (*mcp.CallToolResult, any, error) {
@@ -115,6 +118,10 @@ func newHarness(t testing.TB, cfg Config, pol string) *harness {
 			case "blocking":
 				<-ctx.Done()
 				return nil, nil, ctx.Err()
+			case "crm_read", "crm_write":
+				if h.down.Load() {
+					return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "crm unavailable"}
+				}
 			case "search_tickets":
 				if in["query"] == "fail" {
 					return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "backend says no"}}}, nil, nil

@@ -29,6 +29,9 @@ type Limits struct {
 	MaxWait time.Duration
 	// DefaultTimeout bounds a call, unless the tool sets its own (0: none).
 	DefaultTimeout time.Duration
+	// Breaker puts a circuit breaker in front of every tool (or of each
+	// ToolConfig.Service), unless the tool sets its own; nil: none.
+	Breaker *BreakerConfig
 }
 
 // limiterIdle is how long an idle caller's rate state is kept: long
