@@ -221,6 +221,15 @@ func semanticErrors(obj map[string]any) []FieldError {
 			out = append(out, FieldError{Path: "$." + f, Message: "year out of range 1970-2261"})
 		}
 	}
+	if e, ok := obj["elevation"].(map[string]any); ok {
+		if s, ok := e["expires"].(string); ok {
+			if t, err := ParseTimestamp(s); err != nil {
+				out = append(out, FieldError{Path: "$.elevation.expires", Message: err.Error()})
+			} else if !yearOK(t.Year()) {
+				out = append(out, FieldError{Path: "$.elevation.expires", Message: "year out of range 1970-2261"})
+			}
+		}
+	}
 	if s, okS := times["ts_start"]; okS {
 		if e, okE := times["ts_end"]; okE && e < s {
 			out = append(out, FieldError{Path: "$.ts_end", Message: "before ts_start"})

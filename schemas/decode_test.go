@@ -20,6 +20,7 @@ const fullRecord = `{
   "mcp": {"method": "tools/call", "session_id": "s-1", "request_id": "42", "transport": "http"},
   "trace": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7", "parent_span_id": "00f067aa0ba902b8"},
   "scope_grants": ["tickets:read"],
+  "elevation": {"scopes": ["tickets:admin"], "approver": "bob@example.com", "reason": "INC-7 cleanup", "expires": "2026-11-25T12:00:00+01:00"},
   "policy": {"decision": "redact", "rule": "pii", "reason": "email in args"},
   "outcome": {"status": "tool_error", "error_code": "E42", "error_message": "upstream 500"},
   "args_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -95,6 +96,14 @@ func TestDecodeReportsEveryBadField(t *testing.T) {
 		{"unknown field", func(m map[string]any) { m["password"] = "hunter2" }, []string{"$.password"}},
 		{"negative cost", func(m map[string]any) { m["cost"] = map[string]any{"amount": -1} }, []string{"$.cost.amount"}},
 		{"bad record id", func(m map[string]any) { m["record_id"] = "has space" }, []string{"$.record_id"}},
+		{"elevation without scopes", func(m map[string]any) { m["elevation"] = map[string]any{"approver": "bob"} }, []string{"$.elevation.scopes"}},
+		{"elevation with no scope", func(m map[string]any) { m["elevation"] = map[string]any{"scopes": []any{}} }, []string{"$.elevation.scopes"}},
+		{"elevation expiry not a time", func(m map[string]any) {
+			m["elevation"] = map[string]any{"scopes": []any{"a"}, "expires": "tomorrow"}
+		}, []string{"$.elevation.expires"}},
+		{"unknown elevation field", func(m map[string]any) {
+			m["elevation"] = map[string]any{"scopes": []any{"a"}, "ticket": "INC-7"}
+		}, []string{"$.elevation.ticket"}},
 		{"null optional", func(m map[string]any) { m["region"] = nil }, []string{"$.region"}},
 		{"empty id", func(m map[string]any) { m["workflow_id"] = "" }, []string{"$.workflow_id"}},
 		{"key in other case", func(m map[string]any) { m["Region"] = "eu" }, []string{"$.Region"}},
@@ -225,6 +234,10 @@ func TestSealAgreesWithDecode(t *testing.T) {
 		{"empty attribute key", func(r *CallRecord) { r.Attributes[""] = "v" }, false},
 		{"all-zero span id", func(r *CallRecord) { r.Trace.SpanID = "0000000000000000" }, false},
 		{"empty scope", func(r *CallRecord) { r.ScopeGrants = append(r.ScopeGrants, "") }, false},
+		{"elevation without scopes", func(r *CallRecord) { r.Elevation.Scopes = nil }, false},
+		{"elevation with an empty scope", func(r *CallRecord) { r.Elevation.Scopes = append(r.Elevation.Scopes, "") }, false},
+		{"elevation without expiry", func(r *CallRecord) { r.Elevation.Expires = nil }, true},
+		{"elevation approver over 256 characters", func(r *CallRecord) { r.Elevation.Approver = strings.Repeat("a", 257) }, false},
 		{"bad actor type", func(r *CallRecord) { r.Actor.Type = "robot" }, false},
 		{"end before start", func(r *CallRecord) { r.TSEnd.Time = r.TSStart.Add(-time.Nanosecond) }, false},
 		{"1970 in +01:00 is 1969 in UTC", func(r *CallRecord) {

@@ -93,6 +93,17 @@ func (r *CallRecord) fastValid() bool {
 			return false
 		}
 	}
+	if e := r.Elevation; e != nil {
+		if len(e.Scopes) == 0 || len(e.Scopes) > 64 || !idOK(e.Approver, false) || len(e.Reason) > 4096 ||
+			(e.Expires != nil && !yearOK(e.Expires.Year())) {
+			return false
+		}
+		for _, s := range e.Scopes {
+			if !idOK(s, true) {
+				return false
+			}
+		}
+	}
 	for k, v := range r.Attributes {
 		if k == "" || len(k) > 128 || len(v) > 4096 {
 			return false

@@ -118,6 +118,16 @@ func (r *CallRecord) canonical() ([]byte, error) {
 			)
 		}},
 		strMember("data_class", r.DataClass),
+		member{key: "elevation", omit: r.Elevation == nil, write: func(w *jcsWriter) {
+			e := r.Elevation
+			w.object(
+				strMember("approver", e.Approver),
+				member{key: "expires", omit: e.Expires == nil, write: func(w *jcsWriter) { w.str(e.Expires.UTC().Format(TimestampLayout)) }},
+				strMember("reason", e.Reason),
+				// No omitempty on scopes: a nil list is null, as json.Marshal writes it.
+				member{key: "scopes", write: func(w *jcsWriter) { w.strings(e.Scopes) }},
+			)
+		}},
 		strMember("ingested_by", r.IngestedBy),
 		member{key: "mcp", omit: r.MCP == nil, write: func(w *jcsWriter) {
 			m := r.MCP
@@ -135,16 +145,7 @@ func (r *CallRecord) canonical() ([]byte, error) {
 		strMember("record_id", r.RecordID),
 		strMember("region", r.Region),
 		strMember("result_sha256", r.ResultSHA256),
-		member{key: "scope_grants", omit: len(r.ScopeGrants) == 0, write: func(w *jcsWriter) {
-			w.b = append(w.b, '[')
-			for i, s := range r.ScopeGrants {
-				if i > 0 {
-					w.b = append(w.b, ',')
-				}
-				w.str(s)
-			}
-			w.b = append(w.b, ']')
-		}},
+		member{key: "scope_grants", omit: len(r.ScopeGrants) == 0, write: func(w *jcsWriter) { w.strings(r.ScopeGrants) }},
 		member{key: "tool", write: func(w *jcsWriter) {
 			t := r.Tool
 			w.object(strMember("group", t.Group), strMember("name", t.Name), strMember("server", t.Server), strMember("version", t.Version))
@@ -164,6 +165,22 @@ func (r *CallRecord) canonical() ([]byte, error) {
 		return nil, fmt.Errorf("canonical cost.amount: %w", numErr)
 	}
 	return w.b, nil
+}
+
+// strings writes a list of strings; nil is null, as json.Marshal has it.
+func (w *jcsWriter) strings(list []string) {
+	if list == nil {
+		w.b = append(w.b, "null"...)
+		return
+	}
+	w.b = append(w.b, '[')
+	for i, s := range list {
+		if i > 0 {
+			w.b = append(w.b, ',')
+		}
+		w.str(s)
+	}
+	w.b = append(w.b, ']')
 }
 
 // stringMap writes a map with its keys in RFC 8785 order: by UTF-16 code

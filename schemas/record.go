@@ -47,6 +47,7 @@ type CallRecord struct {
 	MCP          *MCP              `json:"mcp,omitempty"`
 	Trace        *Trace            `json:"trace,omitempty"`
 	ScopeGrants  []string          `json:"scope_grants,omitempty"`
+	Elevation    *Elevation        `json:"elevation,omitempty"`
 	Policy       Policy            `json:"policy"`
 	Outcome      Outcome           `json:"outcome"`
 	ArgsSHA256   string            `json:"args_sha256,omitempty"`
@@ -104,6 +105,17 @@ type Outcome struct {
 	Status       string `json:"status"`
 	ErrorCode    string `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
+}
+
+// Elevation is a grant of scopes beyond the caller's standing ones
+// (scope_grants) under which the call was made, and who approved it: the
+// record is the evidence that an elevated call had an approver and a
+// reason, or that it had none.
+type Elevation struct {
+	Scopes   []string   `json:"scopes"`
+	Approver string     `json:"approver,omitempty"`
+	Reason   string     `json:"reason,omitempty"`
+	Expires  *Timestamp `json:"expires,omitempty"`
 }
 
 // Cost is what the call cost.

@@ -108,6 +108,25 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 			})
 		case "scope_grants":
 			r.ScopeGrants = s.strings()
+		case "elevation":
+			e := &Elevation{}
+			r.Elevation = e
+			s.object(func(k []byte) bool {
+				switch string(k) {
+				case "scopes":
+					e.Scopes = s.strings()
+				case "approver":
+					e.Approver = s.str()
+				case "reason":
+					e.Reason = s.str()
+				case "expires":
+					t := s.timestamp()
+					e.Expires = &t
+				default:
+					return false
+				}
+				return true
+			})
 		case "policy":
 			s.object(func(k []byte) bool {
 				switch string(k) {
