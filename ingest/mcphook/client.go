@@ -80,6 +80,12 @@ func (h *Hook) clientCall(ctx context.Context, id Identity, p *mcp.CallToolParam
 			p.Meta[MetaPlanID] = plan
 		}
 	}
+	if id.Elevation != nil {
+		// The server's hook reads it with ElevationFromMeta.
+		if _, set := p.Meta[MetaElevation]; !set {
+			p.Meta[MetaElevation] = elevationMeta(id.Elevation)
+		}
+	}
 	c.meta = p.Meta
 	if args, err := marshalArgs(p.Arguments); err == nil {
 		c.rawArgs = args
@@ -109,7 +115,7 @@ func refusedByHook(err error) bool {
 		return false
 	}
 	switch we.Code {
-	case CodePolicyDenied, CodeRateLimited, CodeOverloaded, CodeTimeout, CodeIdempotencyRequired, CodeRecordingUnavailable:
+	case CodePolicyDenied, CodeRateLimited, CodeOverloaded, CodeTimeout, CodeIdempotencyRequired, CodeRecordingUnavailable, CodeCircuitOpen:
 		return true
 	}
 	return false

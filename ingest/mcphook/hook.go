@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,6 +78,13 @@ type Identity struct {
 	Type       string // agent, user or service
 	OnBehalfOf string
 	Scopes     []string
+	// Elevation is a grant of further scopes for this call, with its
+	// approver: recorded in the call record, and while it has not expired
+	// its scopes count in the policy's scopes and elevation.* variables.
+	Elevation *schemas.Elevation
+	// elevationErr is an elevation claim that could not be read; the
+	// call is refused.
+	elevationErr error
 }
 
 // ServerInfo names the MCP server in records (tool.server, tool.version).
@@ -137,7 +145,13 @@ type Config struct {
 	// of write tools (defaults 24 h and 100,000).
 	IdempotencyTTL     time.Duration
 	IdempotencyEntries int
-	Logger             *slog.Logger
+	// ElevationFromMeta reads a call's elevation from its
+	// _meta["proofline/elevation"] when the bearer token carries none.
+	// Turn it on only when the gateway in front of the server sets that
+	// key and no client can reach the server past it: a client can write
+	// anything into _meta.
+	ElevationFromMeta bool
+	Logger            *slog.Logger
 	// MeterProvider receives the hook's metrics (circuit breaker states);
 	// nil uses the global one.
 	MeterProvider metric.MeterProvider
@@ -214,6 +228,9 @@ func DefaultIdentify(_ context.Context, req mcp.Request) Identity {
 		}
 		if o, ok := ex.TokenInfo.Extra["on_behalf_of"].(string); ok {
 			id.OnBehalfOf = o
+		}
+		if v, ok := ex.TokenInfo.Extra[TokenElevation]; ok {
+			id.Elevation, id.elevationErr = parseElevation(v)
 		}
 		return id
 	}
@@ -367,6 +384,9 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 	}
 	c.history = c.session
 	c.identity = h.cfg.Identify(ctx, req)
+	if v, ok := c.meta[MetaElevation]; ok && h.cfg.ElevationFromMeta && c.identity.Elevation == nil && c.identity.elevationErr == nil {
+		c.identity.Elevation, c.identity.elevationErr = parseElevation(v)
+	}
 
 	// Continue the caller's trace from _meta, so agent → MCP → downstream
 	// API is one trace.
@@ -387,6 +407,10 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		return res, err
 	}
 
+	if err := c.identity.elevationErr; err != nil {
+		c.decision = policy.Decision{Effect: policy.Deny, Rule: "invalid-elevation", Reason: err.Error(), Enforced: true}
+		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied: "+err.Error())
+	}
 	h.decide(ctx, c)
 	if c.decision.Enforced && c.decision.Effect == policy.Deny {
 		return h.refuse(ctx, c, schemas.StatusPolicyBlocked, CodePolicyDenied, "denied by policy "+c.decision.Rule+": "+c.decision.Reason)
@@ -523,6 +547,10 @@ func (h *Hook) decide(ctx context.Context, c *call) {
 		Tool:   policy.Tool{Name: c.target, Server: c.server.Name, Group: c.tool.Group, Version: c.server.Version, Write: c.tool.Write},
 		Method: c.method, Scopes: c.identity.Scopes, DataClass: c.tool.DataClass,
 	}
+	if e := activeElevation(c.identity.Elevation, c.start); e != nil {
+		in.Scopes = append(slices.Clip(in.Scopes), e.Scopes...)
+		in.Elevation = policy.Elevation{Scopes: e.Scopes, Approver: e.Approver, Reason: e.Reason}
+	}
 	if pol.Reads("args") {
 		in.Args = c.decodeArgs()
 	}
@@ -622,6 +650,10 @@ func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) 
 		res = nil
 	}
 	end := h.now()
+	if e := c.identity.Elevation; e != nil && activeElevation(e, c.start) == nil {
+		// On record, but it granted nothing: the policy saw no elevation.
+		c.attrs["proofline.elevation"] = "expired"
+	}
 	r := &schemas.CallRecord{
 		TSStart:     schemas.Timestamp{Time: c.start},
 		TSEnd:       schemas.Timestamp{Time: end},
@@ -629,6 +661,7 @@ func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) 
 		Tool:        schemas.Tool{Name: c.target, Server: c.server.Name, Version: c.server.Version, Group: c.tool.Group},
 		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
 		ScopeGrants: c.identity.Scopes,
+		Elevation:   c.identity.Elevation,
 		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
 		DataClass:   c.tool.DataClass,
 		Region:      h.cfg.Region,

@@ -135,7 +135,9 @@ type Test struct {
 // actor.on_behalf_of, tool.name, tool.server, tool.group, tool.version
 // (strings), tool.write (bool), method, data_class (strings), scopes
 // (list of strings), args (the arguments as JSON values), session.tools
-// (tools called earlier in the session, oldest first).
+// (tools called earlier in the session, oldest first), elevation.scopes,
+// elevation.approver, elevation.reason (the call's unexpired elevation;
+// empty without one).
 type Input struct {
 	Actor     Actor          `yaml:"actor" json:"actor"`
 	Tool      Tool           `yaml:"tool" json:"tool"`
@@ -145,6 +147,16 @@ type Input struct {
 	DataClass string         `yaml:"data_class" json:"data_class"`
 	// SessionTools are the tools called earlier in the same session.
 	SessionTools []string `yaml:"session_tools" json:"session_tools"`
+	// Elevation is the call's elevation while it has not expired; its
+	// scopes are in Scopes too.
+	Elevation Elevation `yaml:"elevation" json:"elevation"`
+}
+
+// Elevation is a grant of scopes beyond the caller's standing ones.
+type Elevation struct {
+	Scopes   []string `yaml:"scopes" json:"scopes"`
+	Approver string   `yaml:"approver" json:"approver"`
+	Reason   string   `yaml:"reason" json:"reason"`
 }
 
 // Actor is who makes the call.
@@ -432,6 +444,7 @@ func newEnvs(tools map[string]ToolDecl) (*envs, error) {
 		cel.Variable("scopes", cel.ListType(cel.StringType)),
 		cel.Variable("data_class", cel.StringType),
 		cel.Variable("session", cel.ObjectType(sessionTypeName)),
+		cel.Variable("elevation", cel.ObjectType(elevationTypeName)),
 		// JSON numbers are doubles: `args.amount > 1000` must not need
 		// `1000.0` to load.
 		cel.CrossTypeNumericComparisons(true),
@@ -530,6 +543,15 @@ func (in *Input) memoKey() string {
 	for _, sc := range in.Scopes {
 		add(sc)
 	}
+	// '#' cannot start a length prefix: the elevation's part cannot be
+	// taken for more scopes.
+	b = append(b, '#')
+	b = strconv.AppendInt(b, int64(len(in.Elevation.Scopes)), 10)
+	for _, sc := range in.Elevation.Scopes {
+		add(sc)
+	}
+	add(in.Elevation.Approver)
+	add(in.Elevation.Reason)
 	return string(b)
 }
 
@@ -581,6 +603,7 @@ const (
 	varArgs
 	varDataClass
 	varSession
+	varElevation
 	numVars
 )
 
@@ -600,6 +623,8 @@ func varIndex(name string) (int, bool) {
 		return varDataClass, true
 	case "session":
 		return varSession, true
+	case "elevation":
+		return varElevation, true
 	}
 	return 0, false
 }
@@ -648,6 +673,8 @@ func (a *activation) convert(i int) ref.Val {
 		return types.NewStringInterfaceMap(ad, args)
 	case varDataClass:
 		return types.String(in.DataClass)
+	case varElevation:
+		return object{st: elevationStruct, v: &in.Elevation}
 	default: // session
 		return object{st: sessionStruct, v: &session{tools: in.SessionTools}}
 	}

@@ -273,3 +273,52 @@ rules:
 		t.Error("a policy reading args must not be memoized")
 	}
 }
+
+// TestElevationVariables: rules read elevation.scopes, .approver and
+// .reason; calls that differ only in their elevation are decided apart
+// (the decision memo keys on it), and the policy file's own test cases
+// can set it.
+func TestElevationVariables(t *testing.T) {
+	p := mustParse(t, `
+version: 1
+rules:
+  - name: elevation-needs-approver
+    when: '"payments:write" in elevation.scopes && elevation.approver == ""'
+    decision: deny
+  - name: elevation-needs-reason
+    when: elevation.scopes.size() > 0 && elevation.reason == ""
+    decision: deny
+tests:
+  - name: approved
+    input: {actor: {id: a, type: agent}, tool: {name: pay}, elevation: {scopes: [payments:write], approver: bob, reason: INC-7}}
+    expect: allow
+  - name: unapproved
+    input: {actor: {id: a, type: agent}, tool: {name: pay}, elevation: {scopes: [payments:write], reason: INC-7}}
+    expect: deny
+    rule: elevation-needs-approver
+`)
+	base := Input{Actor: Actor{ID: "a", Type: "agent"}, Tool: Tool{Name: "pay"}}
+	for _, c := range []struct {
+		name string
+		e    Elevation
+		rule string
+	}{
+		{"none", Elevation{}, ""},
+		{"approved", Elevation{Scopes: []string{"payments:write"}, Approver: "bob", Reason: "INC-7"}, ""},
+		{"no approver", Elevation{Scopes: []string{"payments:write"}, Reason: "INC-7"}, "elevation-needs-approver"},
+		{"no reason", Elevation{Scopes: []string{"tickets:admin"}, Approver: "bob"}, "elevation-needs-reason"},
+		{"approved again", Elevation{Scopes: []string{"payments:write"}, Approver: "bob", Reason: "INC-7"}, ""},
+	} {
+		in := base
+		in.Elevation = c.e
+		d, err := p.Evaluate(in)
+		if err != nil || d.Rule != c.rule {
+			t.Errorf("%s: decided %+v (%v), want rule %q", c.name, d, err, c.rule)
+		}
+	}
+	for _, r := range p.RunTests() {
+		if !r.Passed {
+			t.Errorf("policy test %s failed: %+v", r.Name, r)
+		}
+	}
+}

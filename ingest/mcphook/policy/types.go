@@ -28,9 +28,10 @@ import (
 // every access, and it cannot describe argument schemas, which exist only
 // in the policy file.
 const (
-	actorTypeName   = "proofline.Actor"
-	toolTypeName    = "proofline.Tool"
-	sessionTypeName = "proofline.Session"
+	actorTypeName     = "proofline.Actor"
+	toolTypeName      = "proofline.Tool"
+	sessionTypeName   = "proofline.Session"
+	elevationTypeName = "proofline.Elevation"
 )
 
 // Argument types a policy file can declare (tools.NAME.args.ARG), named
@@ -202,9 +203,31 @@ var (
 	})
 )
 
-// fixedTypes are actor, tool and session, in a map of the policy's own.
+func elevationField(f func(*Elevation) string) field {
+	return stringField(func(t any) (string, bool) {
+		e, ok := t.(*Elevation)
+		if !ok {
+			return "", false
+		}
+		return f(e), true
+	})
+}
+
+var elevationStruct = newStructType(elevationTypeName, map[string]field{
+	"approver": elevationField(func(e *Elevation) string { return e.Approver }),
+	"reason":   elevationField(func(e *Elevation) string { return e.Reason }),
+	"scopes": {t: types.NewListType(types.StringType), get: func(target any) (ref.Val, error) {
+		e, ok := target.(*Elevation)
+		if !ok {
+			return nil, fmt.Errorf("no such field on %T", target)
+		}
+		return types.NewStringList(types.DefaultTypeAdapter, nonNil(e.Scopes)), nil
+	}},
+})
+
+// fixedTypes are actor, tool, session and elevation, in a map of the policy's own.
 func fixedTypes() map[string]*structType {
-	return map[string]*structType{actorTypeName: actorStruct, toolTypeName: toolStruct, sessionTypeName: sessionStruct}
+	return map[string]*structType{actorTypeName: actorStruct, toolTypeName: toolStruct, sessionTypeName: sessionStruct, elevationTypeName: elevationStruct}
 }
 
 // argsTypeName is the CEL type of args in a rule pinned to tool. It is
