@@ -80,6 +80,15 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := spanstore.SpanFilter{Tool: q.Get("tool"), TraceID: q.Get("trace_id"), Status: q.Get("status"), Cursor: q.Get("cursor")}
+	f.Approver = q.Get("approver")
+	if v := q.Get("elevated"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "elevated must be true or false")
+			return
+		}
+		f.Elevated = &b
+	}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if v := q.Get(name); v != "" {
 			t, err := time.Parse(time.RFC3339Nano, v)

@@ -17,7 +17,12 @@ type SpanFilter struct {
 	Tool    string
 	TraceID string
 	Status  string
-	From    time.Time
+	// Elevated keeps only calls made under an elevation (true) or only
+	// calls without one (false).
+	Elevated *bool
+	// Approver keeps the calls whose elevation this approver approved.
+	Approver string
+	From     time.Time
 	To      time.Time
 	Limit   int
 	// Cursor continues a previous page (SpanPage.Next).
@@ -44,7 +49,11 @@ type SpanRow struct {
 	CostAmount     float64   `json:"cost_amount"`
 	WorkflowID     string    `json:"workflow_id"`
 	PlanID         string    `json:"plan_id"`
-	LogOrigin      string    `json:"log_origin"`
+	// ElevationScopes and ElevationApprover are the call's elevation
+	// (empty without one).
+	ElevationScopes   []string `json:"elevation_scopes"`
+	ElevationApprover string   `json:"elevation_approver"`
+	LogOrigin         string   `json:"log_origin"`
 	LeafIndex      uint64    `json:"leaf_index"`
 }
 
@@ -89,6 +98,16 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 	if f.Status != "" {
 		add("outcome_status = {status:String}", "status", f.Status)
 	}
+	if f.Elevated != nil {
+		if *f.Elevated {
+			where = append(where, "notEmpty(elevation_scopes)")
+		} else {
+			where = append(where, "empty(elevation_scopes)")
+		}
+	}
+	if f.Approver != "" {
+		add("elevation_approver = {approver:String}", "approver", f.Approver)
+	}
 	if !f.From.IsZero() {
 		add("ts_start >= {from:DateTime64(9, 'UTC')}", "from", f.From.UTC().Format(tsFmt))
 	}
@@ -105,7 +124,7 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		params["cts"], params["cid"] = c.TS.UTC().Format(tsFmt), c.ID
 	}
 	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_server, tool_group, trace_id, span_id,
-		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, workflow_id, plan_id, log_origin, leaf_index
+		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, workflow_id, plan_id, elevation_scopes, elevation_approver, log_origin, leaf_index
 	FROM {{spans}} FINAL WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
@@ -117,8 +136,11 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 	for rows.Next() {
 		var r SpanRow
 		if err := rows.Scan(&r.RecordID, &r.TSStart, &r.TSEnd, &r.LatencyMs, &r.ActorID, &r.Tool, &r.ToolServer, &r.ToolGroup, &r.TraceID, &r.SpanID,
-			&r.ParentSpanID, &r.Status, &r.ErrorCode, &r.ErrorMessage, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.PlanID, &r.LogOrigin, &r.LeafIndex); err != nil {
+			&r.ParentSpanID, &r.Status, &r.ErrorCode, &r.ErrorMessage, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.PlanID, &r.ElevationScopes, &r.ElevationApprover, &r.LogOrigin, &r.LeafIndex); err != nil {
 			return nil, err
+		}
+		if r.ElevationScopes == nil {
+			r.ElevationScopes = []string{}
 		}
 		page.Spans = append(page.Spans, r)
 	}

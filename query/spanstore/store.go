@@ -329,6 +329,10 @@ func (s *Store) insertBlock(ctx context.Context, spans []Span) error {
 		if attrs == nil {
 			attrs = map[string]string{}
 		}
+		elevScopes, approver := []string{}, ""
+		if e := r.Elevation; e != nil {
+			elevScopes, approver = e.Scopes, e.Approver
+		}
 		err := b.Append(
 			r.RecordID, r.TSStart.UTC(), r.TSEnd.UTC(), uint64(r.Latency().Microseconds()),
 			r.Actor.ID, r.Actor.Type, r.Actor.OnBehalfOf,
@@ -342,6 +346,7 @@ func (s *Store) insertBlock(ctx context.Context, spans []Span) error {
 			cost.Amount, cost.Currency, uint64(cost.TokensIn), uint64(cost.TokensOut),
 			r.WorkflowID, r.PlanID, r.Region, r.DataClass,
 			attrs, r.IngestedBy, sp.LogOrigin, sp.LeafIndex,
+			elevScopes, approver,
 		)
 		if err != nil {
 			_ = b.Abort()

@@ -165,7 +165,7 @@ func TestClusterDDLParses(t *testing.T) {
 				if !strings.Contains(st, "ON CLUSTER proofline") || !strings.Contains(st, "Replicated") && !strings.Contains(st, "Distributed") {
 					t.Fatalf("cluster table is not replicated:\n%s", st)
 				}
-			case strings.HasPrefix(st, "CREATE MATERIALIZED VIEW"), strings.HasPrefix(st, "TRUNCATE"):
+			case strings.HasPrefix(st, "CREATE MATERIALIZED VIEW"), strings.HasPrefix(st, "TRUNCATE"), strings.HasPrefix(st, "ALTER TABLE"):
 				if !strings.Contains(st, "ON CLUSTER proofline") {
 					t.Fatalf("cluster DDL is not ON CLUSTER:\n%s", st)
 				}
@@ -192,12 +192,12 @@ func TestClusterDDLParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range lms {
-		if m.version == 2 || m.version == 4 {
+		if m.version == 2 || m.version == 4 || m.version == 7 {
 			t.Fatalf("single-node migrations include the cluster-only %04d_%s", m.version, m.name)
 		}
 	}
-	if len(lms) != len(ms)-2 {
-		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the two Distributed tables apart", len(lms), len(ms))
+	if len(lms) != len(ms)-3 {
+		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the three Distributed-table ones apart", len(lms), len(ms))
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")
@@ -225,6 +225,9 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	failed.Trace.ParentSpanID = "00f067aa0ba902b7"
 	failed.Outcome = schemas.Outcome{Status: schemas.StatusToolError, ErrorCode: "E42", ErrorMessage: "ticket not found"}
 	failed.PlanID = "plan-7"
+	// Two calls under an elevation, one of them approved by bob.
+	spans[3].Record.Elevation = &schemas.Elevation{Scopes: []string{"payments:write"}, Approver: "bob", Reason: "INC-7"}
+	spans[4].Record.Elevation = &schemas.Elevation{Scopes: []string{"tickets:admin"}}
 	if err := s.Insert(ctx, spans); err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +260,27 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	if r := p.Spans[0]; r.ToolServer != "jira-mcp" || r.ParentSpanID != "00f067aa0ba902b7" || r.Status != "tool_error" ||
 		r.ErrorCode != "E42" || r.ErrorMessage != "ticket not found" || r.PlanID != "plan-7" {
 		t.Fatalf("the failed call's row: %+v", r)
+	}
+	yes, no := true, false
+	for _, c := range []struct {
+		f    SpanFilter
+		want []string
+	}{
+		{SpanFilter{Elevated: &yes}, []string{"p-04", "p-03"}},
+		{SpanFilter{Approver: "bob"}, []string{"p-03"}},
+		{SpanFilter{Elevated: &no, Tool: "b"}, []string{"p-20", "p-15", "p-10", "p-05", "p-00"}},
+	} {
+		p, err := s.Spans(ctx, c.f)
+		var got []string
+		for _, r := range p.Spans {
+			got = append(got, r.RecordID)
+		}
+		if err != nil || strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Fatalf("filter %+v: %v %v, want %v", c.f, got, err, c.want)
+		}
+		if c.f.Approver != "" && (p.Spans[0].ElevationApprover != "bob" || strings.Join(p.Spans[0].ElevationScopes, ",") != "payments:write") {
+			t.Fatalf("the elevated call's row: %+v", p.Spans[0])
+		}
 	}
 	// Filter values are bound, never SQL: an injection attempt matches nothing.
 	p, err = s.Spans(ctx, SpanFilter{Tool: "a' OR '1'='1"})
