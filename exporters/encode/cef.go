@@ -120,6 +120,12 @@ func CEF(e exporters.Event, version string) (string, error) {
 	x.label("cn1", "leafIndex", strconv.FormatUint(e.Evidence.LeafIndex, 10))
 	x.label("cn2", "treeSize", strconv.FormatUint(e.Evidence.TreeSize, 10))
 	x.label("cn3", "latencyMs", strconv.FormatInt(r.Latency().Milliseconds(), 10))
+	if el := r.Elevation; el != nil {
+		// The cs fields are taken; CEF's flexString pair carries the
+		// elevation (its reason is in the record, by the leaf index).
+		x.label("flexString1", "elevationApprover", el.Approver)
+		x.label("flexString2", "elevationScopes", strings.Join(el.Scopes, ","))
+	}
 	name := "tools/call " + r.Tool.Name
 	if r.MCP != nil && r.MCP.Method != "" {
 		name = r.MCP.Method + " " + r.Tool.Name

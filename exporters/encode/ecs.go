@@ -188,6 +188,9 @@ func ECS(e exporters.Event, version string) (map[string]any, error) {
 	if len(r.ScopeGrants) > 0 {
 		pl["scope_grants"] = r.ScopeGrants
 	}
+	if el := elevation(r); el != nil {
+		pl["elevation"] = el
+	}
 	doc["proofline"] = pl
 	return doc, nil
 }

@@ -181,6 +181,8 @@ func TestECSDocumentsUseECSFieldsAndValues(t *testing.T) {
 			map[string]any{"event.type": []any{"allowed"}, "event.outcome": "failure", "error.message": "upstream 502",
 				"labels": map[string]any{"region": "eu", "data_class": "pii"}, "gen_ai.agent.id": nil, "user.effective.id": nil,
 				"service.name": nil, "event.duration": 1e9}},
+		{"call under an approved elevation", `{` + base + `,"tool":{"name":"transfer_funds"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"elevation":{"scopes":["payments:write"],"approver":"bob@example.com","reason":"INC-7","expires":"2026-12-01T11:00:00.000000000Z"}}`,
+			map[string]any{"event.outcome": "success", "gen_ai.tool.name": "transfer_funds"}},
 		{"a status proofline does not know", `{` + base + `,"tool":{"name":"x"},"policy":{"decision":"allow"},"outcome":{"status":"cancelled"},"attributes":{"mcp.tool.read_only":"false"}}`,
 			map[string]any{"event.outcome": "unknown", "event.type": []any{"allowed", "change"}}},
 	}
@@ -224,6 +226,10 @@ func TestECSDocumentsUseECSFieldsAndValues(t *testing.T) {
 			pl := generic["proofline"].(map[string]any)
 			if pl["log_origin"] != "proofline.test/log" || pl["leaf_index"] != 41.0 || pl["tree_size"] != 99.0 || pl["record_id"] != "r-1" {
 				t.Fatalf("evidence: %v", pl)
+			}
+			if el, _ := pl["elevation"].(map[string]any); strings.Contains(tc.rec, `"elevation"`) != (el != nil) ||
+				el != nil && (el["approver"] != "bob@example.com" || fmt.Sprint(el["scopes"]) != "[payments:write]" || el["reason"] != "INC-7" || el["expires"] != "2026-12-01T11:00:00Z") {
+				t.Fatalf("proofline.elevation: %v", pl["elevation"])
 			}
 			if flat["event.original"] != tc.rec {
 				t.Fatal("event.original is not the leaf")

@@ -126,6 +126,11 @@ func OCSF(e exporters.Event, version string) (map[string]any, error) {
 			"args_sha256": r.ArgsSHA256, "result_sha256": r.ResultSHA256, "workflow_id": r.WorkflowID, "plan_id": r.PlanID,
 		}},
 	}
+	if el := elevation(r); el != nil {
+		// OCSF has no object for a grant beyond the actor's standing
+		// scopes with its approver: it goes with the evidence.
+		ev["unmapped"].(map[string]any)["proofline"].(map[string]any)["elevation"] = el
+	}
 	// status_code is the source's own code (the MCP error code, else the
 	// outcome); status_detail says why (error message, else policy reason).
 	ev["status_code"] = r.Outcome.Status
@@ -231,6 +236,22 @@ func entity(m map[string]any, fallback string) map[string]any {
 		if _, ok := m["uid"]; !ok {
 			m["name"] = fallback
 		}
+	}
+	return m
+}
+
+// elevation is a record's elevation as the JSON encodings carry it; nil
+// without one.
+func elevation(r *schemas.CallRecord) map[string]any {
+	e := r.Elevation
+	if e == nil {
+		return nil
+	}
+	m := map[string]any{"scopes": e.Scopes}
+	setIf(m, "approver", e.Approver)
+	setIf(m, "reason", e.Reason)
+	if e.Expires != nil {
+		m["expires"] = e.Expires.UTC().Format(time.RFC3339Nano)
 	}
 	return m
 }

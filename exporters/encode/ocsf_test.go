@@ -318,6 +318,7 @@ func TestOCSFEventsValidateAgainstTheOfficialSchema(t *testing.T) {
 	}{
 		{"allowed read-only call with trace", `{` + base + `,"tool":{"name":"search","server":"jira-mcp","version":"1.2","group":"ticketing"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"trace":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","parent_span_id":"00f067aa0ba902b6"},"attributes":{"mcp.tool.read_only":"true"},"mcp":{"method":"tools/call","request_id":"7","session_id":"s","transport":"http"}}`, 2, 1, 1},
 		{"denied destructive call", `{` + base + `,"tool":{"name":"delete_ticket","server":"jira-mcp"},"policy":{"decision":"deny","rule":"no-deletes","reason":"agents may not delete"},"outcome":{"status":"policy_blocked","error_code":"-32080"},"attributes":{"mcp.tool.destructive":"true"}}`, 4, 2, 2},
+		{"call under an approved elevation", `{` + base + `,"tool":{"name":"transfer_funds","server":"pay-mcp"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"scope_grants":["tickets:read"],"elevation":{"scopes":["payments:write"],"approver":"bob@example.com","reason":"INC-7","expires":"2026-12-01T11:00:00.000000000Z"}}`, 99, 1, 1},
 		{"redacted call, no server, no annotations", `{"record_id":"r-1","ts_start":"2026-12-01T10:00:00Z","ts_end":"2026-12-01T10:00:01Z","actor":{"id":"svc","type":"service"},"tool":{"name":"send_email"},"policy":{"decision":"redact","rule":"mask"},"outcome":{"status":"system_error","error_message":"upstream 502"},"region":"eu","data_class":"pii"}`, 99, 99, 99},
 	}
 	for _, tc := range tests {
@@ -335,6 +336,10 @@ func TestOCSFEventsValidateAgainstTheOfficialSchema(t *testing.T) {
 			pl := out["unmapped"].(map[string]any)["proofline"].(map[string]any)
 			if pl["leaf_index"] != uint64(41) || pl["tree_size"] != uint64(99) || pl["log_origin"] != "proofline.test/log" {
 				t.Fatalf("evidence: %v", pl)
+			}
+			if el, _ := pl["elevation"].(map[string]any); strings.Contains(tc.rec, `"elevation"`) != (el != nil) ||
+				el != nil && (el["approver"] != "bob@example.com" || fmt.Sprint(el["scopes"]) != "[payments:write]" || el["reason"] != "INC-7" || el["expires"] != "2026-12-01T11:00:00Z") {
+				t.Fatalf("elevation: %v", pl["elevation"])
 			}
 		})
 	}

@@ -198,6 +198,7 @@ func TestCEFOverTLSToRealRsyslog(t *testing.T) {
 		if i%10 == 3 {
 			rec["policy"] = map[string]any{"decision": "deny", "rule": "limit", "reason": reason}
 			rec["outcome"] = map[string]any{"status": "policy_blocked"}
+			rec["elevation"] = map[string]any{"scopes": []string{"payments:write", "tickets:admin"}, "reason": "INC-7"}
 		}
 		b, _ := json.Marshal(rec)
 		es[i] = ledger.Entry{ID: id, Data: b}
@@ -272,7 +273,11 @@ func TestCEFOverTLSToRealRsyslog(t *testing.T) {
 			if ext["act"] != "deny" || ext["reason"] != reason || hdr[6] != "7" || m.Pri != "108" {
 				t.Fatalf("denied call: act %q reason %q severity %q pri %q", ext["act"], ext["reason"], hdr[6], m.Pri)
 			}
-		} else if ext["act"] != "allow" || m.Pri != "110" {
+			// An elevation nobody approved: the scopes, and no approver.
+			if ext["flexString2Label"] != "elevationScopes" || ext["flexString2"] != "payments:write,tickets:admin" || ext["flexString1"] != "" {
+				t.Fatalf("denied elevated call's elevation: %v", ext)
+			}
+		} else if ext["act"] != "allow" || m.Pri != "110" || ext["flexString2"] != "" {
 			t.Fatalf("allowed call: %v pri %s", ext, m.Pri)
 		}
 		seen[sm[3]] = true
