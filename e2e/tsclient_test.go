@@ -269,3 +269,65 @@ func TestTypeScriptClientTripsABreaker(t *testing.T) {
 		t.Errorf("proven crm_lookup records %v, want %v", got, want)
 	}
 }
+
+// TestTypeScriptClientElevation: calls from the official TypeScript SDK
+// carry an elevation in _meta, as a gateway sets it, to examples/tickets
+// (--elevation-from-meta, examples/policy.yaml; the agent's own scopes
+// lack payments:write). The approved elevation lets the payment run; one
+// without an approver, and none at all, are denied by their rules. Each
+// record is proven in the log with the elevation it was made under, and
+// the span store's elevated= filter finds the two elevated calls.
+func TestTypeScriptClientElevation(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	script := nodeScript(t, prefix, "tselevation.mjs")
+	bin, err := ticketsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
+		"--policy", "../examples/policy.yaml", "--actor", "agent-7", "--scopes", "tickets:read",
+		"--spool", filepath.Join(t.TempDir(), "spool"), "--elevation-from-meta")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
+	}
+	var out map[string]tsOutcome
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
+	}
+	if o := out["approved"]; o.Error != nil || o.Text != "transferred 10.00 to acct-1" {
+		t.Errorf("the approved elevated payment answered %v", o)
+	}
+	for k, rule := range map[string]string{"unapproved": "elevated-payments-need-an-approver", "none": "payments-need-scope"} {
+		if o := out[k]; o.Error == nil || o.Error.Code != mcphook.CodePolicyDenied || !strings.Contains(o.Error.Message, rule) {
+			t.Errorf("the %s payment answered %v, want a denial by %s", k, o, rule)
+		}
+	}
+	recs := e.provenWhere("tool=transfer_funds", 3, 60*time.Second)
+	got := map[string]string{}
+	for _, r := range recs {
+		el := "-"
+		if r.Elevation != nil {
+			el = strings.Join(r.Elevation.Scopes, ",") + " by " + r.Elevation.Approver + " for " + r.Elevation.Reason
+			if r.Elevation.Expires == nil && r.Elevation.Approver != "" {
+				t.Errorf("the approved elevation lost its expiry: %+v", r.Elevation)
+			}
+		}
+		got[r.Policy.Decision+" "+r.Policy.Rule] = el
+	}
+	want := map[string]string{
+		"allow ":                                  "payments:write by bob@example.com for INC-7",
+		"deny elevated-payments-need-an-approver": "payments:write by  for INC-7",
+		"deny payments-need-scope":                "-",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("proven records %v, want %v", got, want)
+	}
+	if elevated := e.provenWhere("tool=transfer_funds&elevated=true", 2, 10*time.Second); len(elevated) != 2 {
+		t.Errorf("elevated=true listed %d calls", len(elevated))
+	}
+}

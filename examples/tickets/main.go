@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string) error {
 	breakerFailures := fs.Uint("breaker-failures", 5, "open a tool's (or its service's) circuit breaker after this many system errors or timeouts in a row; 0: no breakers")
 	breakerOpenFor := fs.Duration("breaker-open-for", 30*time.Second, "how long an open breaker refuses calls before letting a probe through")
 	crmDown := fs.String("crm-down-file", "", "while this file exists, the CRM behind crm_lookup is down (its calls fail with a system error): a failure on command, for trying the breakers")
+	elevationFromMeta := fs.Bool("elevation-from-meta", false, "read a call's elevation (scopes, approver, reason, expires) from _meta[\"proofline/elevation\"]: only behind a gateway that sets it, since a client can write any _meta")
 	hooked := fs.Bool("hook", true, "put proofline's hook on the server; --hook=false serves the same tools bare (to compare behaviour, as the conformance test does)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string) error {
 	hook, err := mcphook.New(mcphook.Config{
 		Outbox: ob, Principal: *principal, Policy: pol,
 		Server:    mcphook.ServerInfo{Name: "tickets", Version: "1.0.0"},
-		Transport: transport, FailClosed: *failClosed, Logger: logger,
+		Transport: transport, FailClosed: *failClosed, Logger: logger, ElevationFromMeta: *elevationFromMeta,
 		Identify: func(ctx context.Context, req mcp.Request) mcphook.Identity {
 			id := mcphook.DefaultIdentify(ctx, req)
 			if *actor != "" && (req.GetExtra() == nil || req.GetExtra().TokenInfo == nil) {
