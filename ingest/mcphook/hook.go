@@ -859,6 +859,13 @@ func (h *Hook) annotate(c *call, r *schemas.CallRecord) {
 	if c.session != "" {
 		attrs = append(attrs, attribute.String("mcp.session.id", c.session))
 	}
+	if e := r.Elevation; e != nil {
+		// The collector exporter's names: a span it maps keeps the elevation.
+		attrs = append(attrs, attribute.StringSlice("elevation.scopes", e.Scopes))
+		if e.Approver != "" {
+			attrs = append(attrs, attribute.String("elevation.approver", e.Approver))
+		}
+	}
 	if len(r.ScopeGrants) > 0 {
 		attrs = append(attrs, attribute.StringSlice("scope.grants", r.ScopeGrants))
 	}

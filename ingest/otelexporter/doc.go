@@ -37,6 +37,8 @@
 //	mcp                mcp.method.name, mcp.session.id, jsonrpc.request.id; transport from
 //	                   mcp.transport (stdio|http) or network.transport (pipe → stdio, tcp|quic → http)
 //	scope_grants       scope.grants (string array, or one comma-separated string)
+//	elevation          elevation.scopes (as scope.grants), elevation.approver, elevation.reason,
+//	                   elevation.expires (RFC 3339); approver, reason or expiry without scopes is an error
 //	policy             policy.decision (default allow, deny when the outcome is policy_blocked),
 //	                   policy.rule, policy.reason
 //	outcome.status     outcome.status when valid; else policy_blocked when the decision is deny;

@@ -74,6 +74,10 @@ const (
 	keyPlanID         = "plan.id"
 	keyRegion         = "region"
 	keyDataClass      = "data.class"
+	keyElevScopes     = "elevation.scopes"
+	keyElevApprover   = "elevation.approver"
+	keyElevReason     = "elevation.reason"
+	keyElevExpires    = "elevation.expires"
 )
 
 // Schema limits the mapper truncates to rather than drop a record over:
@@ -341,6 +345,9 @@ func (m *Mapper) MapSpan(res pcommon.Resource, span ptrace.Span) (rec *schemas.C
 		errs = append(errs, err)
 	}
 	r.Cost = cost
+	if r.Elevation, err = elevationOf(a); err != nil {
+		errs = append(errs, err)
+	}
 	for _, k := range m.copyAttrs {
 		if v, has := a.get(k); has {
 			if r.Attributes == nil {
@@ -525,4 +532,27 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// elevationOf reads the call's elevation (elevation.scopes, .approver,
+// .reason, .expires as RFC 3339), nil without one. An approver, reason or
+// expiry without scopes is an error, not a record that drops them.
+func elevationOf(a attrs) (*schemas.Elevation, error) {
+	e := &schemas.Elevation{Scopes: a.list(keyElevScopes), Approver: a.str(keyElevApprover),
+		Reason: truncate(a.str(keyElevReason), maxText)}
+	exp := a.str(keyElevExpires)
+	if len(e.Scopes) == 0 {
+		if e.Approver != "" || e.Reason != "" || exp != "" {
+			return nil, fmt.Errorf("%s, %s or %s without %s", keyElevApprover, keyElevReason, keyElevExpires, keyElevScopes)
+		}
+		return nil, nil
+	}
+	if exp != "" {
+		t, err := schemas.ParseTimestamp(exp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", keyElevExpires, err)
+		}
+		e.Expires = &schemas.Timestamp{Time: t}
+	}
+	return e, nil
 }

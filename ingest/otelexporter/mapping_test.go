@@ -253,6 +253,17 @@ func TestMapSpanTable(t *testing.T) {
 					t.Errorf("grants %q", r.ScopeGrants)
 				}
 			}},
+		{name: "elevation", span: with(mcpCall(), map[string]any{"elevation.scopes": []string{"payments:write"}, "elevation.approver": "bob@example.com",
+			"elevation.reason": "INC-7", "elevation.expires": "2026-12-01T12:00:00+01:00"}),
+			check: func(t *testing.T, r *schemas.CallRecord) {
+				e := r.Elevation
+				if e == nil || strings.Join(e.Scopes, ",") != "payments:write" || e.Approver != "bob@example.com" || e.Reason != "INC-7" ||
+					e.Expires == nil || !e.Expires.Equal(time.Date(2026, 12, 1, 11, 0, 0, 0, time.UTC)) {
+					t.Errorf("elevation %+v", e)
+				}
+			}},
+		{name: "elevation approver without scopes", span: with(mcpCall(), map[string]any{"elevation.approver": "bob"}), wantErr: "without elevation.scopes"},
+		{name: "elevation expiry not a time", span: with(mcpCall(), map[string]any{"elevation.scopes": "a", "elevation.expires": "soon"}), wantErr: "elevation.expires"},
 		{name: "error status, error.type timeout", span: func() spanSpec {
 			s := with(mcpCall(), map[string]any{"error.type": "DeadlineExceeded"})
 			s.status, s.statusMsg = ptrace.StatusCodeError, "upstream took too long"
