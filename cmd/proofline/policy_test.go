@@ -28,7 +28,7 @@ func TestPolicyTestCommand(t *testing.T) {
 		stdout []string
 		stderr []string
 	}{
-		{"the example policy", "", exitOK, []string{"of 8 policy tests passed", "an amount sent as a string fails closed: got deny by big-payments-need-a-human (the rule failed: on_error deny)"}, nil},
+		{"the example policy", "", exitOK, []string{"10 of 10 policy tests passed", "an amount sent as a string fails closed: got deny by big-payments-need-a-human (the rule failed: on_error deny)"}, nil},
 		{"on_error case passes", schema + rule + `tests:
   - name: string amount
     input: {tool: {name: transfer_funds}, args: {amount: "5000"}}
