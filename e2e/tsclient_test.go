@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go"
 
 	"github.com/proofline/proofline/ingest/mcphook"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -329,5 +331,94 @@ func TestTypeScriptClientElevation(t *testing.T) {
 	}
 	if elevated := e.provenWhere("tool=transfer_funds&elevated=true", 2, 10*time.Second); len(elevated) != 2 {
 		t.Errorf("elevated=true listed %d calls", len(elevated))
+	}
+}
+
+// TestTypeScriptClientBudgetAcrossReplicas: two examples/tickets
+// processes (replicas behind one gateway) share a monthly budget of five
+// search_tickets calls through proofline's NATS. An agent on the official
+// TypeScript SDK spends three on one replica; on the other, two more pass
+// and the next is refused (CodeBudgetExceeded); a replica started
+// afterwards refuses at once. Every call is proven in the log, the refused
+// ones naming the budget.
+func TestTypeScriptClientBudgetAcrossReplicas(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	script := nodeScript(t, prefix, "tsbudget.mjs")
+	bin, err := ticketsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	replica := func() *httpMCP {
+		return startHTTPMCP(t, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile, "--actor", "agent-7",
+			"--spool", filepath.Join(t.TempDir(), "spool"), "--search-budget", "5", "--budget-sync", "50ms")
+	}
+	calls := func(srv *httpMCP, n int) []tsOutcome {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var stdout, stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, node, script, srv.url, fmt.Sprint(n))
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
+		}
+		var out []tsOutcome
+		if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out) != n {
+			t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
+		}
+		return out
+	}
+	tok, err := os.ReadFile(e.natsTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := mcphook.OpenBudgetStore(ctxT(t, 10*time.Second), jetStreamAt(t, e.natsURL, nats.Token(strings.TrimSpace(string(tok)))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "budget.search-monthly." + time.Now().UTC().Format("2006-01") + ".all"
+	stored := func() string {
+		en, err := kv.Get(ctxT(t, 5*time.Second), key)
+		if err != nil {
+			return err.Error()
+		}
+		return string(en.Value())
+	}
+	summary := func(out []tsOutcome) string {
+		var s []string
+		for _, o := range out {
+			switch {
+			case o.Error != nil && o.Error.Code == mcphook.CodeBudgetExceeded && strings.Contains(o.Error.Message, "search-monthly"):
+				s = append(s, "refused")
+			case o.Error == nil && !o.IsError:
+				s = append(s, "ok")
+			default:
+				s = append(s, o.String())
+			}
+		}
+		return strings.Join(s, ",")
+	}
+
+	a, b := replica(), replica()
+	if got := summary(calls(a, 3)); got != "ok,ok,ok" {
+		t.Fatalf("replica a answered %s", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(stored(), `"calls":3`) }, "replica a's calls in the budget store")
+	if got := summary(calls(b, 3)); got != "ok,ok,refused" {
+		t.Fatalf("replica b answered %s, want two calls (5 − 3) then a refusal", got)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return strings.Contains(stored(), `"calls":5`) }, "the spent budget in the store")
+	if got := summary(calls(replica(), 1)); got != "refused" {
+		t.Fatalf("a replica started afterwards answered %s", got)
+	}
+
+	recs := e.provenWhere("tool=search_tickets", 7, 60*time.Second)
+	got := map[string]int{}
+	for _, r := range recs {
+		got[r.Outcome.Status+" "+r.Policy.Rule]++
+	}
+	if want := map[string]int{"ok ": 5, "policy_blocked budget:search-monthly": 2}; !maps.Equal(got, want) {
+		t.Errorf("proven records %v, want %v", got, want)
 	}
 }

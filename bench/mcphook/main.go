@@ -151,6 +151,10 @@ func run(ctx context.Context, n int, out string) error {
 	if err != nil {
 		return err
 	}
+	budgetStore, err := mcphook.OpenBudgetStore(ctx, b.JS)
+	if err != nil {
+		return err
+	}
 	hooked := func(name string) (*mcphook.Hook, *outbox.Outbox, error) {
 		ob, err := outbox.Open(outbox.Config{Publisher: publish.NewPublisher(b.JS), SpoolPath: filepath.Join(dir, name+"-spool"),
 			SpoolMaxBytes: 1 << 30, QueueSize: 1 << 16, Logger: quiet})
@@ -158,12 +162,17 @@ func run(ctx context.Context, n int, out string) error {
 			return nil, nil, err
 		}
 		// Guardrails on as a production server has them: a circuit
-		// breaker on the tool's service (both trip rules), checked and
-		// reported on every call.
+		// breaker on the tool's service (both trip rules), and a call
+		// budget and a per-caller cost budget shared through the
+		// JetStream budget bucket, checked and counted on every call.
 		h, err := mcphook.New(mcphook.Config{Outbox: ob, Policy: pol, Server: mcphook.ServerInfo{Name: "bench"},
-			Tools:  map[string]mcphook.ToolConfig{"noop": {Group: "bench", Service: "bench-api"}},
+			Tools:  map[string]mcphook.ToolConfig{"noop": {Group: "bench", Service: "bench-api", Cost: 0.001, Currency: "USD"}},
 			Limits: mcphook.Limits{Breaker: &mcphook.BreakerConfig{ConsecutiveFailures: 5, FailureRate: 0.5}},
-			Logger: quiet})
+			Budgets: []mcphook.Budget{
+				{Name: name + "-calls", Group: "bench", Period: mcphook.PeriodDay, MaxCalls: 1 << 40},
+				{Name: name + "-cost", Tool: "noop", PerPrincipal: true, Period: mcphook.PeriodMonth, MaxCost: 1e9, Currency: "USD"},
+			},
+			BudgetStore: budgetStore, Logger: quiet})
 		return h, ob, err
 	}
 	connect := func(mw mcp.Middleware, timer *selfTimer) (*mcp.ClientSession, error) {

@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string) error {
 	breakerOpenFor := fs.Duration("breaker-open-for", 30*time.Second, "how long an open breaker refuses calls before letting a probe through")
 	crmDown := fs.String("crm-down-file", "", "while this file exists, the CRM behind crm_lookup is down (its calls fail with a system error): a failure on command, for trying the breakers")
 	elevationFromMeta := fs.Bool("elevation-from-meta", false, "read a call's elevation (scopes, approver, reason, expires) from _meta[\"proofline/elevation\"]: only behind a gateway that sets it, since a client can write any _meta")
+	searchBudget := fs.Int64("search-budget", 0, "at most this many search_tickets calls per calendar month (UTC), shared by every tickets process on the same proofline NATS through its key-value bucket; 0: no budget")
+	budgetSync := fs.Duration("budget-sync", 200*time.Millisecond, "how often budget usage is exchanged with the other processes")
 	hooked := fs.Bool("hook", true, "put proofline's hook on the server; --hook=false serves the same tools bare (to compare behaviour, as the conformance test does)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -111,6 +113,17 @@ func run(ctx context.Context, args []string) error {
 	if *httpAddr != "" {
 		transport = schemas.TransportHTTP
 	}
+	var budgets []mcphook.Budget
+	var budgetStore jetstream.KeyValue
+	if *searchBudget > 0 {
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		budgetStore, err = mcphook.OpenBudgetStore(bctx, js)
+		cancel()
+		if err != nil {
+			return err
+		}
+		budgets = []mcphook.Budget{{Name: "search-monthly", Tool: "search_tickets", Period: mcphook.PeriodMonth, MaxCalls: *searchBudget}}
+	}
 	var breaker *mcphook.BreakerConfig
 	if *breakerFailures > 0 {
 		breaker = &mcphook.BreakerConfig{ConsecutiveFailures: uint32(*breakerFailures), OpenFor: *breakerOpenFor}
@@ -119,6 +132,7 @@ func run(ctx context.Context, args []string) error {
 		Outbox: ob, Principal: *principal, Policy: pol,
 		Server:    mcphook.ServerInfo{Name: "tickets", Version: "1.0.0"},
 		Transport: transport, FailClosed: *failClosed, Logger: logger, ElevationFromMeta: *elevationFromMeta,
+		Budgets: budgets, BudgetStore: budgetStore, BudgetSync: *budgetSync,
 		Identify: func(ctx context.Context, req mcp.Request) mcphook.Identity {
 			id := mcphook.DefaultIdentify(ctx, req)
 			if *actor != "" && (req.GetExtra() == nil || req.GetExtra().TokenInfo == nil) {

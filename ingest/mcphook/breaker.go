@@ -212,8 +212,13 @@ func (b *breakers) make(key string, bc BreakerConfig) *breaker {
 			if bc.ConsecutiveFailures > 0 && c.ConsecutiveFailures >= bc.ConsecutiveFailures {
 				return true
 			}
-			return bc.FailureRate > 0 && c.Requests >= bc.MinCalls &&
-				float64(c.TotalFailures) >= bc.FailureRate*float64(c.Requests)
+			// Excluded calls (refused by the hook, abandoned) are in
+			// Requests too; they count neither way.
+			n := uint32(0)
+			if c.Requests > c.TotalExclusions {
+				n = c.Requests - c.TotalExclusions
+			}
+			return bc.FailureRate > 0 && n >= bc.MinCalls && float64(c.TotalFailures) >= bc.FailureRate*float64(n)
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, errNotCounted) },
 		OnStateChange: func(name string, _, to gobreaker.State) {

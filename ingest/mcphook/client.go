@@ -115,7 +115,7 @@ func refusedByHook(err error) bool {
 		return false
 	}
 	switch we.Code {
-	case CodePolicyDenied, CodeRateLimited, CodeOverloaded, CodeTimeout, CodeIdempotencyRequired, CodeRecordingUnavailable, CodeCircuitOpen:
+	case CodePolicyDenied, CodeRateLimited, CodeOverloaded, CodeTimeout, CodeIdempotencyRequired, CodeRecordingUnavailable, CodeCircuitOpen, CodeBudgetExceeded:
 		return true
 	}
 	return false

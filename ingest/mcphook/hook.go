@@ -24,6 +24,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"runtime/debug"
@@ -34,6 +36,7 @@ import (
 	"github.com/gowebpki/jcs"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -61,6 +64,9 @@ const (
 	// (or of the service behind it) is open; the record's outcome is
 	// system_error with this error_code.
 	CodeCircuitOpen = -32086
+	// CodeBudgetExceeded refuses a call that a budget has no room for;
+	// the record is policy_blocked with policy.rule "budget:NAME".
+	CodeBudgetExceeded = -32087
 )
 
 // Keys of _meta proofline reads.
@@ -117,6 +123,11 @@ type ToolConfig struct {
 	Service string
 	// Breaker overrides Limits.Breaker for this tool (or its service).
 	Breaker *BreakerConfig
+	// Cost is what one call of the tool costs, in Currency, as its owner
+	// declares it: it goes into the record's cost and counts against
+	// cost budgets (0: none declared).
+	Cost     float64
+	Currency string
 }
 
 // Config configures a Hook.
@@ -152,9 +163,19 @@ type Config struct {
 	// anything into _meta.
 	ElevationFromMeta bool
 	Logger            *slog.Logger
-	// MeterProvider receives the hook's metrics (circuit breaker states);
-	// nil uses the global one.
+	// MeterProvider receives the hook's metrics (circuit breaker states,
+	// budgets); nil uses the global one.
 	MeterProvider metric.MeterProvider
+	// Budgets cap calls and declared cost per period; see Budget.
+	Budgets []Budget
+	// BudgetStore shares budget usage between the replicas of a server
+	// and keeps it across restarts (OpenBudgetStore); nil keeps it in
+	// this process only, starting from zero at each start.
+	BudgetStore jetstream.KeyValue
+	// BudgetSync is how often usage is exchanged with BudgetStore
+	// (default 200 ms): replicas together can overspend a budget by what
+	// they admit in one interval.
+	BudgetSync time.Duration
 }
 
 // Hook is the middleware; safe for concurrent use.
@@ -166,6 +187,7 @@ type Hook struct {
 	idem   *idempotency
 	hist   *history
 	brk    *breakers
+	bud    *budgets
 	log    *slog.Logger
 	now    func() time.Time
 	sealq  *sealq
@@ -209,6 +231,14 @@ func New(cfg Config) (*Hook, error) {
 		return nil, fmt.Errorf("mcphook: metrics: %w", err)
 	}
 	if h.brk, err = newBreakers(cfg.Limits.Breaker, cfg.Tools, onState); err != nil {
+		return nil, fmt.Errorf("mcphook: %w", err)
+	}
+	for name, tc := range cfg.Tools {
+		if tc.Cost < 0 || math.IsNaN(tc.Cost) || math.IsInf(tc.Cost, 0) || tc.Cost > 0 && !isCurrencyCode(tc.Currency) {
+			return nil, fmt.Errorf("mcphook: tool %s: Cost %v needs to be finite, not negative, with a Currency (ISO 4217), not %q", name, tc.Cost, tc.Currency)
+		}
+	}
+	if h.bud, err = newBudgets(cfg.Budgets, cfg.Tools, cfg.BudgetStore, cfg.BudgetSync, mp, cfg.Logger); err != nil {
 		return nil, fmt.Errorf("mcphook: %w", err)
 	}
 	go h.sealq.run(func(p pending) { h.complete(context.Background(), p) })
@@ -275,7 +305,9 @@ type call struct {
 	// argsDecoded is set once decodeArgs ran.
 	argsDecoded bool
 	decision    policy.Decision
-	span        trace.Span
+	// cost is the declared cost of a call that ran (ToolConfig.Cost).
+	cost *schemas.Cost
+	span trace.Span
 	// sc and parent are the call's own span context and its parent's:
 	// the span's, or generated when no tracing SDK is installed, since a
 	// record needs its W3C ids either way.
@@ -468,8 +500,17 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 				return nil, br.refusal(c.target, err)
 			}
 		}
+		undo, marks, over := h.bud.admit(ctx, c.target, c.tool, c.identity.ID)
+		if over != nil {
+			c.decision = policy.Decision{Effect: policy.Deny, Rule: "budget:" + over.name, Reason: over.reason, Enforced: true}
+			return nil, &refusal{status: schemas.StatusPolicyBlocked, code: CodeBudgetExceeded, msg: "denied by budget " + over.name + ": " + over.reason}
+		}
+		maps.Copy(c.attrs, marks)
+		c.cost = costOf(c.tool)
 		release, err := h.lim.acquire(ctx, c.target)
 		if err != nil {
+			undo()
+			c.cost = nil
 			return nil, &refusal{status: schemas.StatusSystemError, code: CodeOverloaded, msg: err.Error()}
 		}
 		defer release()
@@ -662,6 +703,7 @@ func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) 
 		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
 		ScopeGrants: c.identity.Scopes,
 		Elevation:   c.identity.Elevation,
+		Cost:        c.cost,
 		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
 		DataClass:   c.tool.DataClass,
 		Region:      h.cfg.Region,
@@ -784,6 +826,11 @@ func (h *Hook) complete(ctx context.Context, p pending) {
 // hook before its outbox, after the server stopped taking calls; calls
 // finishing later still record, sealing their records themselves.
 func (h *Hook) Close(ctx context.Context) error {
+	// The budgets' last sync first: this process's usage must reach the
+	// store before it goes.
+	if err := h.bud.close(ctx); err != nil {
+		return err
+	}
 	h.sealq.close()
 	select {
 	case <-h.sealq.done:
@@ -808,7 +855,7 @@ func statusOf(err error) string {
 	var we *jsonrpc.Error
 	if errors.As(err, &we) {
 		switch we.Code {
-		case CodePolicyDenied, CodeRateLimited, CodeIdempotencyRequired:
+		case CodePolicyDenied, CodeRateLimited, CodeIdempotencyRequired, CodeBudgetExceeded:
 			return schemas.StatusPolicyBlocked
 		case CodeTimeout:
 			return schemas.StatusTimeout
@@ -827,7 +874,8 @@ func breakerStatus(res mcp.Result, err error) string {
 	var rf *refusal
 	switch {
 	case errors.As(err, &rf):
-		if rf.code == CodeOverloaded {
+		// Of the hook's refusals only a timeout is the tool's doing.
+		if rf.code != CodeTimeout {
 			return ""
 		}
 		return rf.status
