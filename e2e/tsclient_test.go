@@ -322,7 +322,7 @@ func TestTypeScriptClientElevation(t *testing.T) {
 		got[r.Policy.Decision+" "+r.Policy.Rule] = el
 	}
 	want := map[string]string{
-		"allow ":                                  "payments:write by bob@example.com for INC-7",
+		"allow ": "payments:write by bob@example.com for INC-7",
 		"deny elevated-payments-need-an-approver": "payments:write by  for INC-7",
 		"deny payments-need-scope":                "-",
 	}
