@@ -193,7 +193,9 @@ type budgets struct {
 	now   func() time.Time
 
 	mu       sync.Mutex
-	counters map[string]*counter
+	counters map[counterKey]*counter
+	// windows is each budget's current period, recomputed when it ends.
+	windows []period
 
 	soft, refused metric.Int64Counter
 	stop          chan struct{}
@@ -240,8 +242,8 @@ func newBudgets(list []Budget, tools map[string]ToolConfig, kv jetstream.KeyValu
 	if err != nil {
 		return nil, err
 	}
-	bs := &budgets{list: list, tools: tools, kv: kv, sync: syncEvery, log: log, now: time.Now,
-		counters: map[string]*counter{}, soft: soft, refused: refused, stop: make(chan struct{}), done: make(chan struct{})}
+	bs := &budgets{windows: make([]period, len(list)), list: list, tools: tools, kv: kv, sync: syncEvery, log: log, now: time.Now,
+		counters: map[counterKey]*counter{}, soft: soft, refused: refused, stop: make(chan struct{}), done: make(chan struct{})}
 	if len(list) > 0 {
 		gauge, err := m.Float64ObservableGauge("proofline.mcphook.budget.usage",
 			metric.WithDescription("Share of a shared (not per-caller) budget used in its current period, as this process last knew it."))
@@ -273,55 +275,118 @@ type budgetRefusal struct {
 	name, reason string
 }
 
+// maxBudgetsPerCall bounds the budgets one call is counted against
+// without allocating; a call covered by more is counted against all of
+// them all the same.
+const maxBudgetsPerCall = 4
+
+// admitted is what admit spent a call on, to give it back with undo.
+type admitted struct {
+	bs    *budgets
+	cs    [maxBudgetsPerCall]*counter
+	more  []*counter
+	spend usage
+}
+
+func (a *admitted) each(f func(*counter)) {
+	for _, c := range a.cs {
+		if c != nil {
+			f(c)
+		}
+	}
+	for _, c := range a.more {
+		f(c)
+	}
+}
+
+// undo gives back what admit spent, for a call that then did not run.
+func (a *admitted) undo() {
+	if a.bs == nil {
+		return
+	}
+	a.bs.mu.Lock()
+	defer a.bs.mu.Unlock()
+	a.each(func(c *counter) { c.pending = c.pending.add(usage{-a.spend.Calls, -a.spend.CostMicros}) })
+}
+
+// period is a budget's current calendar window.
+type period struct {
+	id  string
+	end time.Time
+}
+
+// counterKey finds a counter: budget index, period id, and the caller
+// for per-caller budgets.
+type counterKey struct {
+	budget    int
+	window    string
+	principal string
+}
+
 // admit decides a call against every budget that covers it and, when
-// all have room, spends the call (and its declared cost) on each. undo
-// gives it back, for a call that then did not run. marks are the record
-// attributes of budgets past their soft share.
-func (bs *budgets) admit(ctx context.Context, tool string, tc ToolConfig, principal string) (undo func(), marks map[string]string, refused *budgetRefusal) {
+// all have room, spends the call (and its declared cost) on each. marks
+// are the record attributes of budgets past their soft share. The common
+// case — counters already loaded, no soft mark — takes one lock and
+// allocates nothing.
+func (bs *budgets) admit(ctx context.Context, tool string, tc ToolConfig, principal string) (adm admitted, marks map[string]string, refused *budgetRefusal) {
 	if len(bs.list) == 0 {
-		return func() {}, nil, nil
+		return adm, nil, nil
 	}
 	now := bs.now()
-	var cs []*counter
+	adm.spend = usage{Calls: 1}
+	if tc.Cost > 0 {
+		adm.spend.CostMicros = toMicros(tc.Cost)
+	}
+	n := 0
+	var unloaded []*counter
+	bs.mu.Lock()
 	for i := range bs.list {
 		b := &bs.list[i]
 		if !b.covers(tool, tc, principal) {
 			continue
 		}
-		id, end := b.window(now)
-		who := "all"
-		if b.PerPrincipal {
-			// Principals can hold any character; store keys cannot.
-			sum := sha256.Sum256([]byte(principal))
-			who = hex.EncodeToString(sum[:12])
+		c := bs.counterLocked(i, now, principal)
+		if !c.loaded && bs.kv != nil {
+			unloaded = append(unloaded, c)
 		}
-		key := "budget." + b.Name + "." + id + "." + who
-		cs = append(cs, bs.counter(ctx, b, key, end))
+		if n < maxBudgetsPerCall {
+			adm.cs[n] = c
+		} else {
+			adm.more = append(adm.more, c)
+		}
+		n++
 	}
-	if len(cs) == 0 {
-		return func() {}, nil, nil
+	bs.mu.Unlock()
+	if n == 0 {
+		return adm, nil, nil
 	}
-	spend := usage{Calls: 1}
-	if tc.Cost > 0 {
-		spend.CostMicros = toMicros(tc.Cost)
+	// A process that starts (or restarts) mid-period must not begin from
+	// zero: a counter's first use reads the store.
+	for _, c := range unloaded {
+		bs.load(ctx, c)
 	}
 	bs.mu.Lock()
 	defer bs.mu.Unlock()
-	for _, c := range cs {
+	adm.each(func(c *counter) {
+		if refused != nil {
+			return
+		}
 		t := c.total()
 		if c.b.MaxCalls > 0 && t.Calls+1 > c.b.MaxCalls {
-			bs.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("budget", c.b.Name)))
-			return nil, nil, &budgetRefusal{name: c.b.Name, reason: fmt.Sprintf("budget %s is spent: %d of %d calls this %s; it renews at %s",
+			refused = &budgetRefusal{name: c.b.Name, reason: fmt.Sprintf("budget %s is spent: %d of %d calls this %s; it renews at %s",
 				c.b.Name, t.Calls, c.b.MaxCalls, c.b.Period, c.end.Format(time.RFC3339))}
+		} else if c.b.MaxCost > 0 && adm.spend.CostMicros > 0 && t.CostMicros+adm.spend.CostMicros > toMicros(c.b.MaxCost) {
+			refused = &budgetRefusal{name: c.b.Name, reason: fmt.Sprintf("budget %s is spent: %s of %s %s this %s, and the call costs %s; it renews at %s",
+				c.b.Name, formatAmount(t.CostMicros), formatAmount(toMicros(c.b.MaxCost)), c.b.Currency, c.b.Period, formatAmount(adm.spend.CostMicros), c.end.Format(time.RFC3339))}
 		}
-		if c.b.MaxCost > 0 && spend.CostMicros > 0 && t.CostMicros+spend.CostMicros > toMicros(c.b.MaxCost) {
-			bs.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("budget", c.b.Name)))
-			return nil, nil, &budgetRefusal{name: c.b.Name, reason: fmt.Sprintf("budget %s is spent: %s of %s %s this %s, and the call costs %s; it renews at %s",
-				c.b.Name, formatAmount(t.CostMicros), formatAmount(toMicros(c.b.MaxCost)), c.b.Currency, c.b.Period, formatAmount(spend.CostMicros), c.end.Format(time.RFC3339))}
-		}
+	})
+	if refused != nil {
+		bs.refused.Add(ctx, 1, metric.WithAttributes(attribute.String("budget", refused.name)))
+		return admitted{}, nil, refused
 	}
-	for _, c := range cs {
-		c.pending = c.pending.add(spend)
+	adm.bs = bs
+	adm.each(func(c *counter) {
+		c.pending = c.pending.add(adm.spend)
 		c.lastUsed = now
 		if s := c.share(c.total()); s >= c.b.Soft {
 			if marks == nil {
@@ -330,48 +395,54 @@ func (bs *budgets) admit(ctx context.Context, tool string, tc ToolConfig, princi
 			marks["proofline.budget."+c.b.Name] = strconv.FormatFloat(s, 'f', 2, 64)
 			bs.soft.Add(ctx, 1, metric.WithAttributes(attribute.String("budget", c.b.Name)))
 		}
+	})
+	return adm, marks, nil
+}
+
+// counterLocked returns budget i's counter for now and principal,
+// making it (and its store key) on first use. bs.mu is held.
+func (bs *budgets) counterLocked(i int, now time.Time, principal string) *counter {
+	b := &bs.list[i]
+	w := &bs.windows[i]
+	if !now.Before(w.end) {
+		w.id, w.end = b.window(now)
 	}
-	return func() {
-		bs.mu.Lock()
-		defer bs.mu.Unlock()
-		for _, c := range cs {
-			c.pending = c.pending.add(usage{-spend.Calls, -spend.CostMicros})
+	k := counterKey{budget: i, window: w.id}
+	if b.PerPrincipal {
+		k.principal = principal
+	}
+	c, ok := bs.counters[k]
+	if !ok {
+		who := "all"
+		if b.PerPrincipal {
+			// Principals can hold any character; store keys cannot.
+			sum := sha256.Sum256([]byte(principal))
+			who = hex.EncodeToString(sum[:12])
 		}
-	}, marks, nil
+		c = &counter{b: b, key: "budget." + b.Name + "." + w.id + "." + who, end: w.end}
+		bs.counters[k] = c
+	}
+	return c
 }
 
 func formatAmount(micros int64) string { return strconv.FormatFloat(float64(micros)/1e6, 'f', -1, 64) }
 
-// counter returns the counter of key, reading its usage from the store
-// the first time: a process that starts (or restarts) mid-period must
-// not begin from zero.
-func (bs *budgets) counter(ctx context.Context, b *Budget, key string, end time.Time) *counter {
-	bs.mu.Lock()
-	c, ok := bs.counters[key]
-	if !ok {
-		c = &counter{b: b, key: key, end: end}
-		bs.counters[key] = c
-	}
-	loaded := c.loaded
-	bs.mu.Unlock()
-	if loaded || bs.kv == nil {
-		return c
-	}
-	// Bounded: with the store away, the call goes on with what this
-	// process knows, and the next sync tries again.
+// load reads a counter's usage from the store, once. Bounded: with the
+// store away, the call goes on with what this process knows, and the next
+// sync tries again.
+func (bs *budgets) load(ctx context.Context, c *counter) {
 	gctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	u, _, err := bs.read(gctx, key)
+	u, _, err := bs.read(gctx, c.key)
 	if err != nil {
-		bs.log.WarnContext(ctx, "mcphook: budget store unreadable; deciding on this process's usage until it is back", "key", key, "err", err)
-		return c
+		bs.log.WarnContext(ctx, "mcphook: budget store unreadable; deciding on this process's usage until it is back", "key", c.key, "err", err)
+		return
 	}
 	bs.mu.Lock()
 	if !c.loaded {
 		c.shared, c.loaded = u, true
 	}
 	bs.mu.Unlock()
-	return c
 }
 
 // read is the usage stored under key and its revision (0: no key yet).

@@ -500,7 +500,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 				return nil, br.refusal(c.target, err)
 			}
 		}
-		undo, marks, over := h.bud.admit(ctx, c.target, c.tool, c.identity.ID)
+		adm, marks, over := h.bud.admit(ctx, c.target, c.tool, c.identity.ID)
 		if over != nil {
 			c.decision = policy.Decision{Effect: policy.Deny, Rule: "budget:" + over.name, Reason: over.reason, Enforced: true}
 			return nil, &refusal{status: schemas.StatusPolicyBlocked, code: CodeBudgetExceeded, msg: "denied by budget " + over.name + ": " + over.reason}
@@ -509,7 +509,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		c.cost = costOf(c.tool)
 		release, err := h.lim.acquire(ctx, c.target)
 		if err != nil {
-			undo()
+			adm.undo()
 			c.cost = nil
 			return nil, &refusal{status: schemas.StatusSystemError, code: CodeOverloaded, msg: err.Error()}
 		}
