@@ -47,6 +47,7 @@ Usage:
   proofline export run --exporters FILE (--data DIR | --log URL --key FILE) [--nats URL]   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
+  proofline catalog check (--url URL | -- COMMAND ARGS...)           check an MCP server's tools as agents see them
   proofline dlq list --server URL --token T [--reason conflict] [--json]  records no consumer could take, and why
   proofline version
 
@@ -88,6 +89,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		code, err = cmdPolicy(args[1:], stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, args[1:], stdout, stderr)
+	case "catalog":
+		code, err = cmdCatalog(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proofline", version)
 	case "-h", "-help", "--help", "help":

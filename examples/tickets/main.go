@@ -261,27 +261,27 @@ type backend struct {
 
 type (
 	searchIn struct {
-		Query string `json:"query"`
+		Query string `json:"query" jsonschema:"text to look for in ticket titles"`
 	}
 	createIn struct {
-		Title string `json:"title"`
+		Title string `json:"title" jsonschema:"the new ticket's title"`
 	}
 	idIn struct {
-		ID int `json:"id"`
+		ID int `json:"id" jsonschema:"the ticket's number"`
 	}
 	emailIn struct {
-		To   string `json:"to"`
-		Body string `json:"body"`
+		To   string `json:"to" jsonschema:"the recipient's email address"`
+		Body string `json:"body" jsonschema:"the message text"`
 	}
 	pageIn struct {
-		URL string `json:"url"`
+		URL string `json:"url" jsonschema:"the page's http or https URL"`
 	}
 	customerIn struct {
-		Customer string `json:"customer"`
+		Customer string `json:"customer" jsonschema:"the customer's account name"`
 	}
 	transferIn struct {
-		To     string  `json:"to"`
-		Amount float64 `json:"amount"`
+		To     string  `json:"to" jsonschema:"the receiving account"`
+		Amount float64 `json:"amount" jsonschema:"the amount to move, in the account's currency"`
 	}
 )
 
