@@ -123,6 +123,9 @@ type ToolConfig struct {
 	Service string
 	// Breaker overrides Limits.Breaker for this tool (or its service).
 	Breaker *BreakerConfig
+	// Owner is who answers for the tool (a team, a person): in its
+	// catalog records.
+	Owner string
 	// Cost is what one call of the tool costs, in Currency, as its owner
 	// declares it: it goes into the record's cost and counts against
 	// cost budgets (0: none declared).
@@ -166,6 +169,12 @@ type Config struct {
 	// MeterProvider receives the hook's metrics (circuit breaker states,
 	// budgets); nil uses the global one.
 	MeterProvider metric.MeterProvider
+	// RecordCatalog records each tool of the server's tools/list answers
+	// when it first appears and whenever it changes (its title, version,
+	// schemas, description, annotations), and when it is gone, as catalog
+	// records in the log (mcp.method "catalog/tool"): the evidence of what
+	// agents were offered, and when.
+	RecordCatalog bool
 	// Budgets cap calls and declared cost per period; see Budget.
 	Budgets []Budget
 	// BudgetStore shares budget usage between the replicas of a server
@@ -186,6 +195,7 @@ type Hook struct {
 	lim    *limiter
 	idem   *idempotency
 	hist   *history
+	cat    catalog
 	brk    *breakers
 	bud    *budgets
 	log    *slog.Logger
@@ -221,6 +231,7 @@ func New(cfg Config) (*Hook, error) {
 		log:    cfg.Logger,
 		now:    time.Now,
 		sealq:  newSealq(),
+		cat:    catalog{known: map[string]string{}},
 	}
 	mp := cfg.MeterProvider
 	if mp == nil {
@@ -436,6 +447,10 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 			return h.recovered(ctx, c, pe.value, pe.stack)
 		}
 		h.finish(ctx, c, res, err, "")
+		if lr, ok := res.(*mcp.ListToolsResult); ok && err == nil && h.cfg.RecordCatalog {
+			lp, _ := req.GetParams().(*mcp.ListToolsParams)
+			h.recordCatalog(ctx, lr, lp == nil || lp.Cursor == "")
+		}
 		return res, err
 	}
 

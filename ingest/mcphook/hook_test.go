@@ -53,6 +53,7 @@ type harness struct {
 	spans   *tracetest.SpanRecorder
 	tp      *sdktrace.TracerProvider
 	hook    *Hook
+	server  *mcp.Server
 	session *mcp.ClientSession
 	calls   map[string]*atomic.Int64
 	seen    chan map[string]any // arguments the tools received
@@ -131,6 +132,7 @@ func newHarness(t testing.TB, cfg Config, pol string) *harness {
 		})
 	}
 	srv.AddReceivingMiddleware(h.hook.ServerMiddleware())
+	h.server = srv
 	st, ct := mcp.NewInMemoryTransports()
 	ss, err := srv.Connect(ctx, st, nil)
 	if err != nil {
