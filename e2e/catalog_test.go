@@ -1,9 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/proofline/proofline/internal/testutil"
 )
 
 // TestCatalogCheckExamplesTickets: `proofline catalog check` lists
@@ -33,5 +40,78 @@ func TestCatalogCheckExamplesTickets(t *testing.T) {
 	}
 	if _, _, code := cli(t, "catalog", "check", "--url", "http://127.0.0.1:1/mcp", "--timeout", "2s"); code != 2 {
 		t.Fatalf("an unreachable server: exit %d, want 2", code)
+	}
+}
+
+// TestCatalogThroughTheLog: an agent on the official TypeScript SDK lists
+// examples/tickets' tools (RecordCatalog on); each tool's registration
+// is a catalog record in the log, proven with `proofline verify`, and
+// the server's tool catalog — GET /v1/catalog and `proofline catalog
+// list` — shows each tool with its owner, group and registration, and no
+// call among the spans is a catalog record.
+func TestCatalogThroughTheLog(t *testing.T) {
+	e := newMCPEnv(t)
+	prefix, node := npmTools(t)
+	script := nodeScript(t, prefix, "tsclient.mjs")
+	bin, err := ticketsBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startHTTPMCP(t, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile, "--policy", "../examples/policy.yaml",
+		"--actor", "agent-7", "--spool", filepath.Join(t.TempDir(), "spool"))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, node, script, "http", srv.url).CombinedOutput(); err != nil {
+		t.Fatalf("the TypeScript client failed: %v\n%s", err, out)
+	}
+	type version struct {
+		RecordID  string `json:"record_id"`
+		LeafIndex uint64 `json:"leaf_index"`
+		Change    string `json:"change"`
+		Input     string `json:"input_schema_sha256"`
+	}
+	var cat struct {
+		Tools []struct {
+			Server, Name, Group, Owner string
+			Registered                 time.Time
+			Versions                   []version
+			SchemaDrift                bool `json:"schema_drift"`
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, func() bool {
+		code, body := e.srv.get(e.queryTok, "/v1/catalog")
+		return code == 200 && json.Unmarshal(body, &cat) == nil && len(cat.Tools) == 7
+	}, "seven tools in the catalog")
+	dir := t.TempDir()
+	for _, tool := range cat.Tools {
+		if tool.Server != "tickets" || tool.Owner == "" || tool.Group == "" || tool.Registered.IsZero() || len(tool.Versions) != 1 ||
+			tool.Versions[0].Change != "registered" || len(tool.Versions[0].Input) != 64 || tool.SchemaDrift {
+			t.Errorf("catalog entry %+v", tool)
+			continue
+		}
+		if tool.Name != "search_tickets" {
+			continue
+		}
+		if tool.Owner != "team-support" || tool.Group != "ticketing" {
+			t.Errorf("search_tickets: owner %q group %q", tool.Owner, tool.Group)
+		}
+		raw := e.srv.waitProof(e.queryTok, tool.Versions[0].RecordID)
+		p := filepath.Join(dir, "catalog.json")
+		if err := os.WriteFile(p, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, stderr, code := cli(t, "verify", "--bundle", p, "--key", e.keyPath); code != 0 {
+			t.Fatalf("the catalog record does not verify: exit %d\n%s%s", code, stdout, stderr)
+		}
+	}
+	stdout, stderr, code := cli(t, "catalog", "list", "--server", e.srv.url, "--token", e.queryTok)
+	if code != 0 || !strings.Contains(stdout, "search_tickets") || !strings.Contains(stdout, "team-payments") {
+		t.Fatalf("catalog list: exit %d\n%s%s", code, stdout, stderr)
+	}
+	// The calls' spans hold no catalog record.
+	_, body := e.srv.get(e.queryTok, "/v1/spans?tool=search_tickets")
+	var page struct{ Spans []json.RawMessage }
+	if err := json.Unmarshal(body, &page); err != nil || len(page.Spans) != 1 {
+		t.Fatalf("search_tickets spans: %s", body)
 	}
 }

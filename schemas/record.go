@@ -31,6 +31,15 @@ const (
 	StatusTimeout       = "timeout"
 )
 
+// MethodCatalog is the mcp.method of catalog records: what a server
+// offered agents (a tool registered, changed or gone), not a call. Not an
+// MCP method, so no call is ever taken for one; KPIs and per-call metrics
+// leave them out, the span store keeps them in its tool catalog.
+const MethodCatalog = "catalog/tool"
+
+// IsCatalog reports whether r is a catalog record.
+func (r *CallRecord) IsCatalog() bool { return r.MCP != nil && r.MCP.Method == MethodCatalog }
+
 // MCP transports.
 const (
 	TransportStdio = "stdio"

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"text/tabwriter"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -23,8 +24,11 @@ import (
 // exit 0 when every tool passes, 1 when one does not, 2 when the server
 // cannot be reached.
 func cmdCatalog(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) > 0 && args[0] == "list" {
+		return exitOK, catalogList(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		return exitUsage, fmt.Errorf("%w: proofline catalog check (--url URL | -- COMMAND [ARGS...])", errUsage)
+		return exitUsage, fmt.Errorf("%w: proofline catalog list --server URL --token T [--json] | proofline catalog check (--url URL | -- COMMAND [ARGS...])", errUsage)
 	}
 	fs := newFlagSet("catalog check", stderr)
 	url := fs.String("url", "", "the server's streamable HTTP endpoint")
@@ -93,4 +97,50 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.next.RoundTrip(r)
+}
+
+// catalogList prints the tool catalog of a running server: each tool
+// with its owner, registration, current version, how many versions, and
+// whether its schema drifted.
+func catalogList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("catalog list", stderr)
+	server := fs.String("server", "http://127.0.0.1:7600", "proofline server URL")
+	token := fs.String("token", os.Getenv("PROOFLINE_TOKEN"), "bearer token with scope query (or PROOFLINE_TOKEN)")
+	asJSON := fs.Bool("json", false, "print the JSON answer")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	raw, err := apiGet(ctx, *server, "/v1/catalog", *token)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, raw)
+	}
+	var rep struct {
+		Tools []struct {
+			Server, Name, Group, Owner string
+			Registered                 time.Time
+			Removed                    bool
+			Current                    struct{ Version string }
+			Versions                   []json.RawMessage
+			SchemaDrift                bool `json:"schema_drift"`
+		}
+	}
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		return fmt.Errorf("catalog answer: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER\tTOOL\tGROUP\tOWNER\tREGISTERED\tVERSION\tVERSIONS\tNOTE")
+	for _, t := range rep.Tools {
+		note := ""
+		switch {
+		case t.SchemaDrift:
+			note = "schema drift: input schema changed without a version change"
+		case t.Removed:
+			note = "removed"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", t.Server, t.Name, t.Group, t.Owner, t.Registered.Format(time.RFC3339), t.Current.Version, len(t.Versions), note)
+	}
+	return tw.Flush()
 }

@@ -48,6 +48,7 @@ Usage:
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
   proofline catalog check (--url URL | -- COMMAND ARGS...)           check an MCP server's tools as agents see them
+  proofline catalog list --server URL --token T [--json]             the tools servers offered: owners, versions, drift
   proofline dlq list --server URL --token T [--reason conflict] [--json]  records no consumer could take, and why
   proofline version
 

@@ -143,14 +143,17 @@ func run(ctx context.Context, args []string) error {
 			}
 			return id
 		},
+		// Every tools/list answer is checked against what this process
+		// recorded; new and changed tools go into the log's catalog.
+		RecordCatalog: true,
 		Tools: map[string]mcphook.ToolConfig{
-			"search_tickets": {Group: "ticketing", DataClass: "internal"},
-			"create_ticket":  {Group: "ticketing", DataClass: "internal", Write: true},
-			"delete_ticket":  {Group: "ticketing", Write: true},
-			"send_email":     {Group: "messaging", DataClass: "pii"},
-			"fetch_page":     {Group: "web", DataClass: "public", Timeout: 5 * time.Second},
-			"transfer_funds": {Group: "payments", DataClass: "financial", Write: true},
-			"crm_lookup":     {Group: "crm", DataClass: "pii", Service: "crm"},
+			"search_tickets": {Group: "ticketing", DataClass: "internal", Owner: "team-support"},
+			"create_ticket":  {Group: "ticketing", DataClass: "internal", Write: true, Owner: "team-support"},
+			"delete_ticket":  {Group: "ticketing", Write: true, Owner: "team-support"},
+			"send_email":     {Group: "messaging", DataClass: "pii", Owner: "team-comms"},
+			"fetch_page":     {Group: "web", DataClass: "public", Timeout: 5 * time.Second, Owner: "team-platform"},
+			"transfer_funds": {Group: "payments", DataClass: "financial", Write: true, Owner: "team-payments"},
+			"crm_lookup":     {Group: "crm", DataClass: "pii", Service: "crm", Owner: "team-sales"},
 		},
 		Limits: mcphook.Limits{PrincipalRate: *rate, PrincipalBurst: *burst, DefaultMaxConcurrent: 8, DefaultTimeout: 30 * time.Second, Breaker: breaker},
 	})

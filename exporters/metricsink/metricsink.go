@@ -132,8 +132,8 @@ func (s *Sink) tool(server, name string) (string, string) {
 func (s *Sink) Send(_ context.Context, b exporters.Batch) error {
 	for _, e := range b.Events {
 		r, err := encode.Record(e)
-		if err != nil {
-			continue // not a call record: nothing to count
+		if err != nil || r.IsCatalog() {
+			continue // not a call: nothing to count
 		}
 		server, tool := s.tool(r.Tool.Server, r.Tool.Name)
 		s.calls.WithLabelValues(r.Tool.Group, server, tool, r.Outcome.Status, r.Policy.Decision).Inc()

@@ -32,6 +32,8 @@ func TestMetricSinkCountsPerToolAndPerSLO(t *testing.T) {
 		call(2, "ticketing", "jira-mcp", "search", "tool_error", "allow", 10),   // bad
 		call(3, "ticketing", "jira-mcp", "delete", "policy_blocked", "deny", 0), // not counted for the SLO
 		call(4, "ops", "x", "t4", "ok", "allow", 1),                             // 4th tool: over the cap
+		{Evidence: exporters.Evidence{LeafIndex: 5, RecordID: "cat-1"}, // a catalog record: not a call
+			Record: []byte(`{"record_id":"cat-1","ts_start":"2026-12-01T10:00:00Z","ts_end":"2026-12-01T10:00:00Z","actor":{"id":"mcphook","type":"service"},"tool":{"name":"search","server":"jira-mcp","group":"ticketing"},"mcp":{"method":"catalog/tool"},"policy":{"decision":"allow"},"outcome":{"status":"ok"}}`)},
 	}
 	if err := s.Send(context.Background(), exporters.Batch{Events: evs}); err != nil {
 		t.Fatal(err)

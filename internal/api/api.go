@@ -83,6 +83,7 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /v1/kpi/cost", need(auth.ScopeQuery, http.HandlerFunc(d.kpiCost)))
 		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
 		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
+		mux.Handle("GET /v1/catalog", need(auth.ScopeQuery, http.HandlerFunc(d.catalog)))
 	}
 	return recoverer(d.Logger, httpx.JSONErrors(mux))
 }

@@ -119,6 +119,12 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// catalog lists the tools servers offered, with their versions.
+func (d Deps) catalog(w http.ResponseWriter, r *http.Request) {
+	tools, err := d.Spans.Catalog(r.Context())
+	d.answer(w, r, "catalog", map[string]any{"tools": tools}, err)
+}
+
 func (d Deps) kpiOnboarding(w http.ResponseWriter, r *http.Request) {
 	rows, err := d.Spans.Onboarding(r.Context())
 	d.answer(w, r, "onboarding kpi", map[string]any{"tools": rows}, err)

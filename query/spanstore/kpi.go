@@ -18,10 +18,13 @@ func timeParams(p clickhouse.Parameters, names map[string]time.Time) clickhouse.
 	return p
 }
 
-// OnboardingRow is a tool's onboarding lead time: from its first call to
-// its first successful call.
+// OnboardingRow is a tool's onboarding lead time: from its registration
+// (when it first appeared in its server's tools/list, from the tool
+// catalog) to its first successful call; for a tool the catalog does not
+// know, from its first call.
 type OnboardingRow struct {
 	Tool          string     `json:"tool"`
+	Registered    *time.Time `json:"registered,omitempty"`
 	FirstSeen     time.Time  `json:"first_seen"`
 	FirstSuccess  *time.Time `json:"first_success,omitempty"`
 	LeadTimeHours *float64   `json:"lead_time_hours,omitempty"`
@@ -47,10 +50,47 @@ func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
 			return nil, err
 		}
 		if oks > 0 {
-			h := first.Sub(r.FirstSeen).Hours()
-			r.FirstSuccess, r.LeadTimeHours = &first, &h
+			r.FirstSuccess = &first
 		}
 		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	registered, err := s.registrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		r := &out[i]
+		from := r.FirstSeen
+		if reg, ok := registered[r.Tool]; ok && !reg.After(r.FirstSeen) {
+			r.Registered, from = &reg, reg
+		}
+		if r.FirstSuccess != nil {
+			h := r.FirstSuccess.Sub(from).Hours()
+			r.LeadTimeHours = &h
+		}
+	}
+	return out, nil
+}
+
+// registrations is when each tool name first appeared in any server's
+// tools/list, from the tool catalog (kept beyond the spans' retention).
+func (s *Store) registrations(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.query(ctx, `SELECT tool_name, min(ts) FROM {{catalog}} FINAL WHERE change != 'removed' GROUP BY tool_name`)
+	if err != nil {
+		return nil, fmt.Errorf("registrations query: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var name string
+		var t time.Time
+		if err := rows.Scan(&name, &t); err != nil {
+			return nil, err
+		}
+		out[name] = t
 	}
 	return out, rows.Err()
 }

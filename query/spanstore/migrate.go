@@ -97,6 +97,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"spans":                 "spans",
 		"latency_rollup_1m":     "spans_latency_1m",
 		"latency_rollup_1h":     "spans_latency_1h",
+		"catalog_engine":        "ReplacingMergeTree",
 		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -114,6 +115,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 			vars["latency_rollup_"+b] = "spans_latency_" + b + "_all"
 		}
 		vars["spans"] = "spans_all"
+		vars["catalog_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/tool_catalog', '{replica}')"
 	}
 	return vars, nil
 }

@@ -23,8 +23,8 @@ type SpanFilter struct {
 	// Approver keeps the calls whose elevation this approver approved.
 	Approver string
 	From     time.Time
-	To      time.Time
-	Limit   int
+	To       time.Time
+	Limit    int
 	// Cursor continues a previous page (SpanPage.Next).
 	Cursor string
 }
@@ -54,7 +54,7 @@ type SpanRow struct {
 	ElevationScopes   []string `json:"elevation_scopes"`
 	ElevationApprover string   `json:"elevation_approver"`
 	LogOrigin         string   `json:"log_origin"`
-	LeafIndex      uint64    `json:"leaf_index"`
+	LeafIndex         uint64   `json:"leaf_index"`
 }
 
 // SpanPage is one page of spans, newest first.

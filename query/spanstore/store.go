@@ -78,6 +78,9 @@ type Store struct {
 	// table is what queries read and inserts write: spans, or on a
 	// cluster the Distributed spans_all over every shard.
 	table string
+	// catalogTable is the tool catalog's table (tool_catalog, or its
+	// Distributed table on a cluster).
+	catalogTable string
 	// tables fills {{spans}} and {{latency_rollup_*}} in queries with the
 	// tables of this mode (local, or Distributed on a cluster).
 	tables *strings.Replacer
@@ -114,7 +117,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Cluster != "" {
 		s.table, suffix = "spans_all", "_all"
 	}
-	s.tables = strings.NewReplacer("{{spans}}", s.table,
+	s.catalogTable = "tool_catalog" + suffix
+	s.tables = strings.NewReplacer("{{spans}}", s.table, "{{catalog}}", s.catalogTable,
 		"{{latency_rollup_1m}}", "spans_latency_1m"+suffix, "{{latency_rollup_1h}}", "spans_latency_1h"+suffix)
 	var opts *clickhouse.Options
 	if cfg.DSN != "" {
@@ -227,6 +231,28 @@ func (s *Store) Write(ctx context.Context, spans []Span) ([]Rejection, error) {
 	if len(spans) == 0 {
 		return nil, nil
 	}
+	// Catalog records are what servers offered, not calls: they go to
+	// the tool catalog.
+	var entries []Span
+	calls := spans[:0:0]
+	for _, sp := range spans {
+		if sp.Record.IsCatalog() {
+			entries = append(entries, sp)
+		} else {
+			calls = append(calls, sp)
+		}
+	}
+	var rejected []Rejection
+	if len(entries) > 0 {
+		r, err := s.writeCatalog(ctx, entries)
+		if err != nil {
+			return nil, err
+		}
+		rejected = append(rejected, r...)
+	}
+	if spans = calls; len(spans) == 0 {
+		return rejected, nil
+	}
 	have, err := s.storedAmong(ctx, spans)
 	if err != nil {
 		return nil, err
@@ -239,7 +265,6 @@ func (s *Store) Write(ctx context.Context, spans []Span) ([]Rejection, error) {
 			have[sp.Record.RecordID] = true
 		}
 	}
-	var rejected []Rejection
 	for _, block := range partitionBlocks(fresh, s.cfg.MaxPartitionsPerInsert) {
 		r, err := s.insertIsolating(ctx, block)
 		if err != nil {
