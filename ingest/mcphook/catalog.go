@@ -14,10 +14,8 @@ import (
 	"github.com/proofline/proofline/schemas"
 )
 
-// MethodCatalog is the mcp.method of catalog records: not an MCP method,
-// so that no call is taken for one. The span store keeps these records
-// in its tool catalog, not among the calls.
-const MethodCatalog = "catalog/tool"
+// MethodCatalog is the mcp.method of catalog records (schemas.MethodCatalog).
+const MethodCatalog = schemas.MethodCatalog
 
 // Catalog record attributes.
 const (
