@@ -842,14 +842,12 @@ func (h *Hook) complete(ctx context.Context, p pending) {
 // finishing later still record, sealing their records themselves.
 func (h *Hook) Close(ctx context.Context) error {
 	// The budgets' last sync first: this process's usage must reach the
-	// store before it goes.
-	if err := h.bud.close(ctx); err != nil {
-		return err
-	}
+	// store before it goes. The sealer is closed either way.
+	budErr := h.bud.close(ctx)
 	h.sealq.close()
 	select {
 	case <-h.sealq.done:
-		return nil
+		return budErr
 	case <-ctx.Done():
 		return ctx.Err()
 	}
