@@ -434,15 +434,18 @@ func (bs *budgets) load(ctx context.Context, c *counter) {
 	gctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	u, _, err := bs.read(gctx, c.key)
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
 	if err != nil {
+		// Not tried again on the call path, which must not wait on a
+		// store that is away: the sync loop reads it once it is back.
 		bs.log.WarnContext(ctx, "mcphook: budget store unreadable; deciding on this process's usage until it is back", "key", c.key, "err", err)
+		c.loaded = true
 		return
 	}
-	bs.mu.Lock()
 	if !c.loaded {
 		c.shared, c.loaded = u, true
 	}
-	bs.mu.Unlock()
 }
 
 // read is the usage stored under key and its revision (0: no key yet).

@@ -202,3 +202,29 @@ func TestBudgetConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestBudgetWithTheStoreAway: with the budget store unreachable, calls
+// are decided on what this process spent — the cap still holds for its
+// own calls — instead of failing or waiting on the store.
+func TestBudgetWithTheStoreAway(t *testing.T) {
+	ctx := context.Background()
+	other := newHarness(t, Config{}, "")
+	kv, err := OpenBudgetStore(ctx, other.bus.JS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.bus.Close() // the store's NATS is gone
+	h := newHarness(t, Config{Budgets: []Budget{{Name: "b", Tool: "search_tickets", Period: PeriodDay, MaxCalls: 2}}, BudgetStore: kv, BudgetSync: 20 * time.Millisecond}, "")
+	var got []string
+	for range 3 {
+		_, err := h.call("search_tickets", args{"query": "x"}, nil)
+		if err != nil {
+			got = append(got, fmt.Sprint(wireError(t, err).Code))
+		} else {
+			got = append(got, "ok")
+		}
+	}
+	if strings.Join(got, ",") != "ok,ok,"+fmt.Sprint(CodeBudgetExceeded) {
+		t.Fatalf("answers %v with the store away", got)
+	}
+}
