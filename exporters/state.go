@@ -2,6 +2,7 @@ package exporters
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -21,6 +25,10 @@ type Cursor struct {
 	Next       uint64    `json:"next_leaf"`
 	AnchorSize uint64    `json:"anchor_size"`
 	Updated    time.Time `json:"updated"`
+	// Seq orders a StateDir's cursor writes: the one with the highest
+	// wins, whichever file holds it (a replay moves Next back, so Next
+	// cannot order them).
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Status is what `proofline export status` shows of a sink; the runner
@@ -84,7 +92,27 @@ var ErrLeaseLost = errors.New("exporters: another runner took the sink over")
 type StateDir struct {
 	dir  string
 	lock *os.File
+
+	mu       sync.Mutex
+	journals map[string]*cursorJournal
 }
+
+// cursorJournal is a sink's cursor log: each SaveCursor appends one line
+// and fsyncs it — one fsync per batch, where writing a new file and
+// renaming it over the old took two (the file and its directory), a third
+// of the file sink's per-batch cost. Every journalCompact writes the
+// cursor to the snapshot file (atomically, as before) and empties the
+// journal.
+type cursorJournal struct {
+	mu      sync.Mutex
+	f       *os.File
+	seq     uint64
+	entries int
+}
+
+// journalCompact is how many cursor writes a journal holds before it is
+// folded into the snapshot: a few hundred kilobytes at most.
+const journalCompact = 4096
 
 // OpenStateDir creates (0700) and locks dir.
 func OpenStateDir(dir string) (*StateDir, error) {
@@ -99,11 +127,22 @@ func OpenStateDir(dir string) (*StateDir, error) {
 		f.Close()
 		return nil, fmt.Errorf("exporter state dir %s is in use by another exporter process: %w", dir, err)
 	}
-	return &StateDir{dir: dir, lock: f}, nil
+	return &StateDir{dir: dir, lock: f, journals: map[string]*cursorJournal{}}, nil
 }
 
-// Close releases the lock.
-func (d *StateDir) Close() error { return d.lock.Close() }
+// Close closes the cursor journals and releases the lock.
+func (d *StateDir) Close() error {
+	d.mu.Lock()
+	var errs []error
+	for _, j := range d.journals {
+		if j.f != nil {
+			errs = append(errs, j.f.Close())
+		}
+	}
+	d.journals = map[string]*cursorJournal{}
+	d.mu.Unlock()
+	return errors.Join(append(errs, d.lock.Close())...)
+}
 
 // Hold: the directory's lock, taken by OpenStateDir, already makes this
 // process the only one delivering to its sinks.
@@ -132,28 +171,150 @@ func (d *StateDir) Dir() string { return d.dir }
 
 func (d *StateDir) path(sink, kind string) string { return filepath.Join(d.dir, sink+"."+kind) }
 
-// LoadCursor returns the sink's cursor (zero for a new sink).
+// LoadCursor returns the sink's cursor (zero for a new sink): of the
+// snapshot file and the journal's lines, the one written last (highest
+// Seq). A line a crash tore is not JSON and is passed over; a snapshot
+// of an earlier version (no Seq) is read as Seq 0.
 func LoadCursor(dir, sink string) (Cursor, error) {
 	var c Cursor
 	b, err := os.ReadFile(filepath.Join(dir, sink+".cursor"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return c, nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return c, err
+	default:
+		if err := json.Unmarshal(b, &c); err != nil {
+			return c, fmt.Errorf("cursor of sink %s: %w", sink, err)
+		}
 	}
-	if err != nil {
+	jb, err := os.ReadFile(filepath.Join(dir, sink+".cursor.journal"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return c, err
 	}
-	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("cursor of sink %s: %w", sink, err)
+	for _, line := range bytes.Split(jb, []byte("\n")) {
+		var e Cursor
+		if len(line) == 0 || json.Unmarshal(line, &e) != nil {
+			continue
+		}
+		if e.Seq > c.Seq {
+			c = e
+		}
 	}
 	return c, nil
 }
 
-// SaveCursor writes c durably: a temporary file, fsync, rename, fsync of
-// the directory, so a crash leaves the old or the new cursor, never a torn
-// one.
+// endLine ends a journal that a crash left in the middle of a line, so
+// that the next line is not glued to the torn one.
+func endLine(path string, f *os.File) error {
+	r, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi, err := r.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := r.ReadAt(last, fi.Size()-1); err != nil {
+		return err
+	}
+	if last[0] == '\n' {
+		return nil
+	}
+	_, err = f.Write([]byte{'\n'})
+	return err
+}
+
+// CursorSinks lists the sinks that have a cursor in dir (a snapshot, a
+// journal, or both).
+func CursorSinks(dir string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, suffix := range []string{".cursor", ".cursor.journal"} {
+		names, err := filepath.Glob(filepath.Join(dir, "*"+suffix))
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			if sink := strings.TrimSuffix(filepath.Base(n), suffix); !seen[sink] {
+				seen[sink] = true
+				out = append(out, sink)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// SaveCursor writes c durably: one line appended to the sink's cursor
+// journal and fsynced, so a crash leaves the old or the new cursor, never
+// a torn one.
 func (d *StateDir) SaveCursor(sink string, c Cursor) error {
+	j, err := d.journal(sink)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	c.Seq = j.seq
+	if j.entries >= journalCompact {
+		// Fold into the snapshot, then empty the journal; a crash in
+		// between leaves journal lines older than the snapshot, which
+		// LoadCursor passes over by their Seq.
+		b, _ := json.Marshal(c)
+		if err := writeAtomic(d.path(sink, "cursor"), b, true); err != nil {
+			return err
+		}
+		if err := j.f.Truncate(0); err != nil {
+			return fmt.Errorf("cursor journal of sink %s: %w", sink, err)
+		}
+		j.entries = 0
+		return j.f.Sync()
+	}
 	b, _ := json.Marshal(c)
-	return writeAtomic(d.path(sink, "cursor"), b, true)
+	if _, err := j.f.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("cursor journal of sink %s: %w", sink, err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("cursor journal of sink %s: %w", sink, err)
+	}
+	j.entries++
+	return nil
+}
+
+// journal opens a sink's cursor journal on first use, continuing the
+// sequence of what is stored.
+func (d *StateDir) journal(sink string) (*cursorJournal, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if j, ok := d.journals[sink]; ok {
+		return j, nil
+	}
+	cur, err := LoadCursor(d.dir, sink)
+	if err != nil {
+		return nil, err
+	}
+	path := d.path(sink, "cursor.journal")
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		// A new file's name must be durable before its lines are.
+		if err := syncDir(d.dir); err != nil {
+			f.Close()
+			return nil, err
+		}
+	} else if err := endLine(path, f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	j := &cursorJournal{f: f, seq: cur.Seq}
+	d.journals[sink] = j
+	return j, nil
 }
 
 // SaveStatus writes the sink's status for readers (not fsynced).
@@ -296,7 +457,11 @@ func writeAtomic(path string, b []byte, durable bool) error {
 	if !durable {
 		return nil
 	}
-	d, err := os.Open(filepath.Dir(path))
+	return syncDir(filepath.Dir(path))
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}

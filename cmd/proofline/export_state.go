@@ -6,8 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,14 +67,7 @@ type stateView interface {
 // running exporter.
 type dirView string
 
-func (d dirView) Sinks() ([]string, error) {
-	names, err := filepath.Glob(filepath.Join(string(d), "*.cursor"))
-	var out []string
-	for _, n := range names {
-		out = append(out, strings.TrimSuffix(filepath.Base(n), ".cursor"))
-	}
-	return out, err
-}
+func (d dirView) Sinks() ([]string, error) { return exporters.CursorSinks(string(d)) }
 func (d dirView) LoadCursor(sink string) (exporters.Cursor, error) {
 	return exporters.LoadCursor(string(d), sink)
 }
@@ -86,7 +78,7 @@ func (d dirView) DeadLetters(sink string) ([]exporters.DeadLetter, error) {
 	return exporters.ReadDeadLetters(string(d), sink)
 }
 func (d dirView) RequestReplay(sink string, from uint64) error {
-	if _, err := os.Stat(filepath.Join(string(d), sink+".cursor")); err != nil {
+	if sinks, err := exporters.CursorSinks(string(d)); err != nil || !slices.Contains(sinks, sink) {
 		return fmt.Errorf("%w: no sink %q in %s", errUsage, sink, string(d))
 	}
 	return exporters.RequestReplay(string(d), sink, from)
