@@ -178,22 +178,28 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 	case "onboarding":
 		var res struct {
 			Tools []struct {
-				Tool      string    `json:"tool"`
-				FirstSeen time.Time `json:"first_seen"`
-				LeadHours *float64  `json:"lead_time_hours"`
-				Calls     uint64    `json:"calls"`
+				Server     string     `json:"server"`
+				Tool       string     `json:"tool"`
+				Registered *time.Time `json:"registered"`
+				FirstSeen  time.Time  `json:"first_seen"`
+				LeadHours  *float64   `json:"lead_time_hours"`
+				Calls      uint64     `json:"calls"`
 			} `json:"tools"`
 		}
 		if err := json.Unmarshal(raw, &res); err != nil {
 			return fmt.Errorf("server answer: %w", err)
 		}
-		fmt.Fprintf(tw, "TOOL\tfirst seen\tlead time h\tcalls\t\n")
+		fmt.Fprintf(tw, "SERVER\tTOOL\tregistered\tfirst seen\tlead time h\tcalls\t\n")
 		for _, r := range res.Tools {
 			lead := "no success yet"
 			if r.LeadHours != nil {
 				lead = fmt.Sprintf("%.2f", *r.LeadHours)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t\n", r.Tool, r.FirstSeen.Format(time.RFC3339), lead, r.Calls)
+			reg := "-"
+			if r.Registered != nil {
+				reg = r.Registered.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t\n", r.Server, r.Tool, reg, r.FirstSeen.Format(time.RFC3339), lead, r.Calls)
 		}
 	}
 	return nil

@@ -43,6 +43,7 @@ func TestToolCatalog(t *testing.T) {
 		span("call-2", "search", "ticketing", t0.Add(2*time.Hour), time.Millisecond, 7),
 	}
 	in[6].Record.Outcome = schemas.Outcome{Status: schemas.StatusToolError}
+	in[6].Record.Tool.Server, in[7].Record.Tool.Server = "jira", "jira"
 	if err := s.Insert(ctx, in); err != nil {
 		t.Fatal(err)
 	}

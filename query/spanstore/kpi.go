@@ -23,6 +23,9 @@ func timeParams(p clickhouse.Parameters, names map[string]time.Time) clickhouse.
 // catalog) to its first successful call; for a tool the catalog does not
 // know, from its first call.
 type OnboardingRow struct {
+	// Server and Tool are the tool's identity: the same name on two
+	// servers is two tools.
+	Server        string     `json:"server"`
 	Tool          string     `json:"tool"`
 	Registered    *time.Time `json:"registered,omitempty"`
 	FirstSeen     time.Time  `json:"first_seen"`
@@ -34,9 +37,9 @@ type OnboardingRow struct {
 // Onboarding reports every tool's onboarding lead time; tools without a
 // successful call yet have no lead time.
 func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
-	rows, err := s.query(ctx, `SELECT tool_name, min(ts_start), countIf(outcome_status = 'ok'),
+	rows, err := s.query(ctx, `SELECT tool_server, tool_name, min(ts_start), countIf(outcome_status = 'ok'),
 		minIf(ts_end, outcome_status = 'ok'), count()
-		FROM {{spans}} FINAL GROUP BY tool_name ORDER BY tool_name`)
+		FROM {{spans}} FINAL GROUP BY tool_server, tool_name ORDER BY tool_name, tool_server`)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding query: %w", err)
 	}
@@ -46,7 +49,7 @@ func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
 		var r OnboardingRow
 		var oks uint64
 		var first time.Time
-		if err := rows.Scan(&r.Tool, &r.FirstSeen, &oks, &first, &r.Calls); err != nil {
+		if err := rows.Scan(&r.Server, &r.Tool, &r.FirstSeen, &oks, &first, &r.Calls); err != nil {
 			return nil, err
 		}
 		if oks > 0 {
@@ -64,7 +67,7 @@ func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
 	for i := range out {
 		r := &out[i]
 		from := r.FirstSeen
-		if reg, ok := registered[r.Tool]; ok && !reg.After(r.FirstSeen) {
+		if reg, ok := registered[[2]string{r.Server, r.Tool}]; ok && !reg.After(r.FirstSeen) {
 			r.Registered, from = &reg, reg
 		}
 		if r.FirstSuccess != nil {
@@ -75,22 +78,23 @@ func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
 	return out, nil
 }
 
-// registrations is when each tool name first appeared in any server's
-// tools/list, from the tool catalog (kept beyond the spans' retention).
-func (s *Store) registrations(ctx context.Context) (map[string]time.Time, error) {
-	rows, err := s.query(ctx, `SELECT tool_name, min(ts) FROM {{catalog}} FINAL WHERE change != 'removed' GROUP BY tool_name`)
+// registrations is when each tool (server, name) first appeared in its
+// server's tools/list, from the tool catalog (kept beyond the spans'
+// retention).
+func (s *Store) registrations(ctx context.Context) (map[[2]string]time.Time, error) {
+	rows, err := s.query(ctx, `SELECT tool_server, tool_name, min(ts) FROM {{catalog}} FINAL WHERE change != 'removed' GROUP BY tool_server, tool_name`)
 	if err != nil {
 		return nil, fmt.Errorf("registrations query: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]time.Time{}
+	out := map[[2]string]time.Time{}
 	for rows.Next() {
-		var name string
+		var server, name string
 		var t time.Time
-		if err := rows.Scan(&name, &t); err != nil {
+		if err := rows.Scan(&server, &name, &t); err != nil {
 			return nil, err
 		}
-		out[name] = t
+		out[[2]string{server, name}] = t
 	}
 	return out, rows.Err()
 }

@@ -223,11 +223,18 @@ func TestOnboardingKPI(t *testing.T) {
 		{id: "n3", tool: "new-tool", start: now.Add(-time.Hour), dur: time.Millisecond},
 		{id: "z1", tool: "never-ok", start: now.Add(-time.Hour), dur: time.Millisecond, status: "system_error"},
 	})
+	// The same name on another server is another tool.
+	other := span("o1", "new-tool", "g", now.Add(-30*time.Minute), time.Millisecond, 100)
+	other.Record.Tool.Server = "other-mcp"
+	if err := s.Insert(context.Background(), []Span{other}); err != nil {
+		t.Fatal(err)
+	}
 	rows, err := s.Onboarding(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 2 || rows[0].Tool != "never-ok" || rows[0].LeadTimeHours != nil || rows[1].Tool != "new-tool" {
+	if len(rows) != 3 || rows[0].Tool != "never-ok" || rows[0].LeadTimeHours != nil || rows[1].Tool != "new-tool" || rows[1].Server != "" ||
+		rows[2].Tool != "new-tool" || rows[2].Server != "other-mcp" || rows[2].Calls != 1 || rows[2].LeadTimeHours == nil || *rows[2].LeadTimeHours > 0.001 {
 		t.Fatalf("onboarding %+v", rows)
 	}
 	// First call 5 h ago; first success ended 2 h − 36 s ago: 3.01 h.
