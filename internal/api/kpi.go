@@ -80,7 +80,7 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := spanstore.SpanFilter{Tool: q.Get("tool"), TraceID: q.Get("trace_id"), Status: q.Get("status"), Cursor: q.Get("cursor")}
-	f.Approver = q.Get("approver")
+	f.Approver, f.Server = q.Get("approver"), q.Get("server")
 	if v := q.Get("elevated"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -14,7 +14,9 @@ import (
 
 // SpanFilter selects spans; zero fields do not filter.
 type SpanFilter struct {
-	Tool    string
+	Tool string
+	// Server narrows Tool to one server's (a tool is its server and name).
+	Server  string
 	TraceID string
 	Status  string
 	// Elevated keeps only calls made under an elevation (true) or only
@@ -91,6 +93,9 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 	const tsFmt = "2006-01-02 15:04:05.000000000"
 	if f.Tool != "" {
 		add("tool_name = {tool:String}", "tool", f.Tool)
+	}
+	if f.Server != "" {
+		add("tool_server = {server:String}", "server", f.Server)
 	}
 	if f.TraceID != "" {
 		add("trace_id = {trace_id:String}", "trace_id", f.TraceID)

@@ -268,6 +268,7 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	}{
 		{SpanFilter{Elevated: &yes}, []string{"p-04", "p-03"}},
 		{SpanFilter{Approver: "bob"}, []string{"p-03"}},
+		{SpanFilter{Server: "jira-mcp"}, []string{"p-10"}},
 		{SpanFilter{Elevated: &no, Tool: "b"}, []string{"p-20", "p-15", "p-10", "p-05", "p-00"}},
 	} {
 		p, err := s.Spans(ctx, c.f)
