@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,11 +57,8 @@ func TestCatalogThroughTheLog(t *testing.T) {
 	}
 	srv := startHTTPMCP(t, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile, "--policy", "../examples/policy.yaml",
 		"--actor", "agent-7", "--spool", filepath.Join(t.TempDir(), "spool"))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, node, script, "http", srv.url).CombinedOutput(); err != nil {
-		t.Fatalf("the TypeScript client failed: %v\n%s", err, out)
-	}
+	var listed map[string]tsOutcome
+	runTS(t, node, nil, &listed, script, "http", srv.url)
 	type version struct {
 		RecordID  string `json:"record_id"`
 		LeafIndex uint64 `json:"leaf_index"`
@@ -108,10 +103,12 @@ func TestCatalogThroughTheLog(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout, "search_tickets") || !strings.Contains(stdout, "team-payments") {
 		t.Fatalf("catalog list: exit %d\n%s%s", code, stdout, stderr)
 	}
-	// The calls' spans hold no catalog record.
-	_, body := e.srv.get(e.queryTok, "/v1/spans?tool=search_tickets")
-	var page struct{ Spans []json.RawMessage }
-	if err := json.Unmarshal(body, &page); err != nil || len(page.Spans) != 1 {
-		t.Fatalf("search_tickets spans: %s", body)
+	// The calls' spans hold no catalog record: of search_tickets, its one
+	// call, and nothing else once every record is in.
+	e.provenWhere("tool=search_tickets", 1, 30*time.Second)
+	for _, r := range e.provenWhere("", 6, 30*time.Second) {
+		if r.IsCatalog() {
+			t.Errorf("a catalog record among the spans: %+v", r.CallRecord)
+		}
 	}
 }

@@ -44,6 +44,24 @@ func nodeScript(t *testing.T, prefix, name string) string {
 	return p
 }
 
+// runTS runs a testdata script under Node (with env added to the
+// environment) and decodes the one JSON value it prints into out.
+func runTS(t *testing.T, node string, env []string, out any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		t.Fatalf("the TypeScript client printed %q: %v\n%s", stdout.String(), err, stderr.String())
+	}
+}
+
 // tsOutcome is what testdata/tsclient.mjs reports of one request.
 type tsOutcome struct {
 	Text    string   `json:"text"`
@@ -80,25 +98,14 @@ func TestTypeScriptClientAgainstTheHook(t *testing.T) {
 	for _, transport := range []string{"stdio", "http"} {
 		t.Run(transport, func(t *testing.T) {
 			spool := filepath.Join(t.TempDir(), "spool")
-			var cmd *exec.Cmd
 			var srv *httpMCP
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
+			var out map[string]tsOutcome
 			switch transport {
 			case "stdio":
-				cmd = exec.CommandContext(ctx, node, append([]string{script, "stdio", bin}, append(args, "--spool", spool)...)...)
+				runTS(t, node, nil, &out, append([]string{script, "stdio", bin}, append(args, "--spool", spool)...)...)
 			case "http":
 				srv = startHTTPMCP(t, bin, append(args, "--spool", spool)...)
-				cmd = exec.CommandContext(ctx, node, script, "http", srv.url)
-			}
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			if err := cmd.Run(); err != nil {
-				t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
-			}
-			var out map[string]tsOutcome
-			if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-				t.Fatalf("the TypeScript client printed %q: %v\n%s", stdout.String(), err, stderr.String())
+				runTS(t, node, nil, &out, script, "http", srv.url)
 			}
 			for _, k := range []string{"list", "again"} {
 				if o := out[k]; o.Error != nil || !slices.Contains(o.Tools, "search_tickets") || !slices.Contains(o.Tools, "transfer_funds") {
@@ -222,24 +229,13 @@ func TestTypeScriptClientTripsABreaker(t *testing.T) {
 		t.Fatal(err)
 	}
 	down := filepath.Join(t.TempDir(), "crm-down")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
-		"--actor", "agent-7", "--spool", filepath.Join(t.TempDir(), "spool"),
-		"--breaker-failures", "3", "--breaker-open-for", "1s", "--crm-down-file", down)
-	cmd.Env = append(os.Environ(), "CRM_DOWN_FILE="+down)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
-	}
 	var out struct {
 		Before, Refused, Other, Probe, After tsOutcome
 		Failing                              []tsOutcome
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
-	}
+	runTS(t, node, []string{"CRM_DOWN_FILE=" + down}, &out, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
+		"--actor", "agent-7", "--spool", filepath.Join(t.TempDir(), "spool"),
+		"--breaker-failures", "3", "--breaker-open-for", "1s", "--crm-down-file", down)
 	ok := func(what string, o tsOutcome, text string) {
 		if o.Error != nil || o.IsError || !strings.Contains(o.Text, text) {
 			t.Errorf("%s answered %v", what, o)
@@ -287,20 +283,10 @@ func TestTypeScriptClientElevation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
+	var out map[string]tsOutcome
+	runTS(t, node, nil, &out, script, bin, "--nats", e.natsURL, "--nats-token-file", e.natsTokenFile,
 		"--policy", "../examples/policy.yaml", "--actor", "agent-7", "--scopes", "tickets:read",
 		"--spool", filepath.Join(t.TempDir(), "spool"), "--elevation-from-meta")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
-	}
-	var out map[string]tsOutcome
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
-	}
 	if o := out["approved"]; o.Error != nil || o.Text != "transferred 10.00 to acct-1" {
 		t.Errorf("the approved elevated payment answered %v", o)
 	}
@@ -355,17 +341,9 @@ func TestTypeScriptClientBudgetAcrossReplicas(t *testing.T) {
 	}
 	calls := func(srv *httpMCP, n int) []tsOutcome {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer cancel()
-		var stdout, stderr bytes.Buffer
-		cmd := exec.CommandContext(ctx, node, script, srv.url, fmt.Sprint(n))
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("the TypeScript client failed: %v\n%s", err, stderr.String())
-		}
 		var out []tsOutcome
-		if err := json.Unmarshal(stdout.Bytes(), &out); err != nil || len(out) != n {
-			t.Fatalf("the TypeScript client printed %q: %v", stdout.String(), err)
+		if runTS(t, node, nil, &out, script, srv.url, fmt.Sprint(n)); len(out) != n {
+			t.Fatalf("the TypeScript client answered %d calls, want %d", len(out), n)
 		}
 		return out
 	}

@@ -164,21 +164,18 @@ func TestBreakerCountsToolErrorsWhenAsked(t *testing.T) {
 	}
 }
 
-// TestBreakerConfigErrors: a configuration that cannot work is refused
-// by New with what is wrong.
-func TestBreakerConfigErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-		want string
-	}{
-		{"rate above one", Config{Limits: Limits{Breaker: &BreakerConfig{FailureRate: 1.5}}}, "FailureRate"},
-		{"unknown failure status", Config{Tools: map[string]ToolConfig{"a": {Breaker: &BreakerConfig{Failures: []string{"ok"}}}}}, `"ok" is not an outcome`},
-		{"one service, two settings", Config{Tools: map[string]ToolConfig{
-			"a": {Service: "crm", Breaker: &BreakerConfig{ConsecutiveFailures: 3}},
-			"b": {Service: "crm", Breaker: &BreakerConfig{ConsecutiveFailures: 4}},
-		}}, "service crm already has a breaker"},
-	} {
+// configErrorCase is a configuration New must refuse, and a part of the
+// error it must give.
+type configErrorCase struct {
+	name string
+	cfg  Config
+	want string
+}
+
+// checkConfigErrors runs New on each case against real JetStream.
+func checkConfigErrors(t *testing.T, cases []configErrorCase) {
+	t.Helper()
+	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStream(t)
 			tc.cfg.Outbox = s.ob
@@ -188,4 +185,17 @@ func TestBreakerConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBreakerConfigErrors: a configuration that cannot work is refused
+// by New with what is wrong.
+func TestBreakerConfigErrors(t *testing.T) {
+	checkConfigErrors(t, []configErrorCase{
+		{"rate above one", Config{Limits: Limits{Breaker: &BreakerConfig{FailureRate: 1.5}}}, "FailureRate"},
+		{"unknown failure status", Config{Tools: map[string]ToolConfig{"a": {Breaker: &BreakerConfig{Failures: []string{"ok"}}}}}, `"ok" is not an outcome`},
+		{"one service, two settings", Config{Tools: map[string]ToolConfig{
+			"a": {Service: "crm", Breaker: &BreakerConfig{ConsecutiveFailures: 3}},
+			"b": {Service: "crm", Breaker: &BreakerConfig{ConsecutiveFailures: 4}},
+		}}, "service crm already has a breaker"},
+	})
 }

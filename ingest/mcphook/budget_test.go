@@ -178,11 +178,7 @@ func TestBudgetSharedThroughTheStore(t *testing.T) {
 
 // TestBudgetConfigErrors: budgets that cannot work are refused by New.
 func TestBudgetConfigErrors(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-		want string
-	}{
+	checkConfigErrors(t, []configErrorCase{
 		{"no cap", Config{Budgets: []Budget{{Name: "b", Period: PeriodDay}}}, "neither MaxCalls nor MaxCost"},
 		{"bad period", Config{Budgets: []Budget{{Name: "b", Period: "week", MaxCalls: 1}}}, `period "week"`},
 		{"bad name", Config{Budgets: []Budget{{Name: "a b", Period: PeriodDay, MaxCalls: 1}}}, "letters, digits"},
@@ -191,16 +187,7 @@ func TestBudgetConfigErrors(t *testing.T) {
 		{"currencies differ", Config{Tools: map[string]ToolConfig{"t": {Cost: 1, Currency: "EUR"}},
 			Budgets: []Budget{{Name: "b", Period: PeriodDay, MaxCost: 5, Currency: "USD"}}}, "declares its cost in \"EUR\""},
 		{"tool cost without currency", Config{Tools: map[string]ToolConfig{"t": {Cost: 1}}}, "needs to be finite"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := newStream(t)
-			tc.cfg.Outbox = s.ob
-			_, err := New(tc.cfg)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("New: %v, want an error containing %q", err, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // TestBudgetWithTheStoreAway: with the budget store unreachable, calls
