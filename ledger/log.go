@@ -11,6 +11,7 @@ package ledger
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -316,6 +317,9 @@ type Pending struct {
 	entries []Entry
 	out     []Appended
 	futures map[int]tessera.IndexFuture
+	// hashes are the new entries' RFC 6962 leaf hashes, as tessera
+	// computed them when the entries were made (one hash, not two).
+	hashes map[int][sha256.Size]byte
 	// firstInBatch is the first entry of each id in this batch.
 	firstInBatch map[string]int
 	// earlier are entries whose id an earlier, still pending batch added.
@@ -356,7 +360,8 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 		return nil, fmt.Errorf("index lookup: %w", err)
 	}
 	p := &Pending{l: l, entries: entries, out: make([]Appended, len(entries)),
-		futures: make(map[int]tessera.IndexFuture, len(entries)), firstInBatch: make(map[string]int, len(entries))}
+		futures: make(map[int]tessera.IndexFuture, len(entries)), hashes: make(map[int][sha256.Size]byte, len(entries)),
+		firstInBatch: make(map[string]int, len(entries))}
 	for i, e := range entries {
 		if h, ok := known[e.ID]; ok {
 			same, err := l.sameLeaf(ctx, h, e.Data)
@@ -392,7 +397,11 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 	l.mu.Unlock()
 	for i, e := range entries {
 		if j, ok := p.firstInBatch[e.ID]; ok && j == i {
-			p.futures[i] = l.appender.Add(ctx, tessera.NewEntry(e.Data))
+			te := tessera.NewEntry(e.Data)
+			var h [sha256.Size]byte
+			copy(h[:], te.LeafHash())
+			p.hashes[i] = h
+			p.futures[i] = l.appender.Add(ctx, te)
 		}
 	}
 	return p, nil
@@ -425,7 +434,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 		}
 		p.out[i] = Appended{Index: got.Index}
 		p.added[p.entries[i].ID] = got.Index
-		puts[p.entries[i].ID] = held{leaf: got.Index, hash: leafHash(p.entries[i].Data), hasHash: true}
+		puts[p.entries[i].ID] = held{leaf: got.Index, hash: p.hashes[i], hasHash: true}
 		hw = max(hw, got.Index+1)
 	}
 	// The high-water mark only moves while every batch so far succeeded:
