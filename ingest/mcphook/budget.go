@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -207,7 +208,12 @@ type budgets struct {
 // are still made; ended periods' are dropped at each sync.
 const maxCounters = 100_000
 
+// idleRefresh is how long a counter this process does not use is still
+// refreshed from the store at each sync.
+const idleRefresh = 30 * time.Second
+
 func newBudgets(list []Budget, tools map[string]ToolConfig, kv jetstream.KeyValue, syncEvery time.Duration, mp metric.MeterProvider, log *slog.Logger) (*budgets, error) {
+	list = slices.Clone(list) // defaults are filled in: the caller's config stays as given
 	seen := map[string]bool{}
 	for i := range list {
 		b := &list[i]
@@ -491,8 +497,16 @@ func (bs *budgets) syncAll(ctx context.Context) {
 	bs.mu.Lock()
 	var work []*counter
 	for key, c := range bs.counters {
-		if !now.Before(c.end) && c.pending == (usage{}) {
+		idle := c.pending == (usage{})
+		if !now.Before(c.end) && idle {
 			delete(bs.counters, key)
+			continue
+		}
+		if idle && now.Sub(c.lastUsed) > idleRefresh {
+			// Not read every interval while nobody here uses it (a
+			// per-caller budget may have many): its next use reads the
+			// store again first.
+			c.loaded = false
 			continue
 		}
 		work = append(work, c)
