@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +106,38 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	out, errOut, code := cli(t, "kpi", "latency", "--server", s.url, "--token", q, "--window", "1d", "--exact")
 	if code != 0 || !strings.Contains(out, "kpi-search") || !strings.Contains(out, "20.0") {
 		t.Fatalf("proofline kpi latency: exit %d\n%s%s", code, out, errOut)
+	}
+	// Over time: from/to with a step of an hour give one point per tool
+	// (every call started at now), holding the same calls as the totals.
+	rng := url.Values{"by": {"tool"}, "from": {now.Add(-30 * time.Minute).Format(time.RFC3339)},
+		"to": {now.Add(30 * time.Minute).Format(time.RFC3339)}, "step": {"1h"}, "exact": {"true"}}
+	code, raw = s.get(q, "/v1/kpi/latency?"+rng.Encode())
+	var series struct {
+		StepSeconds int64 `json:"step_seconds"`
+		Series      []struct {
+			Key    string `json:"key"`
+			Points []struct {
+				Start time.Time `json:"start"`
+				Calls uint64    `json:"calls"`
+				P50   float64   `json:"p50_ms"`
+			} `json:"points"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal(raw, &series); code != http.StatusOK || err != nil || series.StepSeconds != 3600 || len(series.Series) != 2 {
+		t.Fatalf("kpi latency series: %d %s", code, raw)
+	}
+	for i, w := range want {
+		sr := series.Series[i]
+		if sr.Key != w.Key || len(sr.Points) != 1 || sr.Points[0].Calls != w.Calls || sr.Points[0].P50 != w.P50 || !sr.Points[0].Start.Equal(now.Truncate(time.Hour)) {
+			t.Fatalf("series of %s: %+v, want one point of the hour of %s with %d calls, p50 %v", w.Key, sr, now, w.Calls, w.P50)
+		}
+	}
+	if code, raw := s.get(q, "/v1/kpi/latency?step=90s"); code != http.StatusBadRequest {
+		t.Fatalf("a step of 90 s: %d %s", code, raw)
+	}
+	out, errOut, code = cli(t, "kpi", "latency", "--server", s.url, "--token", q, "--from", rng.Get("from"), "--to", rng.Get("to"), "--step", "1h")
+	if code != 0 || !strings.Contains(out, "step start") || !strings.Contains(out, now.Truncate(time.Hour).Format(time.RFC3339)) {
+		t.Fatalf("proofline kpi latency --step: exit %d\n%s%s", code, out, errOut)
 	}
 	// Spans, paged with a cursor, each with its evidence pointer.
 	var ids []string

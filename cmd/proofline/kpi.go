@@ -32,6 +32,9 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	window := fs.String("window", "", "window: a Go duration (36h) or days (7d); default the server's for this KPI (7d; plans 28d)")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	exact := fs.Bool("exact", false, "latency: exact quantiles from every span instead of the rollup (1% relative accuracy)")
+	from := fs.String("from", "", "latency: start of the range (RFC 3339) instead of a window ending now")
+	to := fs.String("to", "", "latency: end of the range (RFC 3339; default now)")
+	step := fs.String("step", "", "latency: also a series, one point per step (whole minutes: 5m, 1h, 1d)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -43,6 +46,14 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *exact {
 		q.Set("exact", "true")
+	}
+	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step} {
+		if v != "" {
+			if kind != "latency" {
+				return fmt.Errorf("%w: --%s is for kpi latency", errUsage, k)
+			}
+			q.Set(k, v)
+		}
 	}
 	raw, err := apiGet(ctx, *server, "/v1/kpi/"+kind+"?"+q.Encode(), *token)
 	if err != nil {
@@ -78,6 +89,29 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 		fmt.Fprintf(tw, "%s\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
 		for _, r := range res.Rows {
 			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", r.Key, r.Calls, r.P50, r.P95, r.P99)
+		}
+		var ser struct {
+			Series []struct {
+				Key    string `json:"key"`
+				Points []struct {
+					Start time.Time `json:"start"`
+					Calls uint64    `json:"calls"`
+					P50   float64   `json:"p50_ms"`
+					P95   float64   `json:"p95_ms"`
+					P99   float64   `json:"p99_ms"`
+				} `json:"points"`
+			} `json:"series"`
+		}
+		if err := json.Unmarshal(raw, &ser); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		if len(ser.Series) > 0 {
+			fmt.Fprintf(tw, "\t\t\t\t\t\n%s\tstep start\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
+		}
+		for _, sr := range ser.Series {
+			for _, p := range sr.Points {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t\n", sr.Key, p.Start.Format(time.RFC3339), p.Calls, p.P50, p.P95, p.P99)
+			}
 		}
 	case "errorbudget":
 		var res struct {

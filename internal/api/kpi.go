@@ -31,7 +31,30 @@ func parseWindow(s string, def time.Duration) (time.Duration, error) {
 	return w, nil
 }
 
-// kpiLatency serves p50/p95/p99 latency per tool or tool group.
+// timeRange is [from, to) of a KPI request: RFC 3339 from and to, either
+// defaulting from the other and the window (to: now).
+func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err error) {
+	to = time.Now().UTC()
+	if toS != "" {
+		if to, err = time.Parse(time.RFC3339Nano, toS); err != nil {
+			return from, to, errors.New("to must be an RFC 3339 time")
+		}
+	}
+	from = to.Add(-window)
+	if fromS != "" {
+		if from, err = time.Parse(time.RFC3339Nano, fromS); err != nil {
+			return from, to, errors.New("from must be an RFC 3339 time")
+		}
+	}
+	if !from.Before(to) {
+		return from, to, errors.New("from must be before to")
+	}
+	return from.UTC(), to.UTC(), nil
+}
+
+// kpiLatency serves p50/p95/p99 latency per tool or tool group, over a
+// window ending now or from/to, with a series per step when step is
+// given.
 func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	by := q.Get("by")
@@ -54,8 +77,27 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	to := time.Now().UTC()
-	from := to.Add(-window)
+	from, to, err := timeRange(q.Get("from"), q.Get("to"), window)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// With a step, the range is aligned to whole steps, and the totals
+	// are of that range too: they then sum the series' points.
+	var series *spanstore.Series
+	if v := q.Get("step"); v != "" {
+		step, err := parseWindow(v, 0)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "step: "+err.Error())
+			return
+		}
+		s, err := spanstore.AlignSeries(from, to, step)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		series, from, to = &s, s.From, s.To
+	}
 	rows, err := d.Spans.Latency(r.Context(), spanstore.LatencyQuery{By: by, From: from, To: to, Exact: exact})
 	if err != nil {
 		d.Logger.ErrorContext(r.Context(), "latency kpi", "err", err)
@@ -68,6 +110,15 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 	res := map[string]any{
 		"by": by, "from": from.Format(time.RFC3339Nano), "to": to.Format(time.RFC3339Nano),
 		"exact": exact, "rows": rows,
+	}
+	if series != nil {
+		points, err := d.Spans.LatencySeries(r.Context(), by, *series, exact)
+		if err != nil {
+			d.Logger.ErrorContext(r.Context(), "latency series", "err", err)
+			httpx.WriteError(w, http.StatusInternalServerError, "latency series query failed")
+			return
+		}
+		res["step_seconds"], res["series"] = series.StepSeconds, points
 	}
 	if !exact {
 		// Quantiles from the rollup: say how far off they may be.

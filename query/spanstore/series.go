@@ -1,0 +1,125 @@
+package spanstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// MaxSeriesPoints bounds the steps of one series query.
+const MaxSeriesPoints = 10_000
+
+// Series is a KPI over time: one point per step of [From, To).
+type Series struct {
+	From time.Time     `json:"from"`
+	To   time.Time     `json:"to"`
+	Step time.Duration `json:"-"`
+	// StepSeconds is Step for JSON clients.
+	StepSeconds int64 `json:"step_seconds"`
+}
+
+// AlignSeries checks a series' range and step and aligns the range to
+// whole steps (counted from the Unix epoch, so that a step of a day
+// starts at midnight UTC): from moves back, to moves forward.
+func AlignSeries(from, to time.Time, step time.Duration) (Series, error) {
+	if step < time.Minute || step%time.Minute != 0 {
+		return Series{}, fmt.Errorf("step %s: want whole minutes, at least 1m", step)
+	}
+	if !from.Before(to) {
+		return Series{}, errors.New("from must be before to")
+	}
+	s := int64(step / time.Second)
+	f := from.Unix() - mod(from.Unix(), s)
+	t := to.Unix()
+	if r := mod(t, s); r != 0 || to.Nanosecond() != 0 {
+		t += s - r
+	}
+	if n := (t - f) / s; n > MaxSeriesPoints {
+		return Series{}, fmt.Errorf("%d steps of %s: at most %d", n, step, MaxSeriesPoints)
+	}
+	return Series{From: time.Unix(f, 0).UTC(), To: time.Unix(t, 0).UTC(), Step: step, StepSeconds: s}, nil
+}
+
+func mod(a, b int64) int64 { return ((a % b) + b) % b }
+
+// LatencyPoint is one step of one tool's (or group's) latency.
+type LatencyPoint struct {
+	Start time.Time `json:"start"`
+	Calls uint64    `json:"calls"`
+	P50ms float64   `json:"p50_ms"`
+	P95ms float64   `json:"p95_ms"`
+	P99ms float64   `json:"p99_ms"`
+}
+
+// LatencySeries is one key's points; steps without calls are left out.
+type LatencySeries struct {
+	Key    string         `json:"key"`
+	Points []LatencyPoint `json:"points"`
+}
+
+// LatencySeries returns p50/p95/p99 latency per tool or group per step
+// of s. From the rollups — per hour when the step is whole hours, else
+// per minute — summing each step's histograms (quantiles within
+// LatencyAccuracy); with exact, from every span. s must come from
+// AlignSeries: its steps then fall on the rollups' buckets, and no step
+// needs the spans at its edges.
+func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact bool) ([]LatencySeries, error) {
+	col, ok := groupColumns[by]
+	if !ok {
+		return nil, fmt.Errorf("by=%q: want tool or group", by)
+	}
+	params := clickhouse.Parameters{"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
+	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	var sql string
+	switch {
+	case exact:
+		sql = `SELECT ` + col + ` AS key, intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
+			quantileExact(0.5)(latency_us) / 1000, quantileExact(0.95)(latency_us) / 1000, quantileExact(0.99)(latency_us) / 1000
+		FROM {{spans}} FINAL
+		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
+		GROUP BY key, b ORDER BY key, b`
+	default:
+		table, ts := "{{latency_rollup_1m}}", "minute"
+		if s.Step%time.Hour == 0 && s.From.Unix()%3600 == 0 {
+			table, ts = "{{latency_rollup_1h}}", "hour"
+		}
+		sql = `SELECT ` + col + ` AS key, intDiv(toUnixTimestamp(` + ts + `) - {from_unix:Int64}, {step:Int64}) AS b,
+			sum(calls) AS n, sumMap(latency_hist) AS h
+		FROM ` + table + `
+		WHERE ` + ts + ` >= {from:DateTime64(9, 'UTC')} AND ` + ts + ` < {to:DateTime64(9, 'UTC')}
+		GROUP BY key, b HAVING n > 0 ORDER BY key, b`
+	}
+	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
+	if err != nil {
+		return nil, fmt.Errorf("latency series query: %w", err)
+	}
+	defer rows.Close()
+	out := []LatencySeries{}
+	for rows.Next() {
+		var key string
+		var b int64
+		var p LatencyPoint
+		if exact {
+			if err := rows.Scan(&key, &b, &p.Calls, &p.P50ms, &p.P95ms, &p.P99ms); err != nil {
+				return nil, err
+			}
+		} else {
+			var hist map[uint16]uint64
+			if err := rows.Scan(&key, &b, &p.Calls, &hist); err != nil {
+				return nil, err
+			}
+			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
+			p.P50ms, p.P95ms, p.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
+		}
+		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		if len(out) == 0 || out[len(out)-1].Key != key {
+			out = append(out, LatencySeries{Key: key})
+		}
+		out[len(out)-1].Points = append(out[len(out)-1].Points, p)
+	}
+	return out, rows.Err()
+}

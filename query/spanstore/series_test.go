@@ -1,0 +1,96 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"testing"
+	"time"
+)
+
+// TestLatencySeries: latency per tool per step, from the per-minute
+// rollup (steps of minutes), the per-hour rollup (steps of hours) and
+// every span (exact), against answers made up front: each step's calls
+// and, with one latency per step, its quantiles.
+func TestLatencySeries(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-5 * time.Hour)
+	var spans []Span
+	leaf := uint64(0)
+	add := func(tool string, at time.Time, lat time.Duration, n int) {
+		for range n {
+			spans = append(spans, span(fmt.Sprintf("s-%d", leaf), tool, "g", at, lat, leaf))
+			leaf++
+		}
+	}
+	// Tool a: minutes 0–1 at 10 ms, 2–3 at 40 ms, 4–5 at 90 ms, 4 calls a minute.
+	for m, lat := range []time.Duration{10, 10, 40, 40, 90, 90} {
+		add("a", base.Add(time.Duration(m)*time.Minute+time.Second), lat*time.Millisecond, 4)
+	}
+	// Tool b: 2 calls in hour 0, 3 in hour 1, 1 in hour 2, 5 ms each.
+	for h, n := range []int{2, 3, 1} {
+		add("b", base.Add(time.Duration(h)*time.Hour+30*time.Minute), 5*time.Millisecond, n)
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	type point struct {
+		start    time.Time
+		calls    uint64
+		p50, p99 float64
+	}
+	check := func(what string, got []LatencySeries, want map[string][]point) {
+		t.Helper()
+		if len(got) != len(want) {
+			t.Fatalf("%s: %d series, want %d: %+v", what, len(got), len(want), got)
+		}
+		for _, ser := range got {
+			w := want[ser.Key]
+			if len(ser.Points) != len(w) {
+				t.Fatalf("%s %s: points %+v, want %+v", what, ser.Key, ser.Points, w)
+			}
+			for i, p := range ser.Points {
+				if !p.Start.Equal(w[i].start) || p.Calls != w[i].calls || math.Abs(p.P50ms-w[i].p50) > w[i].p50*LatencyAccuracy || math.Abs(p.P99ms-w[i].p99) > w[i].p99*LatencyAccuracy {
+					t.Errorf("%s %s point %d: %+v, want %+v", what, ser.Key, i, p, w[i])
+				}
+			}
+		}
+	}
+	// Steps of 2 minutes over the first 6 minutes, asked unaligned.
+	ser, err := AlignSeries(base.Add(20*time.Second), base.Add(5*time.Minute+10*time.Second), 2*time.Minute)
+	if err != nil || !ser.From.Equal(base) || !ser.To.Equal(base.Add(6*time.Minute)) {
+		t.Fatalf("aligned %+v %v", ser, err)
+	}
+	want := map[string][]point{"a": {{base, 8, 10, 10}, {base.Add(2 * time.Minute), 8, 40, 40}, {base.Add(4 * time.Minute), 8, 90, 90}}}
+	for _, exact := range []bool{false, true} {
+		got, err := s.LatencySeries(ctx, "tool", ser, exact)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("2m exact=%v", exact), got, want)
+	}
+	// Steps of an hour over three hours: the hourly rollup.
+	ser, _ = AlignSeries(base, base.Add(3*time.Hour), time.Hour)
+	got, err := s.LatencySeries(ctx, "tool", ser, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("1h", got, map[string][]point{
+		"a": {{base, 24, 40, 90}},
+		"b": {{base, 2, 5, 5}, {base.Add(time.Hour), 3, 5, 5}, {base.Add(2 * time.Hour), 1, 5, 5}},
+	})
+	for _, tc := range []struct {
+		from, to time.Time
+		step     time.Duration
+	}{
+		{base, base.Add(time.Hour), 90 * time.Second},
+		{base, base.Add(time.Hour), 0},
+		{base.Add(time.Hour), base, time.Minute},
+		{base, base.Add(10 * 24 * time.Hour), time.Minute},
+	} {
+		if _, err := AlignSeries(tc.from, tc.to, tc.step); err == nil {
+			t.Errorf("AlignSeries(%s, %s, %s) accepted", tc.from, tc.to, tc.step)
+		}
+	}
+}
