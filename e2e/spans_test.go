@@ -175,6 +175,27 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code != 200 || json.Unmarshal(raw, &eb) != nil || len(eb.SLOs) != 1 || eb.SLOs[0].BurnRate1h < 3.74 || eb.SLOs[0].BurnRate1h > 3.76 {
 		t.Fatalf("error budget: %d %s", code, raw)
 	}
+	// As a series of hours, and as it stood before the calls (at).
+	code, raw = s.get(q, "/v1/kpi/errorbudget?"+url.Values{"step": {"1h"}, "from": {rng.Get("from")}, "to": {rng.Get("to")},
+		"at": {now.Add(-10 * time.Minute).Format(time.RFC3339)}}.Encode())
+	var ebs struct {
+		SLOs []struct {
+			CallsMonth uint64 `json:"calls_month"`
+		} `json:"slos"`
+		Series []struct {
+			Group  string `json:"group"`
+			Points []struct {
+				Calls, Bad uint64
+				BurnRate   float64 `json:"burn_rate"`
+			} `json:"points"`
+		} `json:"series"`
+	}
+	if code != 200 || json.Unmarshal(raw, &ebs) != nil || len(ebs.Series) != 1 || len(ebs.Series[0].Points) != 1 || len(ebs.SLOs) != 1 || ebs.SLOs[0].CallsMonth != 0 {
+		t.Fatalf("error budget series: %d %s", code, raw)
+	}
+	if p := ebs.Series[0].Points[0]; p.Calls != 24 || p.Bad != 9 || p.BurnRate < 3.74 || p.BurnRate > 3.76 {
+		t.Fatalf("error budget series point: %+v", p)
+	}
 	// Two plans, 20 days and an hour old: the plans KPI's default window
 	// (28 days) holds both weeks, whether asked over HTTP or by the CLI.
 	var plans []map[string]any

@@ -212,6 +212,48 @@ func (d Deps) kpiErrorBudget(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusNotFound, spanstore.ErrNoSLOs.Error())
 		return
 	}
-	rows, err := d.Spans.ErrorBudget(r.Context(), d.SLOs, time.Now())
-	d.answer(w, r, "error budget kpi", map[string]any{"slos": rows}, err)
+	q := r.URL.Query()
+	// at looks at the budget as it stood then (a past incident); with a
+	// step, from..to (default: the 7 days before at) is also a series.
+	at := time.Now().UTC()
+	if v := q.Get("at"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "at must be an RFC 3339 time")
+			return
+		}
+		at = t.UTC()
+	}
+	res := map[string]any{"at": at.Format(time.RFC3339Nano)}
+	if v := q.Get("step"); v != "" {
+		step, err := parseWindow(v, 0)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, "step: "+err.Error())
+			return
+		}
+		toS := q.Get("to")
+		if toS == "" {
+			toS = at.Format(time.RFC3339Nano)
+		}
+		from, to, err := timeRange(q.Get("from"), toS, 7*24*time.Hour)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		s, err := spanstore.AlignSeries(from, to, step)
+		if err != nil {
+			httpx.WriteError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		series, err := d.Spans.BurnSeries(r.Context(), d.SLOs, s)
+		if err != nil {
+			d.Logger.ErrorContext(r.Context(), "burn series", "err", err)
+			httpx.WriteError(w, http.StatusInternalServerError, "burn series query failed")
+			return
+		}
+		res["from"], res["to"], res["step_seconds"], res["series"] = s.From.Format(time.RFC3339), s.To.Format(time.RFC3339), s.StepSeconds, series
+	}
+	rows, err := d.Spans.ErrorBudget(r.Context(), d.SLOs, at)
+	res["slos"] = rows
+	d.answer(w, r, "error budget kpi", res, err)
 }

@@ -280,6 +280,23 @@ func TestErrorBudgetKPI(t *testing.T) {
 	if _, err := s.ErrorBudget(context.Background(), nil, now); !errors.Is(err, ErrNoSLOs) {
 		t.Fatalf("no SLOs: %v", err)
 	}
+	// As a series of hours over the last 4: the hour 3 h ago burns 10%
+	// over 1% allowed = 10, the last hour 2 (policy blocks not counted);
+	// hours without calls are left out.
+	ser, err := AlignSeries(now.Add(-4*time.Hour), now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series, err := s.BurnSeries(context.Background(), []SLO{{Group: "g", Target: 0.99, LatencyMs: 500}}, ser)
+	if err != nil || len(series) != 1 || len(series[0].Points) != 2 {
+		t.Fatalf("burn series %+v %v", series, err)
+	}
+	for i, w := range []BurnPoint{{Start: now.Add(-3 * time.Hour).Truncate(time.Hour), Calls: 100, Bad: 10, BurnRate: 10},
+		{Start: now.Add(-30 * time.Minute).Truncate(time.Hour), Calls: 100, Bad: 2, BurnRate: 2}} {
+		if p := series[0].Points[i]; !p.Start.Equal(w.Start) || p.Calls != w.Calls || p.Bad != w.Bad || math.Abs(p.BurnRate-w.BurnRate) > 1e-9 {
+			t.Errorf("point %d: %+v, want %+v", i, p, w)
+		}
+	}
 }
 
 func TestLoadSLOs(t *testing.T) {

@@ -123,3 +123,64 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 	}
 	return out, rows.Err()
 }
+
+// BurnPoint is one step of an SLO's error budget: its calls (policy
+// blocks not counted), the bad ones, and the burn rate — the bad share
+// over the allowed one (1 − target): 1 spends the budget exactly over
+// the period, above 1 faster.
+type BurnPoint struct {
+	Start    time.Time `json:"start"`
+	Calls    uint64    `json:"calls"`
+	Bad      uint64    `json:"bad"`
+	BurnRate float64   `json:"burn_rate"`
+}
+
+// BurnSeries is one SLO's points; steps without calls are left out.
+type BurnSeries struct {
+	Group  string      `json:"group"`
+	Points []BurnPoint `json:"points"`
+}
+
+// BurnSeries returns each SLO's burn rate per step of s (from AlignSeries),
+// from the spans: a call is bad unless it succeeded within the latency
+// objective, as for ErrorBudget.
+func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSeries, error) {
+	if len(slos) == 0 {
+		return nil, ErrNoSLOs
+	}
+	out := make([]BurnSeries, 0, len(slos))
+	for _, slo := range slos {
+		params := clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000)),
+			"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
+		timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+		rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
+			SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
+				countIf(NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}))
+			FROM {{spans}} FINAL
+			WHERE tool_group = {grp:String} AND outcome_status != 'policy_blocked'
+				AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
+			GROUP BY b ORDER BY b`)
+		if err != nil {
+			return nil, fmt.Errorf("burn series %s: %w", slo.Group, err)
+		}
+		ser := BurnSeries{Group: slo.Group, Points: []BurnPoint{}}
+		for rows.Next() {
+			var b int64
+			var p BurnPoint
+			if err := rows.Scan(&b, &p.Calls, &p.Bad); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			p.Start = s.From.Add(time.Duration(b) * s.Step)
+			p.BurnRate = ratio(p.Bad, p.Calls) / (1 - slo.Target)
+			ser.Points = append(ser.Points, p)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ser)
+	}
+	return out, nil
+}
