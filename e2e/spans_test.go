@@ -210,6 +210,23 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 		t.Fatalf("post plans: %d %+v %v", code, pr, err)
 	}
 	waitSpans(t, s, q, []string{"plan-0", "plan-1"})
+	// Plans per day: one point for each plan's day.
+	code, raw = s.get(q, "/v1/kpi/plans?"+url.Values{"step": {"24h"}, "from": {time.Now().UTC().Add(-21 * 24 * time.Hour).Format(time.RFC3339)}}.Encode())
+	var ps struct {
+		Series []struct {
+			Start time.Time `json:"start"`
+			Plans uint64    `json:"plans"`
+		} `json:"series"`
+	}
+	if err := json.Unmarshal(raw, &ps); code != 200 || err != nil || len(ps.Series) != 2 || ps.Series[0].Plans != 1 || ps.Series[1].Plans != 1 {
+		t.Fatalf("plans series: %d %s", code, raw)
+	}
+	if code, raw := s.get(q, "/v1/kpi/cost?step=1d"); code != 200 || !strings.Contains(string(raw), `"series":`) {
+		t.Fatalf("cost series: %d %s", code, raw)
+	}
+	if code, _ := s.get(q, "/v1/kpi/cost?at=yesterday"); code != http.StatusBadRequest {
+		t.Fatalf("a bad at: %d", code)
+	}
 	for _, kind := range []string{"cost", "plans", "errorbudget", "onboarding"} {
 		code, raw := s.get(q, "/v1/kpi/"+kind)
 		if code != 200 || !json.Valid(raw) {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,45 @@ func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err
 		return from, to, errors.New("from must be before to")
 	}
 	return from.UTC(), to.UTC(), nil
+}
+
+// seriesOf reads a request's step and from/to (to defaulting to at, from
+// to the window before to) into an aligned series; nil without a step.
+func seriesOf(q url.Values, at time.Time, window time.Duration) (*spanstore.Series, error) {
+	v := q.Get("step")
+	if v == "" {
+		return nil, nil
+	}
+	step, err := parseWindow(v, 0)
+	if err != nil {
+		return nil, fmt.Errorf("step: %w", err)
+	}
+	toS := q.Get("to")
+	if toS == "" {
+		toS = at.Format(time.RFC3339Nano)
+	}
+	from, to, err := timeRange(q.Get("from"), toS, window)
+	if err != nil {
+		return nil, err
+	}
+	s, err := spanstore.AlignSeries(from, to, step)
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// atOf is a request's at (RFC 3339), else now.
+func atOf(q url.Values) (time.Time, error) {
+	v := q.Get("at")
+	if v == "" {
+		return time.Now().UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, errors.New("at must be an RFC 3339 time")
+	}
+	return t.UTC(), nil
 }
 
 // kpiLatency serves p50/p95/p99 latency per tool or tool group, over a
@@ -181,20 +221,69 @@ func (d Deps) kpiOnboarding(w http.ResponseWriter, r *http.Request) {
 	d.answer(w, r, "onboarding kpi", map[string]any{"tools": rows}, err)
 }
 
+// kpiCost serves the month's spend against the cap, as of at (default
+// now), with a series per step of from..to (default: the month of at)
+// when step is given.
 func (d Deps) kpiCost(w http.ResponseWriter, r *http.Request) {
-	rep, err := d.Spans.Cost(r.Context(), d.Cost, time.Now())
-	d.answer(w, r, "cost kpi", rep, err)
-}
-
-func (d Deps) kpiPlans(w http.ResponseWriter, r *http.Request) {
-	window, err := parseWindow(r.URL.Query().Get("window"), 28*24*time.Hour)
+	q := r.URL.Query()
+	at, err := atOf(q)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	now := time.Now()
-	rep, err := d.Spans.Plans(r.Context(), now.Add(-window), now)
-	d.answer(w, r, "plans kpi", rep, err)
+	monthStart := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	s, err := seriesOf(q, at, max(at.Sub(monthStart), time.Minute))
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rep, err := d.Spans.Cost(r.Context(), d.Cost, at)
+	if err != nil || s == nil {
+		d.answer(w, r, "cost kpi", rep, err)
+		return
+	}
+	points, err := d.Spans.CostSeries(r.Context(), d.Cost.Currency, *s)
+	d.answer(w, r, "cost kpi", struct {
+		*spanstore.CostReport
+		From        time.Time             `json:"from"`
+		To          time.Time             `json:"to"`
+		StepSeconds int64                 `json:"step_seconds"`
+		Series      []spanstore.CostPoint `json:"series"`
+	}{rep, s.From, s.To, s.StepSeconds, points}, err)
+}
+
+// kpiPlans serves failed plans per week over the window (or from..at),
+// with a series per step when step is given.
+func (d Deps) kpiPlans(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	window, err := parseWindow(q.Get("window"), 28*24*time.Hour)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	at, err := atOf(q)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s, err := seriesOf(q, at, window)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	rep, err := d.Spans.Plans(r.Context(), at.Add(-window), at)
+	if err != nil || s == nil {
+		d.answer(w, r, "plans kpi", rep, err)
+		return
+	}
+	points, err := d.Spans.PlanSeries(r.Context(), *s)
+	d.answer(w, r, "plans kpi", struct {
+		*spanstore.PlanReport
+		StepSeconds int64                 `json:"step_seconds"`
+		SeriesFrom  time.Time             `json:"series_from"`
+		SeriesTo    time.Time             `json:"series_to"`
+		Series      []spanstore.PlanPoint `json:"series"`
+	}{rep, s.StepSeconds, s.From, s.To, points}, err)
 }
 
 // answer writes v, or logs err and answers 500 without internals.
@@ -215,37 +304,19 @@ func (d Deps) kpiErrorBudget(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	// at looks at the budget as it stood then (a past incident); with a
 	// step, from..to (default: the 7 days before at) is also a series.
-	at := time.Now().UTC()
-	if v := q.Get("at"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, "at must be an RFC 3339 time")
-			return
-		}
-		at = t.UTC()
+	at, err := atOf(q)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s, err := seriesOf(q, at, 7*24*time.Hour)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	res := map[string]any{"at": at.Format(time.RFC3339Nano)}
-	if v := q.Get("step"); v != "" {
-		step, err := parseWindow(v, 0)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, "step: "+err.Error())
-			return
-		}
-		toS := q.Get("to")
-		if toS == "" {
-			toS = at.Format(time.RFC3339Nano)
-		}
-		from, to, err := timeRange(q.Get("from"), toS, 7*24*time.Hour)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		s, err := spanstore.AlignSeries(from, to, step)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		series, err := d.Spans.BurnSeries(r.Context(), d.SLOs, s)
+	if s != nil {
+		series, err := d.Spans.BurnSeries(r.Context(), d.SLOs, *s)
 		if err != nil {
 			d.Logger.ErrorContext(r.Context(), "burn series", "err", err)
 			httpx.WriteError(w, http.StatusInternalServerError, "burn series query failed")

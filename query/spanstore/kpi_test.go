@@ -145,6 +145,19 @@ func TestCostKPI(t *testing.T) {
 	if len(rep.Anomalies) != 1 || rep.Anomalies[0].Tool != "t2" || math.Abs(rep.Anomalies[0].RatioToBaseline-10) > 1e-9 {
 		t.Fatalf("anomalies %+v, want t2 at 10× its baseline", rep.Anomalies)
 	}
+	// Per day over the last 3 days, in USD only: two days with spend —
+	// c1, c2 two days back; a1–a3, b1 and the new tools' t3a, t3b, t4a
+	// today (6 + 1 + 12).
+	ser, err := AlignSeries(now.Add(-72*time.Hour), now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	points, err := s.CostSeries(context.Background(), "USD", ser)
+	day := now.Truncate(24 * time.Hour)
+	if err != nil || len(points) != 2 || !points[0].Start.Equal(day.Add(-48*time.Hour)) || points[0].Calls != 2 || math.Abs(points[0].Amount-0.2) > 1e-9 ||
+		!points[1].Start.Equal(day) || points[1].Calls != 7 || math.Abs(points[1].Amount-19) > 1e-9 {
+		t.Fatalf("cost series %+v %v", points, err)
+	}
 }
 
 func TestPlansKPI(t *testing.T) {
@@ -211,6 +224,23 @@ func TestPlansKPI(t *testing.T) {
 	got := fmt.Sprintf("%+v", rep.TopCauses)
 	if got != "[{Status:system_error ErrorCode:E500 Calls:3} {Status:policy_blocked ErrorCode:DENY1 Calls:2} {Status:timeout ErrorCode:T1 Calls:1}]" {
 		t.Fatalf("top causes %s", got)
+	}
+	// Per day over the last 8 days: e1's day (1 plan, none failed) and
+	// T's day (the 6 plans above).
+	ser, err := AlignSeries(now.Add(-8*24*time.Hour), now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	points, err := s.PlanSeries(context.Background(), ser)
+	if err != nil || len(points) != 2 {
+		t.Fatalf("plan series %+v %v", points, err)
+	}
+	day := func(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
+	if p := points[0]; !p.Start.Equal(day(T.Add(-7*24*time.Hour))) || p.Plans != 1 || p.FailedRate != 0 {
+		t.Errorf("e1's day: %+v", p)
+	}
+	if p := points[1]; !p.Start.Equal(day(T)) || p.Plans != 6 || p.PolicyBlocked != 2 || p.SystemErrors != 2 || math.Abs(p.FailedRate-4.0/6) > 1e-9 {
+		t.Errorf("T's day: %+v", p)
 	}
 }
 

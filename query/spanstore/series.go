@@ -184,3 +184,83 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 	}
 	return out, nil
 }
+
+// CostPoint is one step's spend in the report's currency.
+type CostPoint struct {
+	Start  time.Time `json:"start"`
+	Calls  uint64    `json:"calls"`
+	Amount float64   `json:"amount"`
+}
+
+// CostSeries returns the spend in currency per step of s (from
+// AlignSeries); steps without spend are left out. Amounts in other
+// currencies, or without one, are not added in.
+func (st *Store) CostSeries(ctx context.Context, currency string, s Series) ([]CostPoint, error) {
+	params := clickhouse.Parameters{"cur": currency, "step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
+	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
+		SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(), sum(cost_amount)
+		FROM {{spans}} FINAL
+		WHERE cost_currency = {cur:String} AND cost_amount != 0
+			AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
+		GROUP BY b ORDER BY b`)
+	if err != nil {
+		return nil, fmt.Errorf("cost series: %w", err)
+	}
+	defer rows.Close()
+	out := []CostPoint{}
+	for rows.Next() {
+		var b int64
+		var p CostPoint
+		if err := rows.Scan(&b, &p.Calls, &p.Amount); err != nil {
+			return nil, err
+		}
+		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// PlanPoint is one step's plans (by the start of their first call) and
+// how many failed, split into blocked by policy and failed otherwise.
+type PlanPoint struct {
+	Start         time.Time `json:"start"`
+	Plans         uint64    `json:"plans"`
+	PolicyBlocked uint64    `json:"policy_blocked"`
+	SystemErrors  uint64    `json:"system_errors"`
+	FailedRate    float64   `json:"failed_rate"`
+}
+
+// PlanSeries returns the plans per step of s (from AlignSeries), as the
+// plans KPI counts them; steps without plans are left out.
+func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) {
+	params := clickhouse.Parameters{"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
+	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
+		SELECT intDiv(toUnixTimestamp(start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
+			countIf(blocked > 0), countIf(blocked = 0 AND failed > 0)
+		FROM (
+			SELECT plan_id, min(ts_start) AS start,
+				countIf(outcome_status = 'policy_blocked') AS blocked,
+				countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed
+			FROM {{spans}} FINAL
+			WHERE plan_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
+			GROUP BY plan_id)
+		GROUP BY b ORDER BY b`)
+	if err != nil {
+		return nil, fmt.Errorf("plan series: %w", err)
+	}
+	defer rows.Close()
+	out := []PlanPoint{}
+	for rows.Next() {
+		var b int64
+		var p PlanPoint
+		if err := rows.Scan(&b, &p.Plans, &p.PolicyBlocked, &p.SystemErrors); err != nil {
+			return nil, err
+		}
+		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		p.FailedRate = ratio(p.PolicyBlocked+p.SystemErrors, p.Plans)
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
