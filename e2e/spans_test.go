@@ -227,6 +227,9 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code, _ := s.get(q, "/v1/kpi/cost?at=yesterday"); code != http.StatusBadRequest {
 		t.Fatalf("a bad at: %d", code)
 	}
+	if out, errOut, code := cli(t, "kpi", "plans", "--server", s.url, "--token", q, "--step", "24h", "--window", "21d"); code != 0 || !strings.Contains(out, `"series"`) {
+		t.Fatalf("proofline kpi plans --step: exit %d\n%s%s", code, out, errOut)
+	}
 	for _, kind := range []string{"cost", "plans", "errorbudget", "onboarding"} {
 		code, raw := s.get(q, "/v1/kpi/"+kind)
 		if code != 200 || !json.Valid(raw) {

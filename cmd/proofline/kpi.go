@@ -17,7 +17,7 @@ import (
 // the JSON answer with --json).
 func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("%w: proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--exact] [--json]", errUsage)
+		return fmt.Errorf("%w: proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--by tool|group] [--window 7d] [--exact] [--from T --to T --step 1h] [--at T] [--json]", errUsage)
 	}
 	kind := args[0]
 	switch kind {
@@ -32,9 +32,10 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	window := fs.String("window", "", "window: a Go duration (36h) or days (7d); default the server's for this KPI (7d; plans 28d)")
 	asJSON := fs.Bool("json", false, "print the JSON answer")
 	exact := fs.Bool("exact", false, "latency: exact quantiles from every span instead of the rollup (1% relative accuracy)")
-	from := fs.String("from", "", "latency: start of the range (RFC 3339) instead of a window ending now")
-	to := fs.String("to", "", "latency: end of the range (RFC 3339; default now)")
-	step := fs.String("step", "", "latency: also a series, one point per step (whole minutes: 5m, 1h, 1d)")
+	from := fs.String("from", "", "start of the range (RFC 3339): latency's instead of a window ending now; the others' series")
+	to := fs.String("to", "", "end of the range (RFC 3339; default now, or --at)")
+	step := fs.String("step", "", "also a series, one point per step (whole minutes: 5m, 1h, 1d); latency prints it as a table, the others as JSON")
+	at := fs.String("at", "", "errorbudget, cost, plans: as they stood at this time (RFC 3339), for a past incident")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -47,19 +48,21 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *exact {
 		q.Set("exact", "true")
 	}
-	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step} {
-		if v != "" {
-			if kind != "latency" {
-				return fmt.Errorf("%w: --%s is for kpi latency", errUsage, k)
-			}
-			q.Set(k, v)
+	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step, "at": *at} {
+		if v == "" {
+			continue
 		}
+		switch {
+		case kind == "onboarding", k == "at" && kind == "latency":
+			return fmt.Errorf("%w: --%s is not for kpi %s", errUsage, k, kind)
+		}
+		q.Set(k, v)
 	}
 	raw, err := apiGet(ctx, *server, "/v1/kpi/"+kind+"?"+q.Encode(), *token)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if *asJSON || *step != "" && kind != "latency" {
 		return printJSON(stdout, raw)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)

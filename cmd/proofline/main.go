@@ -43,7 +43,7 @@ Usage:
                                                                      take an evidence archive of a range of the log
   proofline verify  --archive FILE --key FILE [--record ID] [--previous FILE]
                                                                      verify an evidence archive offline
-  proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--json]
+  proofline kpi latency|errorbudget|cost|plans|onboarding --server URL --token T [--from T --to T --step 1h] [--at T] [--json]
   proofline export run --exporters FILE (--data DIR | --log URL --key FILE) [--nats URL]   deliver the log to SIEMs and files
   proofline export status|replay|deadletters ...                      inspect and steer the exporters
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
