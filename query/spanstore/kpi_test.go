@@ -307,6 +307,19 @@ func TestErrorBudgetKPI(t *testing.T) {
 	if math.Abs(r.BurnRate1h-2) > 1e-9 || math.Abs(r.BurnRate6h-6) > 1e-9 || math.Abs(r.BudgetLeft+5) > 1e-9 || r.CallsMonth != 200 || r.BadMonth != 12 {
 		t.Fatalf("budget %+v", r)
 	}
+	// The multiwindow pairs: nothing in the last 5 min; the calls 30 min
+	// ago in every window from 30m; the ones 3 h ago from 6h. Only 3d/6h
+	// (both over 1) fires; 6h/30m needs both over 6. The last 28 days
+	// hold the same 200 calls.
+	want := map[string]float64{"5m": 0, "30m": 2, "1h": 2, "2h": 2, "6h": 6, "1d": 6, "3d": 6}
+	for k, v := range want {
+		if math.Abs(r.BurnRates[k]-v) > 1e-9 {
+			t.Errorf("burn over %s: %v, want %v", k, r.BurnRates[k], v)
+		}
+	}
+	if fmt.Sprint(r.Firing) != "[3d/6h]" || r.Calls28d != 200 || r.Bad28d != 12 || math.Abs(r.BudgetLeft28d+5) > 1e-9 {
+		t.Fatalf("firing %v, 28 days %d/%d left %v", r.Firing, r.Bad28d, r.Calls28d, r.BudgetLeft28d)
+	}
 	if _, err := s.ErrorBudget(context.Background(), nil, now); !errors.Is(err, ErrNoSLOs) {
 		t.Fatalf("no SLOs: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -66,40 +67,95 @@ type BudgetRow struct {
 	BudgetLeft float64 `json:"budget_left"`
 	CallsMonth uint64  `json:"calls_month"`
 	BadMonth   uint64  `json:"bad_month"`
+	// BurnRates are the burn rates over the windows of the standard
+	// multiwindow, multi-burn-rate alerts: 5m, 30m, 1h, 2h, 6h, 1d, 3d.
+	BurnRates map[string]float64 `json:"burn_rates"`
+	// Firing are the alert pairs whose long and short windows both burn
+	// over the pair's rate: "1h/5m" (14.4) and "6h/30m" (6) page,
+	// "1d/2h" (3) and "3d/6h" (1) open a ticket.
+	Firing []string `json:"firing"`
+	// BudgetLeft28d is the share of the budget of the last 28 days (a
+	// rolling period, unlike the calendar month) not yet spent.
+	BudgetLeft28d float64 `json:"budget_left_28d"`
+	Calls28d      uint64  `json:"calls_28d"`
+	Bad28d        uint64  `json:"bad_28d"`
 }
+
+// burnWindow is a window a burn rate is taken over.
+type burnWindow struct {
+	name string
+	d    time.Duration
+}
+
+// burnWindows are the windows of the multiwindow alerts, shortest first.
+var burnWindows = []burnWindow{{"5m", 5 * time.Minute}, {"30m", 30 * time.Minute}, {"1h", time.Hour}, {"2h", 2 * time.Hour},
+	{"6h", 6 * time.Hour}, {"1d", 24 * time.Hour}, {"3d", 72 * time.Hour}}
+
+// burnAlerts are the standard multiwindow, multi-burn-rate alert pairs
+// (Google's SRE workbook, for a 30-day budget).
+var burnAlerts = []struct {
+	long, short string
+	rate        float64
+}{{"1h", "5m", 14.4}, {"6h", "30m", 6}, {"1d", "2h", 3}, {"3d", "6h", 1}}
 
 // ErrNoSLOs means no SLO file was configured.
 var ErrNoSLOs = errors.New("no SLOs configured (serve --slo FILE)")
 
-// ErrorBudget computes burn rates and budget left for each SLO at now.
+// ErrorBudget computes, for each SLO at now, burn rates over the
+// multiwindow alerts' windows, which alert pairs fire, and the budget
+// left this calendar month and over the last 28 days.
 func (s *Store) ErrorBudget(ctx context.Context, slos []SLO, now time.Time) ([]BudgetRow, error) {
 	if len(slos) == 0 {
 		return nil, ErrNoSLOs
 	}
 	now = now.UTC()
 	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	out := make([]BudgetRow, 0, len(slos))
-	for _, slo := range slos {
-		p := timeParams(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000))},
-			map[string]time.Time{"m0": m0, "h1": now.Add(-time.Hour), "h6": now.Add(-6 * time.Hour), "now": now})
-		q := `SELECT
-			countIf(ts_start >= {h1:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {h1:DateTime64(9, 'UTC')}),
-			countIf(ts_start >= {h6:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {h6:DateTime64(9, 'UTC')}),
-			countIf(ts_start >= {m0:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {m0:DateTime64(9, 'UTC')})
+	d28 := now.Add(-28 * 24 * time.Hour)
+	// One countIf pair per window, each a fixed fragment naming its
+	// parameter: no request text reaches the SQL.
+	times := map[string]time.Time{"m0": m0, "d28": d28, "now": now}
+	var cols []string
+	keys := []string{}
+	for _, w := range burnWindows {
+		times["w"+w.name] = now.Add(-w.d)
+		keys = append(keys, "w"+w.name)
+	}
+	for _, key := range append(keys, "m0", "d28") {
+		cols = append(cols, fmt.Sprintf("countIf(ts_start >= {%s:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {%s:DateTime64(9, 'UTC')})", key, key))
+	}
+	q := `SELECT ` + strings.Join(cols, ", ") + `
 		FROM (
 			SELECT ts_start, NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}) AS bad
 			FROM {{spans}} FINAL
 			WHERE tool_group = {grp:String} AND outcome_status != 'policy_blocked'
-				AND ts_start >= least({m0:DateTime64(9, 'UTC')}, {h6:DateTime64(9, 'UTC')}) AND ts_start < {now:DateTime64(9, 'UTC')})`
-		var n1, b1, n6, b6 uint64
-		r := BudgetRow{SLO: slo}
-		if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(&n1, &b1, &n6, &b6, &r.CallsMonth, &r.BadMonth); err != nil {
+				AND ts_start >= least({m0:DateTime64(9, 'UTC')}, {d28:DateTime64(9, 'UTC')}) AND ts_start < {now:DateTime64(9, 'UTC')})`
+	out := make([]BudgetRow, 0, len(slos))
+	for _, slo := range slos {
+		p := timeParams(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000))}, times)
+		counts := make([]uint64, 2*(len(burnWindows)+2))
+		dest := make([]any, len(counts))
+		for i := range counts {
+			dest[i] = &counts[i]
+		}
+		if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(dest...); err != nil {
 			return nil, fmt.Errorf("error budget %s: %w", slo.Group, err)
 		}
 		allowed := 1 - slo.Target
-		r.BurnRate1h = ratio(b1, n1) / allowed
-		r.BurnRate6h = ratio(b6, n6) / allowed
+		r := BudgetRow{SLO: slo, BurnRates: map[string]float64{}, Firing: []string{}}
+		for i, w := range burnWindows {
+			r.BurnRates[w.name] = ratio(counts[2*i+1], counts[2*i]) / allowed
+		}
+		n := len(burnWindows)
+		r.CallsMonth, r.BadMonth = counts[2*n], counts[2*n+1]
+		r.Calls28d, r.Bad28d = counts[2*n+2], counts[2*n+3]
+		r.BurnRate1h, r.BurnRate6h = r.BurnRates["1h"], r.BurnRates["6h"]
 		r.BudgetLeft = 1 - ratio(r.BadMonth, r.CallsMonth)/allowed
+		r.BudgetLeft28d = 1 - ratio(r.Bad28d, r.Calls28d)/allowed
+		for _, a := range burnAlerts {
+			if r.BurnRates[a.long] > a.rate && r.BurnRates[a.short] > a.rate {
+				r.Firing = append(r.Firing, a.long+"/"+a.short)
+			}
+		}
 		out = append(out, r)
 	}
 	return out, nil
