@@ -230,6 +230,22 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if out, errOut, code := cli(t, "kpi", "plans", "--server", s.url, "--token", q, "--step", "24h", "--window", "21d"); code != 0 || !strings.Contains(out, `"series"`) {
 		t.Fatalf("proofline kpi plans --step: exit %d\n%s%s", code, out, errOut)
 	}
+	// The weekly report of this week: one HTML file with the KPIs' tables
+	// and charts and the log's checkpoint.
+	y, wk := time.Now().UTC().ISOWeek()
+	reportFile := filepath.Join(t.TempDir(), "report.html")
+	if out, errOut, code := cli(t, "report", "--server", s.url, "--token", q, "--week", fmt.Sprintf("%04d-W%02d", y, wk), "--out", reportFile); code != 0 {
+		t.Fatalf("proofline report: exit %d\n%s%s", code, out, errOut)
+	}
+	html, err := os.ReadFile(reportFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"kpi-search", "<svg", "e2e.proofline.test/log", `<td>kpi</td>`, "plan", "</html>"} {
+		if !strings.Contains(string(html), want) {
+			t.Errorf("the report lacks %q", want)
+		}
+	}
 	for _, kind := range []string{"cost", "plans", "errorbudget", "onboarding"} {
 		code, raw := s.get(q, "/v1/kpi/"+kind)
 		if code != 200 || !json.Valid(raw) {

@@ -49,6 +49,7 @@ Usage:
   proofline policy test [-v] FILE                                    run an MCP hook policy's test cases
   proofline catalog check (--url URL | -- COMMAND ARGS...)           check an MCP server's tools as agents see them
   proofline catalog list --server URL --token T [--json]             the tools servers offered: owners, versions, drift
+  proofline report --server URL --token T [--week 2026-W48] --out report.html   the weekly SRE report, one HTML file
   proofline dlq list --server URL --token T [--reason conflict] [--json]  records no consumer could take, and why
   proofline version
 
@@ -92,6 +93,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "catalog":
 		code, err = cmdCatalog(ctx, args[1:], stdout, stderr)
+	case "report":
+		err = cmdReport(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "proofline", version)
 	case "-h", "-help", "--help", "help":
