@@ -79,11 +79,12 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 		var res struct {
 			By   string `json:"by"`
 			Rows []struct {
-				Key   string  `json:"key"`
-				Calls uint64  `json:"calls"`
-				P50   float64 `json:"p50_ms"`
-				P95   float64 `json:"p95_ms"`
-				P99   float64 `json:"p99_ms"`
+				Server string  `json:"server"`
+				Key    string  `json:"key"`
+				Calls  uint64  `json:"calls"`
+				P50    float64 `json:"p50_ms"`
+				P95    float64 `json:"p95_ms"`
+				P99    float64 `json:"p99_ms"`
 			} `json:"rows"`
 		}
 		if err := json.Unmarshal(raw, &res); err != nil {
@@ -91,10 +92,15 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 		}
 		fmt.Fprintf(tw, "%s\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
 		for _, r := range res.Rows {
-			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", r.Key, r.Calls, r.P50, r.P95, r.P99)
+			key := r.Key
+			if r.Server != "" {
+				key = r.Server + "/" + r.Key // a tool is its server and name
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.1f\t%.1f\t\n", key, r.Calls, r.P50, r.P95, r.P99)
 		}
 		var ser struct {
 			Series []struct {
+				Server string `json:"server"`
 				Key    string `json:"key"`
 				Points []struct {
 					Start time.Time `json:"start"`
@@ -112,8 +118,12 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 			fmt.Fprintf(tw, "\t\t\t\t\t\n%s\tstep start\tcalls\tp50 ms\tp95 ms\tp99 ms\t\n", strings.ToUpper(res.By))
 		}
 		for _, sr := range ser.Series {
+			key := sr.Key
+			if sr.Server != "" {
+				key = sr.Server + "/" + sr.Key
+			}
 			for _, p := range sr.Points {
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t\n", sr.Key, p.Start.Format(time.RFC3339), p.Calls, p.P50, p.P95, p.P99)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f\t%.1f\t\n", key, p.Start.Format(time.RFC3339), p.Calls, p.P50, p.P95, p.P99)
 			}
 		}
 	case "errorbudget":

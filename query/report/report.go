@@ -118,6 +118,9 @@ func (v view) LatencyChart() template.HTML {
 	var series []line
 	for _, s := range v.LatencyDays {
 		l := line{name: s.Key}
+		if s.Server != "" {
+			l.name = s.Server + "/" + s.Key
+		}
 		for _, p := range s.Points {
 			l.points = append(l.points, point{p.Start, p.P95ms})
 		}
@@ -325,8 +328,8 @@ th:first-child,td:first-child{text-align:left}.meta{color:#666;font-size:.9em}.b
 {{.BurnChart}}{{else}}<p>No SLOs are configured (serve --slo FILE).</p>{{end}}
 
 <h2 id="latency">Latency per tool</h2>
-<table id="latency-table"><tr><th>tool</th><th>calls</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>
-{{range .Latency}}<tr><td>{{.Key}}</td><td>{{.Calls}}</td><td>{{num .P50ms}}</td><td>{{num .P95ms}}</td><td>{{num .P99ms}}</td></tr>
+<table id="latency-table"><tr><th>server / tool</th><th>calls</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>
+{{range .Latency}}<tr><td>{{if .Server}}{{.Server}} / {{end}}{{.Key}}</td><td>{{.Calls}}</td><td>{{num .P50ms}}</td><td>{{num .P95ms}}</td><td>{{num .P99ms}}</td></tr>
 {{end}}</table>
 {{.LatencyChart}}
 

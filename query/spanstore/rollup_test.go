@@ -159,9 +159,11 @@ func TestInsertSkipsStoredRecords(t *testing.T) {
 	}
 }
 
-// TestRollupBackfill covers spans stored before the rollup existed: the
-// backfill migration rebuilds the rollup from them, and running it again
-// (as after a crash part-way) does not count anything twice.
+// TestRollupBackfill covers spans stored before the rollup existed (or
+// before its latest form): the backfill migration (0011, which rebuilt
+// the rollups with the tool's server and without policy blocks) rebuilds
+// them from the spans, and running it again (as after a crash part-way)
+// does not count anything twice.
 func TestRollupBackfill(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
@@ -181,7 +183,7 @@ func TestRollupBackfill(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 5`); err != nil {
+		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 11`); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Migrate(ctx); err != nil {
@@ -189,7 +191,7 @@ func TestRollupBackfill(t *testing.T) {
 		}
 	}
 	// Re-running the migration itself must not double either.
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 5`); err != nil {
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 11`); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Migrate(ctx); err != nil {

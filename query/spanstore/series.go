@@ -57,6 +57,7 @@ type LatencyPoint struct {
 
 // LatencySeries is one key's points; steps without calls are left out.
 type LatencySeries struct {
+	Server string         `json:"server,omitempty"`
 	Key    string         `json:"key"`
 	Points []LatencyPoint `json:"points"`
 }
@@ -68,7 +69,7 @@ type LatencySeries struct {
 // AlignSeries: its steps then fall on the rollups' buckets, and no step
 // needs the spans at its edges.
 func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact bool) ([]LatencySeries, error) {
-	col, ok := groupColumns[by]
+	g, ok := groupColumns[by]
 	if !ok {
 		return nil, fmt.Errorf("by=%q: want tool or group", by)
 	}
@@ -77,21 +78,21 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 	var sql string
 	switch {
 	case exact:
-		sql = `SELECT ` + col + ` AS key, intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
+		sql = `SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 			quantileExact(0.5)(latency_us) / 1000, quantileExact(0.95)(latency_us) / 1000, quantileExact(0.99)(latency_us) / 1000
 		FROM {{spans}} FINAL
-		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
-		GROUP BY key, b ORDER BY key, b`
+		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')} AND ` + ranCalls + `
+		GROUP BY srv, key, b ORDER BY key, srv, b`
 	default:
 		table, ts := "{{latency_rollup_1m}}", "minute"
 		if s.Step%time.Hour == 0 && s.From.Unix()%3600 == 0 {
 			table, ts = "{{latency_rollup_1h}}", "hour"
 		}
-		sql = `SELECT ` + col + ` AS key, intDiv(toUnixTimestamp(` + ts + `) - {from_unix:Int64}, {step:Int64}) AS b,
+		sql = `SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, intDiv(toUnixTimestamp(` + ts + `) - {from_unix:Int64}, {step:Int64}) AS b,
 			sum(calls) AS n, sumMap(latency_hist) AS h
 		FROM ` + table + `
 		WHERE ` + ts + ` >= {from:DateTime64(9, 'UTC')} AND ` + ts + ` < {to:DateTime64(9, 'UTC')}
-		GROUP BY key, b HAVING n > 0 ORDER BY key, b`
+		GROUP BY srv, key, b HAVING n > 0 ORDER BY key, srv, b`
 	}
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
 	if err != nil {
@@ -100,24 +101,24 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 	defer rows.Close()
 	out := []LatencySeries{}
 	for rows.Next() {
-		var key string
+		var srv, key string
 		var b int64
 		var p LatencyPoint
 		if exact {
-			if err := rows.Scan(&key, &b, &p.Calls, &p.P50ms, &p.P95ms, &p.P99ms); err != nil {
+			if err := rows.Scan(&srv, &key, &b, &p.Calls, &p.P50ms, &p.P95ms, &p.P99ms); err != nil {
 				return nil, err
 			}
 		} else {
 			var hist map[uint16]uint64
-			if err := rows.Scan(&key, &b, &p.Calls, &hist); err != nil {
+			if err := rows.Scan(&srv, &key, &b, &p.Calls, &hist); err != nil {
 				return nil, err
 			}
 			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
 			p.P50ms, p.P95ms, p.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
 		}
 		p.Start = s.From.Add(time.Duration(b) * s.Step)
-		if len(out) == 0 || out[len(out)-1].Key != key {
-			out = append(out, LatencySeries{Key: key})
+		if len(out) == 0 || out[len(out)-1].Key != key || out[len(out)-1].Server != srv {
+			out = append(out, LatencySeries{Server: srv, Key: key})
 		}
 		out[len(out)-1].Points = append(out[len(out)-1].Points, p)
 	}

@@ -94,3 +94,49 @@ func TestLatencySeries(t *testing.T) {
 		}
 	}
 }
+
+// TestLatencyPerServerWithoutPolicyBlocks: a tool is its server and
+// name — search on jira (40 ms) and on confluence (300 ms) are two rows,
+// not one p99 of both — and calls refused by policy (the hook's 0.2 ms)
+// are not in a tool's latency, from the rollups or exact.
+func TestLatencyPerServerWithoutPolicyBlocks(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	base := time.Now().UTC().Truncate(time.Hour).Add(-2 * time.Hour)
+	var spans []Span
+	add := func(server string, lat time.Duration, n int, status string) {
+		for range n {
+			sp := span(fmt.Sprintf("l-%d", len(spans)), "search", "g", base.Add(time.Duration(len(spans))*time.Second), lat, uint64(len(spans)))
+			sp.Record.Tool.Server = server
+			if status != "" {
+				sp.Record.Outcome.Status = status
+			}
+			spans = append(spans, sp)
+		}
+	}
+	add("jira", 40*time.Millisecond, 10, "")
+	add("confluence", 300*time.Millisecond, 5, "")
+	add("jira", 200*time.Microsecond, 20, "policy_blocked")
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	for _, exact := range []bool{false, true} {
+		rows, err := s.Latency(ctx, LatencyQuery{By: "tool", From: base, To: base.Add(time.Hour), Exact: exact})
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("exact=%v: %+v %v", exact, rows, err)
+		}
+		for _, r := range rows {
+			want := map[string]struct {
+				calls uint64
+				ms    float64
+			}{"jira": {10, 40}, "confluence": {5, 300}}[r.Server]
+			if r.Key != "search" || r.Calls != want.calls || math.Abs(r.P99ms-want.ms) > want.ms*LatencyAccuracy || math.Abs(r.P50ms-want.ms) > want.ms*LatencyAccuracy {
+				t.Errorf("exact=%v: row %+v, want %d calls at %v ms", exact, r, want.calls, want.ms)
+			}
+		}
+	}
+	groups, err := s.Latency(ctx, LatencyQuery{By: "group", From: base, To: base.Add(time.Hour)})
+	if err != nil || len(groups) != 1 || groups[0].Calls != 15 || groups[0].Server != "" {
+		t.Fatalf("by group: %+v %v", groups, err)
+	}
+}

@@ -505,11 +505,14 @@ func quoteLiteral(s string) string {
 
 // LatencyRow is the latency of one tool or tool group over a window.
 type LatencyRow struct {
-	Key   string  `json:"key"`
-	Calls uint64  `json:"calls"`
-	P50ms float64 `json:"p50_ms"`
-	P95ms float64 `json:"p95_ms"`
-	P99ms float64 `json:"p99_ms"`
+	// Server is the tool's server (by=tool); a tool is its server and
+	// name, so one name on two servers is two rows.
+	Server string  `json:"server,omitempty"`
+	Key    string  `json:"key"`
+	Calls  uint64  `json:"calls"`
+	P50ms  float64 `json:"p50_ms"`
+	P95ms  float64 `json:"p95_ms"`
+	P99ms  float64 `json:"p99_ms"`
 }
 
 // latencyBucketBase is the growth factor of the latency histogram's
@@ -599,9 +602,17 @@ func splitWindow(from, to time.Time) window {
 	return w
 }
 
-// groupColumns maps the API's "by" to a column; user text never reaches
-// the SQL.
-var groupColumns = map[string]string{"tool": "tool_name", "group": "tool_group"}
+// groupColumns maps the API's "by" to the columns a row is keyed by: a
+// tool is its server and name, a group its name (server ”). User text
+// never reaches the SQL.
+var groupColumns = map[string]struct{ server, key string }{
+	"tool":  {"tool_server", "tool_name"},
+	"group": {"''", "tool_group"},
+}
+
+// ranCalls leaves out calls refused by policy: their latency is the
+// hook's, not the tool's (the rollups are filled so too).
+const ranCalls = `outcome_status != 'policy_blocked'`
 
 // Latency returns p50/p95/p99 latency per tool or tool group.
 //
@@ -610,7 +621,7 @@ var groupColumns = map[string]string{"tool": "tool_name", "group": "tool_group"}
 // buckets summed into one: counts are exact, quantiles within
 // LatencyAccuracy. With q.Exact every span of the window is read.
 func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, error) {
-	col, ok := groupColumns[q.By]
+	g, ok := groupColumns[q.By]
 	if !ok {
 		return nil, fmt.Errorf("by=%q: want tool or group", q.By)
 	}
@@ -618,36 +629,36 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 	var sql string
 	params := clickhouse.Parameters{}
 	if q.Exact {
-		sql = `SELECT ` + col + ` AS key, count() AS calls,
+		sql = `SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, count() AS calls,
 			quantileExact(0.5)(latency_us) / 1000 AS p50,
 			quantileExact(0.95)(latency_us) / 1000 AS p95,
 			quantileExact(0.99)(latency_us) / 1000 AS p99
 		FROM {{spans}} FINAL
-		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
-		GROUP BY key ORDER BY key`
+		WHERE ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')} AND ` + ranCalls + `
+		GROUP BY srv, key ORDER BY key, srv`
 		timeParams(params, map[string]time.Time{"from": from, "to": to})
 	} else {
 		w := splitWindow(from, to)
-		sql = `SELECT key, sum(n) AS calls, sumMap(h) AS hist
+		sql = `SELECT srv, key, sum(n) AS calls, sumMap(h) AS hist
 		FROM (
-			SELECT ` + col + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
+			SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
 			FROM {{latency_rollup_1h}}
 			WHERE hour >= {hfrom:DateTime64(9, 'UTC')} AND hour < {hto:DateTime64(9, 'UTC')}
-			GROUP BY key
+			GROUP BY srv, key
 			UNION ALL
-			SELECT ` + col + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
+			SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
 			FROM {{latency_rollup_1m}}
 			WHERE (minute >= {mfrom:DateTime64(9, 'UTC')} AND minute < {hfrom:DateTime64(9, 'UTC')})
 			   OR (minute >= {hto:DateTime64(9, 'UTC')} AND minute < {mto:DateTime64(9, 'UTC')})
-			GROUP BY key
+			GROUP BY srv, key
 			UNION ALL
-			SELECT ` + col + ` AS key, count() AS n, sumMap(map(` + latencyBucketSQL + `, toUInt64(1))) AS h
+			SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, count() AS n, sumMap(map(` + latencyBucketSQL + `, toUInt64(1))) AS h
 			FROM {{spans}} FINAL
-			WHERE (ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {mfrom:DateTime64(9, 'UTC')})
-			   OR (ts_start >= {mto:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')})
-			GROUP BY key
+			WHERE ((ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {mfrom:DateTime64(9, 'UTC')})
+			   OR (ts_start >= {mto:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')})) AND ` + ranCalls + `
+			GROUP BY srv, key
 		)
-		GROUP BY key HAVING calls > 0 ORDER BY key`
+		GROUP BY srv, key HAVING calls > 0 ORDER BY key, srv`
 		timeParams(params, map[string]time.Time{"from": from, "to": to, "mfrom": w.mfrom, "mto": w.mto, "hfrom": w.hfrom, "hto": w.hto})
 	}
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
@@ -659,12 +670,12 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 	for rows.Next() {
 		var r LatencyRow
 		if q.Exact {
-			if err := rows.Scan(&r.Key, &r.Calls, &r.P50ms, &r.P95ms, &r.P99ms); err != nil {
+			if err := rows.Scan(&r.Server, &r.Key, &r.Calls, &r.P50ms, &r.P95ms, &r.P99ms); err != nil {
 				return nil, err
 			}
 		} else {
 			var hist map[uint16]uint64
-			if err := rows.Scan(&r.Key, &r.Calls, &hist); err != nil {
+			if err := rows.Scan(&r.Server, &r.Key, &r.Calls, &hist); err != nil {
 				return nil, err
 			}
 			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
