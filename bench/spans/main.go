@@ -8,9 +8,12 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -185,26 +188,64 @@ func run(ctx context.Context, n, chunk, queries int, out string) error {
 
 var tools = []string{"search_tickets", "create_ticket", "query_db", "send_email", "read_file", "web_fetch", "summarize", "translate"}
 
+// toolMedianMs is each tool's median latency: latencies are lognormal
+// around it, as service latencies are.
+var toolMedianMs = []float64{40, 120, 15, 300, 8, 450, 900, 600}
+
+// rng is span i's (or trace i's) own random source: the same span is
+// made alike for each table it goes into, while ids and digests are
+// random, as in real traffic — sequential ones compress to nothing and
+// made the storage figures of earlier runs unrealistic.
+func rng(kind, i uint64) *rand.Rand { return rand.New(rand.NewPCG(kind, i)) }
+
+func randHexBytes(r *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for k := range b {
+		b[k] = byte(r.Uint32())
+	}
+	return hex.EncodeToString(b)
+}
+
+// uuidV7 is a UUIDv7 of t with random bits from r.
+func uuidV7(t time.Time, r *rand.Rand) string {
+	var u [16]byte
+	ms := uint64(t.UnixMilli())
+	for k := 0; k < 6; k++ {
+		u[k] = byte(ms >> (40 - 8*k))
+	}
+	for k := 6; k < 16; k++ {
+		u[k] = byte(r.Uint32())
+	}
+	u[6] = 0x70 | u[6]&0x0f
+	u[8] = 0x80 | u[8]&0x3f
+	h := hex.EncodeToString(u[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
 func makeSpans(base time.Time, off, n int) []spanstore.Span {
 	statuses := []string{"ok", "ok", "ok", "ok", "ok", "ok", "tool_error", "policy_blocked", "system_error", "timeout"}
 	out := make([]spanstore.Span, n)
 	for j := range out {
 		i := off + j
 		ts := base.Add(time.Duration(i) * 50 * time.Millisecond)
-		tool := tools[i%len(tools)]
+		t := i % len(tools)
+		tool := tools[t]
+		sr, tr := rng(1, uint64(i)), rng(2, uint64(i/8))
+		latency := time.Duration(toolMedianMs[t] * math.Exp(0.8*sr.NormFloat64()) * float64(time.Millisecond))
+		traceID, rootSpan := randHexBytes(tr, 16), randHexBytes(tr, 8)
 		r := &schemas.CallRecord{
-			RecordID:     fmt.Sprintf("0193a1c2-%04x-7d6f-9b8a-%012x", i%65536, i),
+			RecordID:     uuidV7(ts, sr),
 			TSStart:      schemas.Timestamp{Time: ts},
-			TSEnd:        schemas.Timestamp{Time: ts.Add(time.Duration(3+(i*7919)%400) * time.Millisecond)},
+			TSEnd:        schemas.Timestamp{Time: ts.Add(latency)},
 			Actor:        schemas.Actor{ID: fmt.Sprintf("agent-%d", i%200), Type: schemas.ActorAgent, OnBehalfOf: fmt.Sprintf("user-%d@example.com", i%1000)},
 			Tool:         schemas.Tool{Name: tool, Server: "mcp-" + tool, Version: "1.4.2", Group: fmt.Sprintf("group-%d", i%5)},
-			MCP:          &schemas.MCP{Method: "tools/call", SessionID: fmt.Sprintf("sess-%08x", i/40), RequestID: fmt.Sprint(i % 1000), Transport: schemas.TransportHTTP},
-			Trace:        &schemas.Trace{TraceID: fmt.Sprintf("%016x%016x", uint64(i/8)*0x9e3779b97f4a7c15, uint64(i/8)+1), SpanID: fmt.Sprintf("%016x", uint64(i)*0xbf58476d1ce4e5b9+1), ParentSpanID: fmt.Sprintf("%016x", uint64(i/8)*0x94d049bb133111eb+1)},
+			MCP:          &schemas.MCP{Method: "tools/call", SessionID: uuidV7(ts, rng(3, uint64(i/40))), RequestID: fmt.Sprint(i % 1000), Transport: schemas.TransportHTTP},
+			Trace:        &schemas.Trace{TraceID: traceID, SpanID: randHexBytes(sr, 8), ParentSpanID: rootSpan},
 			ScopeGrants:  []string{"tickets:read", "tickets:write"}[:1+i%2],
 			Policy:       schemas.Policy{Decision: schemas.DecisionAllow, Rule: "default-allow"},
 			Outcome:      schemas.Outcome{Status: statuses[i%len(statuses)]},
-			ArgsSHA256:   fmt.Sprintf("%016x%016x%016x%016x", uint64(i)*31, uint64(i)*37, uint64(i)*41, uint64(i)*43),
-			ResultSHA256: fmt.Sprintf("%016x%016x%016x%016x", uint64(i)*47, uint64(i)*53, uint64(i)*59, uint64(i)*61),
+			ArgsSHA256:   randHexBytes(sr, 32),
+			ResultSHA256: randHexBytes(sr, 32),
 			Cost:         &schemas.Cost{Amount: float64(i%977) / 10000, Currency: "USD", TokensIn: int64(i % 4000), TokensOut: int64(i % 900)},
 			WorkflowID:   fmt.Sprintf("wf-%d", i%40),
 			PlanID:       fmt.Sprintf("plan-%d", i/6),
@@ -236,7 +277,7 @@ func jsonEachRow(spans []spanstore.Span) []byte {
 			"trace_id": r.Trace.TraceID, "span_id": r.Trace.SpanID, "parent_span_id": r.Trace.ParentSpanID, "scope_grants": r.ScopeGrants,
 			"policy_decision": r.Policy.Decision, "policy_rule": r.Policy.Rule, "policy_reason": r.Policy.Reason,
 			"outcome_status": r.Outcome.Status, "error_code": r.Outcome.ErrorCode, "error_message": r.Outcome.ErrorMessage,
-			"args_sha256": r.ArgsSHA256, "result_sha256": r.ResultSHA256, "cost_amount": r.Cost.Amount, "cost_currency": r.Cost.Currency,
+			"cost_amount": r.Cost.Amount, "cost_currency": r.Cost.Currency,
 			"tokens_in": r.Cost.TokensIn, "tokens_out": r.Cost.TokensOut, "workflow_id": r.WorkflowID, "plan_id": r.PlanID,
 			"region": r.Region, "data_class": r.DataClass, "attributes": r.Attributes, "ingested_by": r.IngestedBy,
 			"log_origin": s.LogOrigin, "leaf_index": s.LeafIndex,

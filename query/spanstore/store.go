@@ -367,7 +367,6 @@ func (s *Store) insertBlock(ctx context.Context, spans []Span) error {
 			grants,
 			r.Policy.Decision, r.Policy.Rule, r.Policy.Reason,
 			r.Outcome.Status, r.Outcome.ErrorCode, r.Outcome.ErrorMessage,
-			r.ArgsSHA256, r.ResultSHA256,
 			cost.Amount, cost.Currency, uint64(cost.TokensIn), uint64(cost.TokensOut),
 			r.WorkflowID, r.PlanID, r.Region, r.DataClass,
 			attrs, r.IngestedBy, sp.LogOrigin, sp.LeafIndex,
