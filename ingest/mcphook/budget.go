@@ -186,12 +186,11 @@ func (c *counter) share(u usage) float64 {
 // therefore together overspend by what they admit within one interval;
 // a process that crashes loses at most one interval of its own usage.
 type budgets struct {
-	list  []Budget
-	tools map[string]ToolConfig
-	kv    jetstream.KeyValue
-	sync  time.Duration
-	log   *slog.Logger
-	now   func() time.Time
+	list []Budget
+	kv   jetstream.KeyValue
+	sync time.Duration
+	log  *slog.Logger
+	now  func() time.Time
 
 	mu       sync.Mutex
 	counters map[counterKey]*counter
@@ -248,7 +247,7 @@ func newBudgets(list []Budget, tools map[string]ToolConfig, kv jetstream.KeyValu
 	if err != nil {
 		return nil, err
 	}
-	bs := &budgets{windows: make([]period, len(list)), list: list, tools: tools, kv: kv, sync: syncEvery, log: log, now: time.Now,
+	bs := &budgets{windows: make([]period, len(list)), list: list, kv: kv, sync: syncEvery, log: log, now: time.Now,
 		counters: map[counterKey]*counter{}, soft: soft, refused: refused, stop: make(chan struct{}), done: make(chan struct{})}
 	if len(list) > 0 {
 		gauge, err := m.Float64ObservableGauge("proofline.mcphook.budget.usage",

@@ -62,8 +62,8 @@ func (e catalogEntry) fingerprint() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// canonicalDigest is the SHA-256 of v's RFC 8785 form ("" for nil): the
-// same schema digests alike however its server orders its keys.
+// canonicalDigest is digest of v's JSON ("" for nil): the same schema
+// digests alike however its server orders its keys.
 func canonicalDigest(v any) string {
 	if v == nil {
 		return ""
@@ -72,12 +72,7 @@ func canonicalDigest(v any) string {
 	if err != nil {
 		return ""
 	}
-	c, err := jcs.Transform(raw)
-	if err != nil {
-		return ""
-	}
-	sum := sha256.Sum256(c)
-	return hex.EncodeToString(sum[:])
+	return digest(raw)
 }
 
 func (h *Hook) entryOf(t *mcp.Tool) catalogEntry {
