@@ -154,15 +154,20 @@ func evidenceOf(ctx context.Context, server, token string) (report.Evidence, err
 	return ev, nil
 }
 
-// writeFileAtomic writes a file whole or not at all: a report half
-// written over yesterday's is worse than either.
+// writeFileAtomic writes a file whole or not at all, durably (temp file
+// beside it, fsync, mode 0644, rename): a report or an archive index half
+// written over the last one is worse than either.
 func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
+	defer os.Remove(tmp.Name()) // a no-op once renamed
 	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return err
 	}
