@@ -46,6 +46,19 @@ func AlignSeries(from, to time.Time, step time.Duration) (Series, error) {
 
 func mod(a, b int64) int64 { return ((a % b) + b) % b }
 
+// params adds to p what every series query binds: {from}, {to} and, for
+// the step index intDiv(t − {from_unix}, {step}), the step and the start.
+func (s Series) params(p clickhouse.Parameters) clickhouse.Parameters {
+	if p == nil {
+		p = clickhouse.Parameters{}
+	}
+	p["step"], p["from_unix"] = fmt.Sprint(s.StepSeconds), fmt.Sprint(s.From.Unix())
+	return timeParams(p, map[string]time.Time{"from": s.From, "to": s.To})
+}
+
+// start is when step b of the series starts.
+func (s Series) start(b int64) time.Time { return s.From.Add(time.Duration(b) * s.Step) }
+
 // LatencyPoint is one step of one tool's (or group's) latency.
 type LatencyPoint struct {
 	Start time.Time `json:"start"`
@@ -73,8 +86,7 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 	if !ok {
 		return nil, fmt.Errorf("by=%q: want tool or group", by)
 	}
-	params := clickhouse.Parameters{"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
-	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	params := s.params(nil)
 	var sql string
 	switch {
 	case exact:
@@ -116,7 +128,7 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
 			p.P50ms, p.P95ms, p.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
 		}
-		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		p.Start = s.start(b)
 		if len(out) == 0 || out[len(out)-1].Key != key || out[len(out)-1].Server != srv {
 			out = append(out, LatencySeries{Server: srv, Key: key})
 		}
@@ -151,9 +163,7 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 	}
 	out := make([]BurnSeries, 0, len(slos))
 	for _, slo := range slos {
-		params := clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000)),
-			"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
-		timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+		params := s.params(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000))})
 		rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
 			SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 				countIf(NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}))
@@ -172,7 +182,7 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 				rows.Close()
 				return nil, err
 			}
-			p.Start = s.From.Add(time.Duration(b) * s.Step)
+			p.Start = s.start(b)
 			p.BurnRate = ratio(p.Bad, p.Calls) / (1 - slo.Target)
 			ser.Points = append(ser.Points, p)
 		}
@@ -197,8 +207,7 @@ type CostPoint struct {
 // AlignSeries); steps without spend are left out. Amounts in other
 // currencies, or without one, are not added in.
 func (st *Store) CostSeries(ctx context.Context, currency string, s Series) ([]CostPoint, error) {
-	params := clickhouse.Parameters{"cur": currency, "step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
-	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	params := s.params(clickhouse.Parameters{"cur": currency})
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
 		SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(), sum(cost_amount)
 		FROM {{spans}} FINAL
@@ -216,7 +225,7 @@ func (st *Store) CostSeries(ctx context.Context, currency string, s Series) ([]C
 		if err := rows.Scan(&b, &p.Calls, &p.Amount); err != nil {
 			return nil, err
 		}
-		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		p.Start = s.start(b)
 		out = append(out, p)
 	}
 	return out, rows.Err()
@@ -235,8 +244,7 @@ type PlanPoint struct {
 // PlanSeries returns the plans per step of s (from AlignSeries), as the
 // plans KPI counts them; steps without plans are left out.
 func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) {
-	params := clickhouse.Parameters{"step": fmt.Sprint(s.StepSeconds), "from_unix": fmt.Sprint(s.From.Unix())}
-	timeParams(params, map[string]time.Time{"from": s.From, "to": s.To})
+	params := s.params(nil)
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
 		SELECT intDiv(toUnixTimestamp(start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 			countIf(blocked > 0), countIf(blocked = 0 AND failed > 0)
@@ -259,7 +267,7 @@ func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) 
 		if err := rows.Scan(&b, &p.Plans, &p.PolicyBlocked, &p.SystemErrors); err != nil {
 			return nil, err
 		}
-		p.Start = s.From.Add(time.Duration(b) * s.Step)
+		p.Start = s.start(b)
 		p.FailedRate = ratio(p.PolicyBlocked+p.SystemErrors, p.Plans)
 		out = append(out, p)
 	}
