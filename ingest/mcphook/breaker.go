@@ -148,9 +148,12 @@ var errNotCounted = errors.New("not counted")
 // services' made up front, other tool names' (a client may call any name)
 // made on first use in a bounded cache.
 type breakers struct {
-	def     *BreakerConfig
-	tools   map[string]ToolConfig
+	def *BreakerConfig
+	// fixed are the configured tools' breakers by key; byTool is each
+	// configured tool's (nil: none), looked up on every call without
+	// building its key.
 	fixed   map[string]*breaker
+	byTool  map[string]*breaker
 	mu      sync.Mutex
 	dynamic *expirable.LRU[string, *breaker]
 	onState func(key string, to gobreaker.State)
@@ -160,7 +163,7 @@ type breakers struct {
 // different breaker settings are a configuration error: one breaker
 // cannot have both.
 func newBreakers(def *BreakerConfig, tools map[string]ToolConfig, onState func(string, gobreaker.State)) (*breakers, error) {
-	b := &breakers{def: def, tools: tools, fixed: map[string]*breaker{}, onState: onState,
+	b := &breakers{def: def, fixed: map[string]*breaker{}, byTool: map[string]*breaker{}, onState: onState,
 		dynamic: expirable.NewLRU[string, *breaker](limiterEntries, nil, limiterIdle)}
 	if err := def.Validate(); err != nil {
 		return nil, fmt.Errorf("Limits.Breaker: %w", err)
@@ -181,6 +184,7 @@ func newBreakers(def *BreakerConfig, tools map[string]ToolConfig, onState func(s
 			bc = def
 		}
 		if bc == nil {
+			b.byTool[name] = nil
 			continue
 		}
 		key := breakerKey(name, tc)
@@ -188,10 +192,11 @@ func newBreakers(def *BreakerConfig, tools map[string]ToolConfig, onState func(s
 			if !sameBreakerConfig(*prev, *bc) {
 				return nil, fmt.Errorf("tool %s: service %s already has a breaker with other settings (from another of its tools)", name, tc.Service)
 			}
-			continue
+		} else {
+			settingsOf[key] = bc
+			b.fixed[key] = b.make(key, *bc)
 		}
-		settingsOf[key] = bc
-		b.fixed[key] = b.make(key, *bc)
+		b.byTool[name] = b.fixed[key]
 	}
 	return b, nil
 }
@@ -232,15 +237,10 @@ func (b *breakers) make(key string, bc BreakerConfig) *breaker {
 
 // of is the breaker of a tool's calls, nil when none is configured.
 func (b *breakers) of(tool string) *breaker {
-	tc, configured := b.tools[tool]
-	key := breakerKey(tool, tc)
-	if br, ok := b.fixed[key]; ok {
+	if br, configured := b.byTool[tool]; configured || b.def == nil {
 		return br
 	}
-	if configured || b.def == nil {
-		// A configured tool with a breaker has it in fixed.
-		return nil
-	}
+	key := breakerKey(tool, ToolConfig{})
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	br, ok := b.dynamic.Get(key)
