@@ -124,19 +124,13 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 	}
 	// With a step, the range is aligned to whole steps, and the totals
 	// are of that range too: they then sum the series' points.
-	var series *spanstore.Series
-	if v := q.Get("step"); v != "" {
-		step, err := parseWindow(v, 0)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, "step: "+err.Error())
-			return
-		}
-		s, err := spanstore.AlignSeries(from, to, step)
-		if err != nil {
-			httpx.WriteError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		series, from, to = &s, s.From, s.To
+	series, err := seriesOf(q, to, window)
+	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if series != nil {
+		from, to = series.From, series.To
 	}
 	rows, err := d.Spans.Latency(r.Context(), spanstore.LatencyQuery{By: by, From: from, To: to, Exact: exact})
 	if err != nil {
