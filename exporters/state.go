@@ -304,7 +304,7 @@ func (d *StateDir) journal(sink string) (*cursorJournal, error) {
 	}
 	if errors.Is(statErr, fs.ErrNotExist) {
 		// A new file's name must be durable before its lines are.
-		if err := syncDir(d.dir); err != nil {
+		if err := SyncDir(d.dir); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -457,10 +457,12 @@ func writeAtomic(path string, b []byte, durable bool) error {
 	if !durable {
 		return nil
 	}
-	return syncDir(filepath.Dir(path))
+	return SyncDir(filepath.Dir(path))
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making the names created or renamed in
+// it durable (the file sinks' rotations, the state directory's files).
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

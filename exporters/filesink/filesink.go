@@ -143,7 +143,7 @@ func (s *Sink) recover() error {
 			return err
 		}
 	}
-	return syncDir(s.cfg.Dir)
+	return exporters.SyncDir(s.cfg.Dir)
 }
 
 // readLines decodes a possibly torn zstd file and returns its complete
@@ -223,7 +223,7 @@ func (s *Sink) open(first uint64) error {
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
 	}
-	if err := syncDir(s.cfg.Dir); err != nil {
+	if err := exporters.SyncDir(s.cfg.Dir); err != nil {
 		f.Close()
 		return err
 	}
@@ -254,7 +254,7 @@ func (s *Sink) rotate() error {
 		return fmt.Errorf("file sink: %w", err)
 	}
 	s.f = nil
-	if err := syncDir(s.cfg.Dir); err != nil {
+	if err := exporters.SyncDir(s.cfg.Dir); err != nil {
 		return err
 	}
 	return s.retain()
@@ -323,13 +323,4 @@ func writeFileSync(path string, b []byte) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
