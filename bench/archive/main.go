@@ -9,7 +9,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,14 +21,9 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/proofline/proofline/bench/internal/gen"
 	"github.com/proofline/proofline/ledger"
 )
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
 
 var tools = []string{"search_tickets", "create_ticket", "get_page", "send_email", "transfer_funds", "list_files", "read_file", "query_db"}
 
@@ -75,9 +69,9 @@ func run(n int, bin string) error {
 				"tool":        map[string]any{"name": tools[i%len(tools)], "server": fmt.Sprintf("mcp-%d", i%8), "version": "1.4.2", "group": "ops"},
 				"policy":      map[string]any{"decision": "allow"},
 				"outcome":     map[string]any{"status": "ok"},
-				"mcp":         map[string]any{"method": "tools/call", "session_id": randHex(16), "request_id": fmt.Sprint(i), "transport": "http"},
-				"trace":       map[string]any{"trace_id": randHex(16), "span_id": randHex(8)},
-				"args_sha256": randHex(32), "result_sha256": randHex(32), "ingested_by": "gw-1",
+				"mcp":         map[string]any{"method": "tools/call", "session_id": gen.RandHex(16), "request_id": fmt.Sprint(i), "transport": "http"},
+				"trace":       map[string]any{"trace_id": gen.RandHex(16), "span_id": gen.RandHex(8)},
+				"args_sha256": gen.RandHex(32), "result_sha256": gen.RandHex(32), "ingested_by": "gw-1",
 			})
 			raw += len(b)
 			es = append(es, ledger.Entry{ID: id, Data: b})

@@ -18,7 +18,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -37,6 +36,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/proofline/proofline/bench/internal/gen"
 	"github.com/proofline/proofline/exporters"
 	"github.com/proofline/proofline/exporters/filesink"
 	"github.com/proofline/proofline/exporters/splunkhec"
@@ -67,12 +67,6 @@ func main() {
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 var tools = []string{"search_tickets", "create_ticket", "get_page", "send_email", "transfer_funds", "list_files", "read_file", "query_db"}
 
 func record(i int, ts time.Time) ledger.Entry {
@@ -83,9 +77,9 @@ func record(i int, ts time.Time) ledger.Entry {
 		"tool":        map[string]any{"name": tools[i%len(tools)], "server": fmt.Sprintf("mcp-%d", i%8), "version": "1.4.2", "group": "ops"},
 		"policy":      map[string]any{"decision": "allow"},
 		"outcome":     map[string]any{"status": "ok"},
-		"mcp":         map[string]any{"method": "tools/call", "session_id": randHex(16), "request_id": fmt.Sprint(i), "transport": "http"},
-		"trace":       map[string]any{"trace_id": randHex(16), "span_id": randHex(8)},
-		"args_sha256": randHex(32), "result_sha256": randHex(32),
+		"mcp":         map[string]any{"method": "tools/call", "session_id": gen.RandHex(16), "request_id": fmt.Sprint(i), "transport": "http"},
+		"trace":       map[string]any{"trace_id": gen.RandHex(16), "span_id": gen.RandHex(8)},
+		"args_sha256": gen.RandHex(32), "result_sha256": gen.RandHex(32),
 		"ingested_by": "gw-1",
 	}
 	b, _ := json.Marshal(rec)

@@ -38,6 +38,7 @@ import (
 	"github.com/transparency-dev/tessera/storage/posix"
 	"golang.org/x/mod/sumdb/note"
 
+	"github.com/proofline/proofline/bench/internal/gen"
 	"github.com/proofline/proofline/internal/bus"
 	"github.com/proofline/proofline/schemas"
 )
@@ -146,28 +147,27 @@ type payload struct {
 // makePayloads builds realistic call records in canonical form, as the
 // ingest API would publish them.
 func makePayloads(n int) ([]payload, error) {
-	run := make([]byte, 4)
-	if _, err := rand.Read(run); err != nil {
-		return nil, err
-	}
 	tools := []string{"search_tickets", "create_ticket", "query_db", "send_email", "read_file", "web_fetch"}
 	statuses := []string{"ok", "ok", "ok", "ok", "tool_error", "policy_blocked", "system_error", "timeout"}
 	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	out := make([]payload, n)
 	for i := range out {
 		ts := start.Add(time.Duration(i) * time.Millisecond)
+		// Ids and digests are random, as in real traffic.
+		rnd := [6]string{gen.RandHex(16), gen.RandHex(16), gen.RandHex(8), gen.RandHex(32), gen.RandHex(32), gen.RandHex(16)}
+		id := rnd[0] // a UUIDv4's layout
 		r := schemas.CallRecord{
-			RecordID:     fmt.Sprintf("bench-%x-%08d", run, i),
+			RecordID:     id[:8] + "-" + id[8:12] + "-4" + id[13:16] + "-a" + id[17:20] + "-" + id[20:32],
 			TSStart:      schemas.Timestamp{Time: ts},
 			TSEnd:        schemas.Timestamp{Time: ts.Add(time.Duration(5+i%300) * time.Millisecond)},
 			Actor:        schemas.Actor{ID: fmt.Sprintf("agent-%d", i%50), Type: schemas.ActorAgent, OnBehalfOf: fmt.Sprintf("user-%d@example.com", i%500)},
 			Tool:         schemas.Tool{Name: tools[i%len(tools)], Server: "mcp-" + tools[i%len(tools)], Version: "1.2.3", Group: fmt.Sprintf("group-%d", i%4)},
-			MCP:          &schemas.MCP{Method: "tools/call", SessionID: fmt.Sprintf("sess-%d", i/100), RequestID: strconv.Itoa(i), Transport: schemas.TransportHTTP},
-			Trace:        &schemas.Trace{TraceID: fmt.Sprintf("%032x", i+1), SpanID: fmt.Sprintf("%016x", i+1)},
+			MCP:          &schemas.MCP{Method: "tools/call", SessionID: rnd[5], RequestID: strconv.Itoa(i), Transport: schemas.TransportHTTP},
+			Trace:        &schemas.Trace{TraceID: rnd[1], SpanID: rnd[2]},
 			Policy:       schemas.Policy{Decision: schemas.DecisionAllow, Rule: "default"},
 			Outcome:      schemas.Outcome{Status: statuses[i%len(statuses)]},
-			ArgsSHA256:   fmt.Sprintf("%064x", i),
-			ResultSHA256: fmt.Sprintf("%064x", i*7+1),
+			ArgsSHA256:   rnd[3],
+			ResultSHA256: rnd[4],
 			Cost:         &schemas.Cost{Amount: float64(i%1000) / 10000, Currency: "USD", TokensIn: int64(i % 4000), TokensOut: int64(i % 900)},
 			WorkflowID:   fmt.Sprintf("wf-%d", i%20),
 			Region:       "eu-west-1",
