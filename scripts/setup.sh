@@ -2,8 +2,9 @@
 # Set-up for a fresh Debian 12 machine (as root, or with sudo): installs the
 # Debian packages proofline's tests use (nats-server for the external-NATS
 # mode, rsyslog for the syslog sink, promtool for the alert rules, zstd,
-# ssh-agent), the chDB engine library (libchdb, from the npm registry), the
-# MCP tools the hook is tested against (npm), litewitness (Go module proxy),
+# ssh-agent, Chromium for the console's browser tests), the chDB engine
+# library (libchdb, from the npm registry), the MCP tools the hook is
+# tested against and playwright-core (npm), litewitness (Go module proxy),
 # the Go modules, and builds bin/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +22,20 @@ command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)   # promtool test
 [ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] || ls /usr/lib/*/rsyslog/lmnsd_gtls.so >/dev/null 2>&1 || need_pkgs+=(rsyslog-gnutls)   # rsyslog's TLS driver
 # ssh-agent holds litewitness's key in the witness tests.
 command -v ssh-agent >/dev/null 2>&1 || need_pkgs+=(openssh-client)
+apt_updated=""
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${need_pkgs[*]}"
   $SUDO apt-get update -qq
+  apt_updated=1
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+# Debian's Chromium, driven headless by playwright-core in the console's
+# browser tests; without its recommends (a desktop's worth of packages the
+# tests do not use), with one font so text has metrics in screenshots.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium"
+  [ -n "$apt_updated" ] || $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
 
 if [ -x scripts/install-chdb.sh ]; then

@@ -16,6 +16,7 @@ import (
 	"github.com/proofline/proofline/internal/health"
 	"github.com/proofline/proofline/internal/httpx"
 	"github.com/proofline/proofline/ledger"
+	"github.com/proofline/proofline/query/console"
 	"github.com/proofline/proofline/query/spanstore"
 	"github.com/proofline/proofline/schemas"
 )
@@ -84,6 +85,13 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
 		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
 		mux.Handle("GET /v1/catalog", need(auth.ScopeQuery, http.HandlerFunc(d.catalog)))
+	}
+	if d.Spans != nil || d.Log != nil {
+		// The console: static pages calling the routes above with the
+		// query token the user signs in with; the pages themselves hold
+		// nothing, so they need none.
+		mux.Handle("GET "+console.Prefix, console.Handler())
+		mux.Handle("GET /ui", http.RedirectHandler(console.Prefix, http.StatusMovedPermanently))
 	}
 	return recoverer(d.Logger, httpx.JSONErrors(mux))
 }
