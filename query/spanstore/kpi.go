@@ -152,6 +152,10 @@ type CostConfig struct {
 	TopWorkflows    int // default 10
 }
 
+// minRatePeriod is the shortest time the cost projection takes a rate
+// over.
+const minRatePeriod = 24 * time.Hour
+
 // Cost reports this month's spend (UTC calendar month of now): total,
 // per workflow, the straight-line projection to month end, and tools
 // whose recent cost per call is AnomalyFactor times their baseline.
@@ -184,7 +188,10 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// rate of the last 7 days (across the month's start when needed), not
 	// the month's own rate: a few hours into a month, that one multiplies
 	// whatever those hours cost by a hundred. When the store's first call
-	// is less than 7 days old, the rate is over the time since then.
+	// is less than 7 days old, the rate is over the time since then, but
+	// over a day at least: minutes after a deployment's first call, their
+	// spend over those minutes is no rate (it projected 13.50 USD spent in
+	// five minutes to 113,000 for the month).
 	var recent float64
 	var first time.Time
 	d7 := now.Add(-7 * 24 * time.Hour)
@@ -196,6 +203,9 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	}
 	if first.Before(d7) {
 		first = d7
+	}
+	if now.Sub(first) < minRatePeriod {
+		first = now.Add(-minRatePeriod)
 	}
 	rep.ProjectedTotal = rep.Total
 	if period := now.Sub(first); recent > 0 && period > 0 {

@@ -66,6 +66,27 @@ func insertCalls(t *testing.T, s *Store, calls []call) {
 	}
 }
 
+// TestCostProjectionOfANewStore: minutes after a store's first call, the
+// projection takes those minutes' spend as a day's, not as the rate of
+// the minutes themselves.
+func TestCostProjectionOfANewStore(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	insertCalls(t, s, []call{
+		{id: "n1", tool: "t1", workflow: "wf-n", start: now.Add(-5 * time.Minute), cost: 13.5},
+	})
+	rep, err := s.Cost(context.Background(), CostConfig{Currency: "USD", MonthlyCap: 1000}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	want := 13.5 + 13.5*float64(m0.AddDate(0, 1, 0).Sub(now))/float64(24*time.Hour)
+	if math.Abs(rep.Total-13.5) > 1e-9 || math.Abs(rep.ProjectedTotal-want) > 1e-6 {
+		t.Fatalf("total %v, projection %v; want 13.5 and %v (a day's rate), not %v (five minutes' rate)", rep.Total, rep.ProjectedTotal, want,
+			13.5*float64(m0.AddDate(0, 1, 0).Sub(now))/float64(5*time.Minute))
+	}
+}
+
 func TestCostKPI(t *testing.T) {
 	s := testStore(t)
 	now := fixedNow()
