@@ -68,7 +68,7 @@ function rangeOf(query) {
   const [span, step] = RANGES[r];
   const to = new Date();
   const ms = { h: 3600e3, d: 86400e3 }[span.slice(-1)] * Number(span.slice(0, -1));
-  return { name: r, step, from: new Date(to.getTime() - ms).toISOString(), to: to.toISOString() };
+  return { name: r, step, from: new Date(to.getTime() - ms).toISOString(), to: to.toISOString(), axis: { from: new Date(to.getTime() - ms), to } };
 }
 
 function rangePicker(page, current) {
@@ -82,7 +82,7 @@ const pages = {
     const v = await api("/v1/kpi/latency", { by: "tool", from: r.from, to: r.to, step: r.step });
     const name = (s) => (s.server ? `${s.server}/${s.key}` : s.key);
     return [rangePicker("latency", r.name),
-      lineChart({ title: "p95 latency per tool", unit: "ms", series: (v.series || []).map((s) => ({ name: name(s), points: points(s.points, (p) => p.p95_ms) })) }),
+      lineChart({ title: "p95 latency per tool", unit: "ms", ...r.axis, series: (v.series || []).map((s) => ({ name: name(s), points: points(s.points, (p) => p.p95_ms) })) }),
       table("latency", [["tool", name, "tool"], ["calls", (x) => x.calls, "calls"], ["p50 ms", (x) => num(x.p50_ms), "p50_ms"],
         ["p95 ms", (x) => num(x.p95_ms), "p95_ms"], ["p99 ms", (x) => num(x.p99_ms), "p99_ms"]], v.rows || [])];
   },
@@ -92,7 +92,7 @@ const pages = {
     const v = await api("/v1/kpi/errorbudget", { from: r.from, to: r.to, step: r.step });
     const windows = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
     return [rangePicker("burn", r.name),
-      lineChart({ title: "error budget burn rate per SLO", unit: "× budget", lines: [{ v: 1, label: "burn 1×" }],
+      lineChart({ title: "error budget burn rate per SLO", unit: "× budget", ...r.axis, lines: [{ v: 1, label: "burn 1×" }],
         series: (v.series || []).map((s) => ({ name: s.group, points: points(s.points, (p) => p.burn_rate) })) }),
       table("slos", [["SLO group", (x) => x.group, "group"], ["target", (x) => pct(x.target), "target"],
         ...windows.map((w) => [`burn ${w}`, (x) => num((x.burn_rates || {})[w], 2), "burn_" + w]),
@@ -117,7 +117,8 @@ const pages = {
         h("dt", {}, "projected month end"), h("dd", { "data-figure": "projected", class: v.projected_over_cap ? "bad" : undefined },
           `${num(v.projected_month_end, 2)} ${v.currency || ""}${v.projected_over_cap ? " — over the cap" : ""}`),
         h("dt", {}, "calls without a currency"), h("dd", { "data-figure": "without_currency" }, String((v.without_currency || {}).calls || 0))),
-      lineChart({ title: "spend this month against the cap", unit: v.currency, series: [{ name: "spend", points: cum }], lines }),
+      lineChart({ title: "spend this month against the cap", unit: v.currency, from: monthStart,
+        to: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)), series: [{ name: "spend", points: cum }], lines }),
       h("h2", {}, "Anomalies"),
       table("anomalies", [["tool", (x) => x.tool, "tool"], ["why", (x) => x.reason, "reason"], ["recent spend", (x) => num(x.recent_spend, 2), "recent_spend"],
         ["per call", (x) => num(x.recent_cost_per_call, 4), "per_call"], ["baseline per call", (x) => num(x.baseline_cost_per_call, 4), "baseline"]], v.anomalies || []),
@@ -130,7 +131,7 @@ const pages = {
     const r = rangeOf(q.get("range") ? q : new URLSearchParams("range=28d"));
     const v = await api("/v1/kpi/plans", { from: r.from, to: r.to, step: "1d" });
     return [rangePicker("plans", r.name),
-      lineChart({ title: "failed plans per day, policy and system", unit: "plans", series: [
+      lineChart({ title: "failed plans per day, policy and system", unit: "plans", ...r.axis, series: [
         { name: "policy blocked", points: points(v.series, (p) => p.policy_blocked) },
         { name: "system errors", points: points(v.series, (p) => p.system_errors) }] }),
       table("weeks", [["week", (x) => String(x.week).slice(0, 10), "week"], ["plans", (x) => x.plans, "plans"],

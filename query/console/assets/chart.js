@@ -25,8 +25,10 @@ export function fmt(v) {
 
 // lineChart returns an <svg>: one line per series of {name, points:
 // [{t: Date, v: number}]}, time on x, value on y from 0; lines holds
-// horizontal reference lines [{v, label}] (a cap, a burn rate of 1).
-export function lineChart({ title, unit, series, lines = [], width = 760, height = 260 }) {
+// horizontal reference lines [{v, label}] (a cap, a burn rate of 1);
+// from and to (Dates), when given, are the x axis' range, so a sparse
+// series is drawn where it happened within the range asked for.
+export function lineChart({ title, unit, series, lines = [], from, to, width = 760, height = 260 }) {
   const m = { l: 56, r: 150, t: 24, b: 30 };
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, width, height, role: "img", class: "chart" });
   svg.appendChild(el("title", {}, title));
@@ -36,8 +38,8 @@ export function lineChart({ title, unit, series, lines = [], width = 760, height
     svg.appendChild(el("text", { x: width / 2, y: height / 2, "text-anchor": "middle", class: "empty" }, "no data in this range"));
     return svg;
   }
-  const t0 = Math.min(...pts.map((p) => p.t.getTime()));
-  let t1 = Math.max(...pts.map((p) => p.t.getTime()));
+  const t0 = Math.min(...pts.map((p) => p.t.getTime()), from ? from.getTime() : Infinity);
+  let t1 = Math.max(...pts.map((p) => p.t.getTime()), to ? to.getTime() : -Infinity);
   if (t1 === t0) t1 = t0 + 1;
   let vmax = Math.max(...pts.map((p) => p.v), ...lines.map((l) => l.v));
   if (!(vmax > 0)) vmax = 1;
@@ -71,7 +73,7 @@ export function lineChart({ title, unit, series, lines = [], width = 760, height
     }
     svg.appendChild(g);
     svg.appendChild(el("rect", { x: m.l + w + 10, y: m.t + 16 * i, width: 10, height: 10, fill: color }));
-    svg.appendChild(el("text", { x: m.l + w + 24, y: m.t + 16 * i + 9, class: "legend" }, s.name.length > 20 ? s.name.slice(0, 19) + "…" : s.name));
+    svg.appendChild(el("text", { x: m.l + w + 24, y: m.t + 16 * i + 9, class: "legend" }, s.name.length > 22 ? s.name.slice(0, 21) + "…" : s.name));
   });
   return svg;
 }
