@@ -159,6 +159,7 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 				Calls    uint64  `json:"calls"`
 			} `json:"workflows"`
 			Anomalies []struct {
+				Server string  `json:"server"`
 				Tool   string  `json:"tool"`
 				Reason string  `json:"reason"`
 				Ratio  float64 `json:"ratio"`
@@ -184,6 +185,9 @@ func printTable(tw io.Writer, kind string, raw []byte) error {
 			fmt.Fprintf(tw, "%s\t%.4f\t%d\t\n", w.Workflow, w.Cost, w.Calls)
 		}
 		for _, a := range res.Anomalies {
+			if a.Server != "" {
+				a.Tool = a.Server + "/" + a.Tool
+			}
 			switch a.Reason {
 			case "cap_share":
 				fmt.Fprintf(tw, "ANOMALY %s\tnew tool: %.2f %s in its last hour\t\t\n", a.Tool, a.Spend, res.Currency)

@@ -354,7 +354,11 @@ th:first-child,td:first-child{text-align:left}.meta{color:#666;font-size:.9em}.b
 		if len(c.Anomalies) > 0 {
 			f(`<table id="cost-anomalies"><tr><th>anomaly: tool</th><th>reason</th><th>last hour spend</th></tr>`)
 			for _, a := range c.Anomalies {
-				f("<tr><td>%s</td><td>%s</td><td>%s</td></tr>", esc(a.Tool), esc(a.Reason), formatNum(a.RecentSpend))
+				tool := a.Tool
+				if a.Server != "" {
+					tool = a.Server + "/" + a.Tool
+				}
+				f("<tr><td>%s</td><td>%s</td><td>%s</td></tr>", esc(tool), esc(a.Reason), formatNum(a.RecentSpend))
 			}
 			f("</table>\n")
 		}

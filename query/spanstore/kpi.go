@@ -131,8 +131,10 @@ type WorkflowCost struct {
 // CostAnomaly flags a tool whose cost per call in the last hour is far
 // above its baseline (the 7 days before): its own, or for a tool new in
 // that time its group's; or a new tool whose last hour alone spent more
-// than NewToolCapShare of the monthly cap. Reason says which.
+// than NewToolCapShare of the monthly cap. Reason says which. A tool is
+// its (server, name): the same name on two servers is two tools.
 type CostAnomaly struct {
+	Server          string  `json:"server,omitempty"`
 	Tool            string  `json:"tool"`
 	Reason          string  `json:"reason"` // own_baseline, group_baseline or cap_share
 	RecentPerCall   float64 `json:"recent_cost_per_call"`
@@ -233,29 +235,29 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// of its own (a new tool).
 	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
 		WITH per_tool AS (
-			SELECT tool_group, tool_name,
+			SELECT tool_group, tool_server, tool_name,
 				sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) AS rsum, countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS rn,
 				sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) AS bsum, countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS bn
 			FROM {{spans}} FINAL
 			WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
-			GROUP BY tool_group, tool_name)
-		SELECT t.tool_name, t.rsum, t.rn, t.bsum, t.bn, g.gsum, g.gn
+			GROUP BY tool_group, tool_server, tool_name)
+		SELECT t.tool_server, t.tool_name, t.rsum, t.rn, t.bsum, t.bn, g.gsum, g.gn
 		FROM per_tool AS t
 		LEFT JOIN (SELECT tool_group, sum(bsum) AS gsum, sum(bn) AS gn FROM per_tool GROUP BY tool_group) AS g ON t.tool_group = g.tool_group
 		WHERE t.rn > 0
-		ORDER BY t.tool_name`)
+		ORDER BY t.tool_name, t.tool_server`)
 	if err != nil {
 		return nil, fmt.Errorf("cost anomalies: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var name string
+		var server, name string
 		var rsum, bsum, gsum float64
 		var rn, bn, gn uint64
-		if err := rows.Scan(&name, &rsum, &rn, &bsum, &bn, &gsum, &gn); err != nil {
+		if err := rows.Scan(&server, &name, &rsum, &rn, &bsum, &bn, &gsum, &gn); err != nil {
 			return nil, err
 		}
-		a := CostAnomaly{Tool: name, RecentPerCall: rsum / float64(rn), RecentSpend: rsum}
+		a := CostAnomaly{Server: server, Tool: name, RecentPerCall: rsum / float64(rn), RecentSpend: rsum}
 		switch {
 		case bn > 0:
 			a.BaselinePerCall, a.Reason = bsum/float64(bn), "own_baseline"

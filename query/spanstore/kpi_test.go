@@ -35,6 +35,7 @@ type call struct {
 	cost                                   float64
 	currency                               string // default USD; "-" for none
 	group                                  string // default g
+	server                                 string
 }
 
 func insertCalls(t *testing.T, s *Store, calls []call) {
@@ -48,6 +49,7 @@ func insertCalls(t *testing.T, s *Store, calls []call) {
 		sp := span(c.id, c.tool, group, c.start, c.dur, uint64(i))
 		r := sp.Record
 		r.WorkflowID, r.PlanID = c.workflow, c.plan
+		r.Tool.Server = c.server
 		if c.status != "" {
 			r.Outcome = schemas.Outcome{Status: c.status, ErrorCode: c.code}
 		}
@@ -178,6 +180,30 @@ func TestCostKPI(t *testing.T) {
 	if err != nil || len(points) != 2 || !points[0].Start.Equal(day.Add(-48*time.Hour)) || points[0].Calls != 2 || math.Abs(points[0].Amount-0.2) > 1e-9 ||
 		!points[1].Start.Equal(day) || points[1].Calls != 7 || math.Abs(points[1].Amount-19) > 1e-9 {
 		t.Fatalf("cost series %+v %v", points, err)
+	}
+}
+
+// TestCostAnomaliesPerServer: search on jira-mcp and search on
+// confluence-mcp are two tools; only the one whose cost per call went up
+// is flagged, and the anomaly names its server. (Taken together, the two
+// averaged to 5.5× the baseline, and "search" was all the report said.)
+func TestCostAnomaliesPerServer(t *testing.T) {
+	s := testStore(t)
+	now := fixedNow()
+	var calls []call
+	for i, srv := range []string{"jira-mcp", "confluence-mcp"} {
+		calls = append(calls,
+			call{id: fmt.Sprintf("b%d", i), tool: "search", server: srv, workflow: "wf", start: now.Add(-48 * time.Hour), cost: 0.1},
+			call{id: fmt.Sprintf("r%d", i), tool: "search", server: srv, workflow: "wf", start: now.Add(-10 * time.Minute), cost: 0.1 + 0.9*float64(i)})
+	}
+	insertCalls(t, s, calls)
+	rep, err := s.Cost(context.Background(), CostConfig{Currency: "USD"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Anomalies) != 1 || rep.Anomalies[0].Server != "confluence-mcp" || rep.Anomalies[0].Tool != "search" ||
+		math.Abs(rep.Anomalies[0].RatioToBaseline-10) > 1e-9 {
+		t.Fatalf("anomalies %+v, want confluence-mcp's search at 10× its baseline only", rep.Anomalies)
 	}
 }
 

@@ -120,7 +120,7 @@ const pages = {
       lineChart({ title: "spend this month against the cap", unit: v.currency, from: monthStart,
         to: new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)), series: [{ name: "spend", points: cum }], lines }),
       h("h2", {}, "Anomalies"),
-      table("anomalies", [["tool", (x) => x.tool, "tool"], ["why", (x) => x.reason, "reason"], ["recent spend", (x) => num(x.recent_spend, 2), "recent_spend"],
+      table("anomalies", [["tool", (x) => (x.server ? x.server + "/" : "") + x.tool, "tool"], ["why", (x) => x.reason, "reason"], ["recent spend", (x) => num(x.recent_spend, 2), "recent_spend"],
         ["per call", (x) => num(x.recent_cost_per_call, 4), "per_call"], ["baseline per call", (x) => num(x.baseline_cost_per_call, 4), "baseline"]], v.anomalies || []),
       h("h2", {}, "Workflows"),
       table("workflows", [["workflow", (x) => x.workflow, "workflow"], ["cost", (x) => num(x.cost, 2), "cost"], ["calls", (x) => x.calls, "calls"]], v.workflows || []),
