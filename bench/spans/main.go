@@ -63,16 +63,24 @@ SETTINGS index_granularity = 8192`
 func main() {
 	n := flag.Int("spans", 1_000_000, "spans to insert into each table")
 	chunk := flag.Int("batch", 50_000, "spans per insert")
-	queries := flag.Int("queries", 30, "latency KPI queries to time")
+	queries := flag.Int("queries", 30, "KPI queries of each kind to time")
 	out := flag.String("out", "", "also write the Markdown report to this file")
+	days := flag.Int("days", 1, "days the spans are spread over, ending now")
+	nTools := flag.Int("tools", 8, "tools")
+	nServers := flag.Int("servers", 8, "servers the tools are spread over")
+	compare := flag.Bool("compare", true, "also insert into spans_raw and otel_traces (storage and insert ratios); false times the KPIs only")
 	flag.Parse()
-	if err := run(context.Background(), *n, *chunk, *queries, *out); err != nil {
+	shape := shape{days: *days, tools: *nTools, servers: *nServers}
+	if err := run(context.Background(), *n, *chunk, *queries, *out, shape, *compare); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, n, chunk, queries int, out string) error {
+// shape is how the spans spread: over days ending now, tools on servers.
+type shape struct{ days, tools, servers int }
+
+func run(ctx context.Context, n, chunk, queries int, out string, sh shape, compare bool) error {
 	dir, err := os.MkdirTemp("", "proofline-bench-spans")
 	if err != nil {
 		return err
@@ -103,15 +111,21 @@ func run(ctx context.Context, n, chunk, queries int, out string) error {
 		}
 	}
 
-	base := time.Now().UTC().Add(-24 * time.Hour)
+	now := time.Now().UTC()
+	base := now.Add(-time.Duration(sh.days) * 24 * time.Hour)
+	every := time.Duration(sh.days) * 24 * time.Hour / time.Duration(n)
 	var tPL, tRaw, tOTel time.Duration
 	for off := 0; off < n; off += chunk {
-		spans := makeSpans(base, off, min(chunk, n-off))
+		spans := makeSpans(base, every, sh, off, min(chunk, n-off))
 		t0 := time.Now()
 		if err := st.Insert(ctx, spans); err != nil {
 			return fmt.Errorf("proofline insert: %w", err)
 		}
 		tPL += time.Since(t0)
+		if !compare {
+			fmt.Fprintf(os.Stderr, "%d/%d spans\n", off+len(spans), n)
+			continue
+		}
 		rows := jsonEachRow(spans)
 		t0 = time.Now()
 		if err := rawInsert(ctx, eng, filepath.Join(dir, "raw.json"), rows); err != nil {
@@ -129,6 +143,18 @@ func run(ctx context.Context, n, chunk, queries int, out string) error {
 		if err := conn.Exec(ctx, "OPTIMIZE TABLE "+t+" FINAL"); err != nil {
 			return fmt.Errorf("optimize %s: %w", t, err)
 		}
+	}
+	kpis, err := timeKPIs(ctx, st, now, sh, queries)
+	if err != nil {
+		return err
+	}
+	if !compare {
+		report := renderKPIs(n, chunk, sh, kpis)
+		fmt.Print(report)
+		if out != "" {
+			return os.WriteFile(out, []byte(report), 0o644)
+		}
+		return nil
 	}
 	size := func(table string) (float64, error) {
 		var b, r uint64
@@ -178,7 +204,7 @@ func run(ctx context.Context, n, chunk, queries int, out string) error {
 	if err != nil {
 		return err
 	}
-	report := render(n, chunk, bPL, bRollup, bOT, tPL, tRaw, tOTel, lat, latExact)
+	report := render(n, chunk, bPL, bRollup, bOT, tPL, tRaw, tOTel, lat, latExact) + "\n" + renderKPIs(n, chunk, sh, kpis)
 	fmt.Print(report)
 	if out != "" {
 		return os.WriteFile(out, []byte(report), 0o644)
@@ -186,10 +212,8 @@ func run(ctx context.Context, n, chunk, queries int, out string) error {
 	return nil
 }
 
-var tools = []string{"search_tickets", "create_ticket", "query_db", "send_email", "read_file", "web_fetch", "summarize", "translate"}
-
-// toolMedianMs is each tool's median latency: latencies are lognormal
-// around it, as service latencies are.
+// toolMedianMs are tools' median latencies, cycled over the tools:
+// latencies are lognormal around them, as service latencies are.
 var toolMedianMs = []float64{40, 120, 15, 300, 8, 450, 900, 600}
 
 // rng is span i's (or trace i's) own random source: the same span is
@@ -222,23 +246,26 @@ func uuidV7(t time.Time, r *rand.Rand) string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-func makeSpans(base time.Time, off, n int) []spanstore.Span {
+// makeSpans makes spans off..off+n, one every every from base, round
+// robin over the shape's tools, tool t on server t mod servers.
+func makeSpans(base time.Time, every time.Duration, sh shape, off, n int) []spanstore.Span {
 	statuses := []string{"ok", "ok", "ok", "ok", "ok", "ok", "tool_error", "policy_blocked", "system_error", "timeout"}
 	out := make([]spanstore.Span, n)
 	for j := range out {
 		i := off + j
-		ts := base.Add(time.Duration(i) * 50 * time.Millisecond)
-		t := i % len(tools)
-		tool := tools[t]
+		ts := base.Add(time.Duration(i) * every)
+		t := i % sh.tools
+		tool := fmt.Sprintf("tool-%02d", t)
+		server := fmt.Sprintf("mcp-%d", t%sh.servers)
 		sr, tr := rng(1, uint64(i)), rng(2, uint64(i/8))
-		latency := time.Duration(toolMedianMs[t] * math.Exp(0.8*sr.NormFloat64()) * float64(time.Millisecond))
+		latency := time.Duration(toolMedianMs[t%len(toolMedianMs)] * math.Exp(0.8*sr.NormFloat64()) * float64(time.Millisecond))
 		traceID, rootSpan := randHexBytes(tr, 16), randHexBytes(tr, 8)
 		r := &schemas.CallRecord{
 			RecordID:     uuidV7(ts, sr),
 			TSStart:      schemas.Timestamp{Time: ts},
 			TSEnd:        schemas.Timestamp{Time: ts.Add(latency)},
 			Actor:        schemas.Actor{ID: fmt.Sprintf("agent-%d", i%200), Type: schemas.ActorAgent, OnBehalfOf: fmt.Sprintf("user-%d@example.com", i%1000)},
-			Tool:         schemas.Tool{Name: tool, Server: "mcp-" + tool, Version: "1.4.2", Group: fmt.Sprintf("group-%d", i%5)},
+			Tool:         schemas.Tool{Name: tool, Server: server, Version: "1.4.2", Group: fmt.Sprintf("group-%d", t%5)},
 			MCP:          &schemas.MCP{Method: "tools/call", SessionID: uuidV7(ts, rng(3, uint64(i/40))), RequestID: fmt.Sprint(i % 1000), Transport: schemas.TransportHTTP},
 			Trace:        &schemas.Trace{TraceID: traceID, SpanID: randHexBytes(sr, 8), ParentSpanID: rootSpan},
 			ScopeGrants:  []string{"tickets:read", "tickets:write"}[:1+i%2],
@@ -354,5 +381,110 @@ func render(n, chunk int, bPL, bRollup, bOT float64, tPL, tRaw, tOTel time.Durat
 	b.WriteString("| query | p50 | p95 |\n| --- | ---: | ---: |\n")
 	fmt.Fprintf(&b, "| default: rollups + edge seconds from spans (quantiles within 1%%) | %s | %s |\n", q(lat, 50), q(lat, 95))
 	fmt.Fprintf(&b, "| `exact=true`: quantileExact over spans FINAL | %s | %s |\n", q(latExact, 50), q(latExact, 95))
+	return b.String()
+}
+
+// kpiTiming is one KPI call's query times, sorted.
+type kpiTiming struct {
+	name, api string
+	times     []time.Duration
+}
+
+// timeKPIs times every KPI the API serves, as its handler calls the
+// store, over the spans' whole range ending now: each run queries times.
+func timeKPIs(ctx context.Context, st *spanstore.Store, now time.Time, sh shape, runs int) ([]kpiTiming, error) {
+	var slos []spanstore.SLO
+	for g := 0; g < min(5, sh.tools); g++ {
+		slos = append(slos, spanstore.SLO{Group: fmt.Sprintf("group-%d", g), Target: 0.99, LatencyMs: 500})
+	}
+	week := now.Add(-7 * 24 * time.Hour)
+	hourly, err := spanstore.AlignSeries(week, now, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	daily, err := spanstore.AlignSeries(now.Add(-28*24*time.Hour), now, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	cost := spanstore.CostConfig{Currency: "USD", MonthlyCap: 50_000}
+	kinds := []struct {
+		name, api string
+		f         func() error
+	}{
+		{"latency, 7 days (rollups)", "/v1/kpi/latency?by=tool&window=7d", func() error {
+			_, err := st.Latency(ctx, spanstore.LatencyQuery{By: "tool", From: week, To: now})
+			return err
+		}},
+		{"latency series, 7 days by hour", "/v1/kpi/latency?by=tool&from=…&step=1h", func() error {
+			_, err := st.LatencySeries(ctx, "tool", hourly, false)
+			return err
+		}},
+		{"error budget (5 SLOs, all windows)", "/v1/kpi/errorbudget", func() error {
+			_, err := st.ErrorBudget(ctx, slos, now)
+			return err
+		}},
+		{"burn series, 7 days by hour", "/v1/kpi/errorbudget?from=…&step=1h", func() error {
+			_, err := st.BurnSeries(ctx, slos, hourly)
+			return err
+		}},
+		{"cost (month, projection, anomalies)", "/v1/kpi/cost", func() error {
+			_, err := st.Cost(ctx, cost, now)
+			return err
+		}},
+		{"cost series, 28 days by day", "/v1/kpi/cost?step=1d", func() error {
+			_, err := st.CostSeries(ctx, "USD", daily)
+			return err
+		}},
+		{"failed plans, 28 days", "/v1/kpi/plans", func() error {
+			_, err := st.Plans(ctx, now.Add(-28*24*time.Hour), now)
+			return err
+		}},
+		{"plans series, 28 days by day", "/v1/kpi/plans?step=1d", func() error {
+			_, err := st.PlanSeries(ctx, daily)
+			return err
+		}},
+		{"onboarding", "/v1/kpi/onboarding", func() error {
+			_, err := st.Onboarding(ctx)
+			return err
+		}},
+		{"spans, first page", "/v1/spans?limit=100", func() error {
+			_, err := st.Spans(ctx, spanstore.SpanFilter{Limit: 100})
+			return err
+		}},
+		{"spans of one tool, first page", "/v1/spans?server=mcp-1&tool=tool-01&limit=100", func() error {
+			_, err := st.Spans(ctx, spanstore.SpanFilter{Server: "mcp-1", Tool: "tool-01", Limit: 100})
+			return err
+		}},
+	}
+	var out []kpiTiming
+	for _, k := range kinds {
+		kt := kpiTiming{name: k.name, api: k.api}
+		for i := 0; i < runs; i++ {
+			t0 := time.Now()
+			if err := k.f(); err != nil {
+				return nil, fmt.Errorf("%s: %w", k.name, err)
+			}
+			kt.times = append(kt.times, time.Since(t0))
+		}
+		slices.Sort(kt.times)
+		fmt.Fprintf(os.Stderr, "%s: p50 %s\n", k.name, kt.times[len(kt.times)/2])
+		out = append(out, kt)
+	}
+	return out, nil
+}
+
+func renderKPIs(n, chunk int, sh shape, kpis []kpiTiming) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "### KPI query times (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d -days %d -tools %d -servers %d -queries %d`  \nMachine: %s, %d CPUs, %s; %d spans over %d days ending now, %d tools on %d servers, the store's calls as the API handlers make them\n\n",
+		n, chunk, sh.days, sh.tools, sh.servers, len(kpis[0].times), host, runtime.NumCPU(), runtime.Version(), n, sh.days, sh.tools, sh.servers)
+	b.WriteString("| KPI | API | p50 | p95 |\n| --- | --- | ---: | ---: |\n")
+	for _, k := range kpis {
+		q := func(p int) time.Duration {
+			return k.times[min(len(k.times)-1, len(k.times)*p/100)].Round(100 * time.Microsecond)
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", k.name, k.api, q(50), q(95))
+	}
 	return b.String()
 }
