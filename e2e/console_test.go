@@ -56,6 +56,10 @@ type consoleSaw struct {
 			OK   bool   `json:"ok"`
 		} `json:"steps"`
 	} `json:"record"`
+	Paging struct {
+		First  []string `json:"first"`
+		Second []string `json:"second"`
+	} `json:"paging"`
 	Report struct {
 		Title string `json:"title"`
 		SVGs  []struct {
@@ -387,6 +391,22 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	if len(saw.Pages["records"].Tables["records"]) != len(all) {
 		t.Errorf("records page lists %d records, %d were posted", len(saw.Pages["records"].Tables["records"]), len(all))
+	}
+
+	// Paging: the second page follows the first, without overlap, in the
+	// API's order.
+	var pages struct {
+		Spans []struct {
+			RecordID string `json:"record_id"`
+		} `json:"spans"`
+	}
+	apiGet("/v1/spans", url.Values{"limit": {"20"}}, &pages)
+	var want20 []string
+	for _, sp := range pages.Spans {
+		want20 = append(want20, sp.RecordID)
+	}
+	if got := append(append([]string{}, saw.Paging.First...), saw.Paging.Second...); fmt.Sprint(got) != fmt.Sprint(want20) {
+		t.Errorf("records paged by ten: %v, the API's first twenty %v", got, want20)
 	}
 
 	// The record page proves the record in the browser, and nothing else.

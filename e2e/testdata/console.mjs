@@ -65,6 +65,16 @@ try {
     await page.screenshot({ path: `${shots}/console-${name}.png`, fullPage: true });
   }
 
+  // Paging: ten at a time, then the next ten through the page's link.
+  const ids = () => page.$$eval("td[data-col=record_id]", (tds) => tds.map((td) => td.textContent));
+  await go("records?limit=10", "records");
+  const first = await ids();
+  await page.evaluate(() => document.getElementById("main").removeAttribute("data-page"));
+  await page.click("a.older");
+  await settle("records");
+  out.paging = { first, second: await ids() };
+  await go("records", "records");
+
   const verdict = async () => page.evaluate(() => ({
     verdict: document.querySelector("[data-verdict]")?.dataset.verdict,
     text: document.querySelector("[data-verdict]")?.textContent,

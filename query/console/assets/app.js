@@ -4,7 +4,7 @@
 // DOM calls and textContent, never parsed HTML: tool names and error
 // messages come from records, which callers write.
 
-import { lineChart, fmt } from "./chart.js";
+import { lineChart } from "./chart.js";
 import { verifyBundle } from "./verify.js";
 
 const TOKEN = "proofline.token";
@@ -152,13 +152,16 @@ const pages = {
 
   async records(q) {
     const params = { limit: "50" };
-    for (const k of ["tool", "server", "status", "next"]) if (q.get(k)) params[k] = q.get(k);
+    for (const k of ["tool", "server", "status", "limit"]) if (q.get(k)) params[k] = q.get(k);
+    if (q.get("next")) params.cursor = q.get("next");
     const v = await api("/v1/spans", params);
+    const more = new URLSearchParams(q);
+    more.set("next", v.next || "");
     return [table("records", [
       ["record", (x) => h("a", { href: "#/record/" + encodeURIComponent(x.record_id) }, x.record_id), "record_id"],
       ["start", (x) => x.ts_start, "ts_start"], ["tool", (x) => (x.tool_server ? x.tool_server + "/" : "") + x.tool, "tool"],
       ["status", (x) => x.status, "status"], ["latency ms", (x) => num(x.latency_ms, 1), "latency_ms"], ["leaf", (x) => x.leaf_index, "leaf"]], v.spans || []),
-    v.next ? h("p", {}, h("a", { href: "#/records?next=" + encodeURIComponent(v.next) }, "older →")) : null];
+    v.next ? h("p", {}, h("a", { href: "#/records?" + more.toString(), class: "older" }, "older →")) : null];
   },
 
   async record(q, id) {
