@@ -157,7 +157,7 @@ export async function verifyBundle(bundle, vkey) {
   }))) return result;
   if (!(await step("leaf hash (RFC 8785, RFC 6962)", async () => { leaf = await leafHash(bundle.record); return hex(leaf); }))) return result;
   if (!(await step("inclusion proof (RFC 6962)", async () => {
-    if (!Number.isSafeInteger(bundle.leaf_index) || bundle.leaf_index < 0) throw new Error("no leaf index");
+    if (!Number.isSafeInteger(bundle.leaf_index) || bundle.leaf_index < 0) throw new Error("the leaf index is missing or not a whole number below 2^53");
     const path = (bundle.inclusion_proof || []).map(b64);
     const got = await rootFromInclusion(BigInt(bundle.leaf_index), cp.size, leaf, path);
     if (!equal(got, cp.root)) {
