@@ -37,9 +37,11 @@ type OnboardingRow struct {
 // Onboarding reports every tool's onboarding lead time; tools without a
 // successful call yet have no lead time.
 func (s *Store) Onboarding(ctx context.Context) ([]OnboardingRow, error) {
-	rows, err := s.query(ctx, `SELECT tool_server, tool_name, min(ts_start), countIf(outcome_status = 'ok'),
-		minIf(ts_end, outcome_status = 'ok'), count()
-		FROM {{spans}} FINAL GROUP BY tool_server, tool_name ORDER BY tool_name, tool_server`)
+	// From the onboarding rollup (migration 0014): a few rows per tool,
+	// not every span.
+	rows, err := s.query(ctx, `SELECT tool_server, tool_name, min(first_call), sum(oks),
+		minIfMerge(first_success), sum(calls)
+		FROM {{onboarding}} GROUP BY tool_server, tool_name ORDER BY tool_name, tool_server`)
 	if err != nil {
 		return nil, fmt.Errorf("onboarding query: %w", err)
 	}

@@ -320,6 +320,47 @@ func TestOnboardingKPI(t *testing.T) {
 	}
 }
 
+// TestOnboardingBackfill: spans stored before the onboarding rollup
+// existed are counted by its backfill (migration 0016), which can run
+// again without counting anything twice; a tool whose spans expired is
+// still known, from the rollup.
+func TestOnboardingBackfill(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := fixedNow()
+	insertCalls(t, s, []call{
+		{id: "a1", tool: "old-tool", start: now.Add(-3 * time.Hour), dur: time.Millisecond, status: "tool_error"},
+		{id: "a2", tool: "old-tool", start: now.Add(-2 * time.Hour), dur: time.Second},
+		{id: "a3", tool: "old-tool", start: now.Add(-time.Hour), dur: time.Millisecond},
+	})
+	for run := 0; run < 2; run++ {
+		if run == 0 {
+			// As if the store predated the rollup.
+			if err := s.conn.Exec(ctx, "TRUNCATE TABLE tool_onboarding"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 16`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The spans go (as the TTL would take them); onboarding stays.
+	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.Onboarding(ctx)
+	if err != nil || len(rows) != 1 || rows[0].Calls != 3 || rows[0].LeadTimeHours == nil {
+		t.Fatalf("onboarding after the backfill: %+v (%v)", rows, err)
+	}
+	// First call 3 h ago; first success ended 2 h ago plus its 1 s.
+	if lt := *rows[0].LeadTimeHours; math.Abs(lt-(1+1.0/3600)) > 1e-9 || !rows[0].FirstSeen.Equal(now.Add(-3*time.Hour)) {
+		t.Fatalf("lead time %v h from %s", lt, rows[0].FirstSeen)
+	}
+}
+
 func TestErrorBudgetKPI(t *testing.T) {
 	s := testStore(t)
 	now := fixedNow()

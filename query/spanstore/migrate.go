@@ -98,6 +98,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"latency_rollup_1m":     "spans_latency_1m",
 		"latency_rollup_1h":     "spans_latency_1h",
 		"catalog_engine":        "ReplacingMergeTree",
+		"onboarding_engine":     "AggregatingMergeTree",
+		"onboarding":            "tool_onboarding",
 		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -116,6 +118,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		}
 		vars["spans"] = "spans_all"
 		vars["catalog_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/tool_catalog', '{replica}')"
+		vars["onboarding_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/tool_onboarding', '{replica}')"
+		vars["onboarding"] = "tool_onboarding_all"
 	}
 	return vars, nil
 }
