@@ -208,6 +208,66 @@ func TestClusterDDLParses(t *testing.T) {
 	}
 }
 
+// TestSpansPagesOverTime: the first page looks at the last hour, day and
+// week before the whole table; spans spread over a month still come in
+// order, each once, whatever the page size, with from/to and with a
+// filter that only old spans match.
+func TestSpansPagesOverTime(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC()
+	ages := []time.Duration{10 * time.Minute, 50 * time.Minute, 3 * time.Hour, 2 * 24 * time.Hour, 6 * 24 * time.Hour, 9 * 24 * time.Hour, 30 * 24 * time.Hour}
+	var spans []Span
+	var all []string
+	for i, age := range ages {
+		tool := "recent"
+		if age > 24*time.Hour {
+			tool = "old"
+		}
+		spans = append(spans, span(fmt.Sprintf("t-%d", i), tool, "g", now.Add(-age), time.Millisecond, uint64(i)))
+		all = append(all, fmt.Sprintf("t-%d", i))
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	pageAll := func(f SpanFilter) []string {
+		t.Helper()
+		var seen []string
+		for n := 0; ; n++ {
+			p, err := s.Spans(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Spans) > f.Limit {
+				t.Fatalf("page of %d, limit %d", len(p.Spans), f.Limit)
+			}
+			for _, r := range p.Spans {
+				seen = append(seen, r.RecordID)
+			}
+			if p.Next == "" || n > 10 {
+				return seen
+			}
+			f.Cursor = p.Next
+		}
+	}
+	for _, c := range []struct {
+		f    SpanFilter
+		want []string
+	}{
+		{SpanFilter{Limit: 1}, all},
+		{SpanFilter{Limit: 2}, all},
+		{SpanFilter{Limit: 3}, all},
+		{SpanFilter{Limit: 100}, all},
+		{SpanFilter{Limit: 2, Tool: "old"}, all[3:]},
+		{SpanFilter{Limit: 2, From: now.Add(-7 * 24 * time.Hour), To: now.Add(-time.Hour)}, all[2:5]},
+		{SpanFilter{Limit: 1, To: now.Add(-8 * 24 * time.Hour)}, all[5:]},
+	} {
+		if got := pageAll(c.f); strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%+v: paged %v, want %v", c.f, got, c.want)
+		}
+	}
+}
+
 func TestSpansPagingAndFilters(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
