@@ -181,12 +181,11 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
 	const month = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}`
 	const inMonth = month + ` AND cost_currency = {cur:String}`
-	if err := s.queryRow(qctx, `SELECT sum(cost_amount) FROM {{spans}} FINAL WHERE `+inMonth).Scan(&rep.Total); err != nil {
+	// The month's total and the amounts without a currency in one read.
+	if err := s.queryRow(qctx, `SELECT sumIf(cost_amount, cost_currency = {cur:String}),
+			countIf(cost_currency = '' AND cost_amount != 0), sumIf(cost_amount, cost_currency = '' AND cost_amount != 0)
+		FROM {{spans}} FINAL WHERE `+month).Scan(&rep.Total, &rep.WithoutCurrency.Calls, &rep.WithoutCurrency.Amount); err != nil {
 		return nil, fmt.Errorf("cost total: %w", err)
-	}
-	if err := s.queryRow(qctx, `SELECT count(), sum(cost_amount) FROM {{spans}} FINAL WHERE `+month+` AND cost_currency = '' AND cost_amount != 0`).
-		Scan(&rep.WithoutCurrency.Calls, &rep.WithoutCurrency.Amount); err != nil {
-		return nil, fmt.Errorf("cost without a currency: %w", err)
 	}
 	// The projection adds to the month so far the rest of the month at the
 	// rate of the last 7 days (across the month's start when needed), not
@@ -197,13 +196,18 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// spend over those minutes is no rate (it projected 13.50 USD spent in
 	// five minutes to 113,000 for the month).
 	var recent float64
-	var first time.Time
 	d7 := now.Add(-7 * 24 * time.Hour)
 	p7 := timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"d7": d7, "now": now})
-	if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p7)), `SELECT
-			sumIf(cost_amount, ts_start >= {d7:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}), min(ts_start)
-		FROM {{spans}} FINAL WHERE ts_start < {now:DateTime64(9, 'UTC')}`).Scan(&recent, &first); err != nil {
+	if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p7)), `SELECT sum(cost_amount) FROM {{spans}} FINAL
+		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}`).Scan(&recent); err != nil {
 		return nil, fmt.Errorf("cost of the last 7 days: %w", err)
+	}
+	// The store's first call, from the onboarding rollup rather than a
+	// read of every span. (When it is after now, no span is before now and
+	// recent is 0: the projection does not use it.)
+	var first time.Time
+	if err := s.queryRow(ctx, `SELECT min(first_call) FROM {{onboarding}}`).Scan(&first); err != nil {
+		return nil, fmt.Errorf("the store's first call: %w", err)
 	}
 	if first.Before(d7) {
 		first = d7
@@ -235,19 +239,21 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// Per tool: the last hour's spend and calls, and the 7 days' before;
 	// per group: the 7 days' before, the baseline of a tool that has none
 	// of its own (a new tool).
+	// The group's baseline is a window sum over the per-tool rows: one
+	// read of the spans (a WITH … JOIN of the same subquery read them twice).
 	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
-		WITH per_tool AS (
-			SELECT tool_group, tool_server, tool_name,
-				sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) AS rsum, countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS rn,
-				sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) AS bsum, countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS bn
-			FROM {{spans}} FINAL
-			WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
-			GROUP BY tool_group, tool_server, tool_name)
-		SELECT t.tool_server, t.tool_name, t.rsum, t.rn, t.bsum, t.bn, g.gsum, g.gn
-		FROM per_tool AS t
-		LEFT JOIN (SELECT tool_group, sum(bsum) AS gsum, sum(bn) AS gn FROM per_tool GROUP BY tool_group) AS g ON t.tool_group = g.tool_group
-		WHERE t.rn > 0
-		ORDER BY t.tool_name, t.tool_server`)
+		SELECT tool_server, tool_name, rsum, rn, bsum, bn, gsum, gn FROM (
+			SELECT tool_server, tool_name, rsum, rn, bsum, bn,
+				sum(bsum) OVER (PARTITION BY tool_group) AS gsum, sum(bn) OVER (PARTITION BY tool_group) AS gn
+			FROM (
+				SELECT tool_group, tool_server, tool_name,
+					sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) AS rsum, countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS rn,
+					sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) AS bsum, countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS bn
+				FROM {{spans}} FINAL
+				WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
+				GROUP BY tool_group, tool_server, tool_name))
+		WHERE rn > 0
+		ORDER BY tool_name, tool_server`)
 	if err != nil {
 		return nil, fmt.Errorf("cost anomalies: %w", err)
 	}
