@@ -69,8 +69,8 @@ func main() {
 	nTools := flag.Int("tools", 8, "tools")
 	nServers := flag.Int("servers", 8, "servers the tools are spread over")
 	compare := flag.Bool("compare", true, "also insert into spans_raw and otel_traces (storage and insert ratios); false times the KPIs only")
-	flag.Parse()
 	dataDir := flag.String("dir", "", "keep the engine's data in this directory; when it already holds spans, time the KPIs over them without inserting (iterate on queries without re-inserting 10M spans)")
+	flag.Parse()
 	shape := shape{days: *days, tools: *nTools, servers: *nServers}
 	if err := run(context.Background(), *n, *chunk, *queries, *out, shape, *compare, *dataDir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
