@@ -100,11 +100,17 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 		if s.Step%time.Hour == 0 && s.From.Unix()%3600 == 0 {
 			table, ts = "{{latency_rollup_1h}}", "hour"
 		}
-		sql = `SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, intDiv(toUnixTimestamp(` + ts + `) - {from_unix:Int64}, {step:Int64}) AS b,
-			sum(calls) AS n, sumMap(latency_hist) AS h
-		FROM ` + table + `
-		WHERE ` + ts + ` >= {from:DateTime64(9, 'UTC')} AND ` + ts + ` < {to:DateTime64(9, 'UTC')}
-		GROUP BY srv, key, b HAVING n > 0 ORDER BY key, srv, b`
+		// The quantiles are read off each step's summed histogram by the
+		// engine (histogramQuantilesSQL), not sent as maps to be read here:
+		// at 50 tools over a week of hours, decoding 8,400 histograms took
+		// most of the half second the series took.
+		sql = `SELECT srv, key, b, n, ` + histogramQuantilesSQL("h", "n") + ` FROM (
+			SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, intDiv(toUnixTimestamp(` + ts + `) - {from_unix:Int64}, {step:Int64}) AS b,
+				sum(calls) AS n, sumMap(latency_hist) AS h
+			FROM ` + table + `
+			WHERE ` + ts + ` >= {from:DateTime64(9, 'UTC')} AND ` + ts + ` < {to:DateTime64(9, 'UTC')}
+			GROUP BY srv, key, b HAVING n > 0)
+		ORDER BY key, srv, b`
 	}
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
 	if err != nil {
@@ -121,12 +127,11 @@ func (st *Store) LatencySeries(ctx context.Context, by string, s Series, exact b
 				return nil, err
 			}
 		} else {
-			var hist map[uint16]uint64
-			if err := rows.Scan(&srv, &key, &b, &p.Calls, &hist); err != nil {
+			var q50, q95, q99 float64
+			if err := rows.Scan(&srv, &key, &b, &p.Calls, &q50, &q95, &q99); err != nil {
 				return nil, err
 			}
-			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
-			p.P50ms, p.P95ms, p.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
+			p.P50ms, p.P95ms, p.P99ms = math.Round(q50)/1000, math.Round(q95)/1000, math.Round(q99)/1000
 		}
 		p.Start = s.start(b)
 		if len(out) == 0 || out[len(out)-1].Key != key || out[len(out)-1].Server != srv {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 )
@@ -138,5 +140,39 @@ func TestLatencyPerServerWithoutPolicyBlocks(t *testing.T) {
 	groups, err := s.Latency(ctx, LatencyQuery{By: "group", From: base, To: base.Add(time.Hour)})
 	if err != nil || len(groups) != 1 || groups[0].Calls != 15 || groups[0].Server != "" {
 		t.Fatalf("by group: %+v %v", groups, err)
+	}
+}
+
+// TestHistogramQuantilesSQL: the engine reads the same quantiles off a
+// histogram as histogramQuantiles does here, for histograms whose buckets
+// come in any order, sparse or dense, small or large.
+func TestHistogramQuantilesSQL(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	r := rand.New(rand.NewPCG(7, 13))
+	for i := 0; i < 40; i++ {
+		hist := map[uint16]uint64{}
+		for range 1 + r.IntN(300) {
+			hist[uint16(r.IntN(900))] += 1 + uint64(r.IntN([]int{1, 5, 1000}[i%3]))
+		}
+		var keys []string
+		var vals []string
+		var n uint64
+		for k, v := range hist { // map order: not sorted
+			keys, vals = append(keys, fmt.Sprint(k)), append(vals, fmt.Sprint(v))
+			n += v
+		}
+		q := `SELECT ` + histogramQuantilesSQL("h", "n") + ` FROM (SELECT mapFromArrays(CAST([` + strings.Join(keys, ",") + `] AS Array(UInt16)), CAST([` +
+			strings.Join(vals, ",") + `] AS Array(UInt64))) AS h, toUInt64(` + fmt.Sprint(n) + `) AS n)`
+		var got [3]float64
+		if err := s.queryRow(ctx, q).Scan(&got[0], &got[1], &got[2]); err != nil {
+			t.Fatal(err)
+		}
+		want := histogramQuantiles(hist, 0.5, 0.95, 0.99)
+		for j := range want {
+			if math.Round(got[j]) != math.Round(want[j]) {
+				t.Fatalf("histogram %d (%d buckets, %d calls), quantile %d: engine %v, Go %v", i, len(hist), n, j, got[j], want[j])
+			}
+		}
 	}
 }

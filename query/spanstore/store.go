@@ -559,6 +559,20 @@ func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
 	return out
 }
 
+// histogramQuantilesSQL is histogramQuantiles in the engine: the p50, p95
+// and p99 (µs) of the latency histogram h (a sumMap of buckets) holding
+// n calls — for each q, the value of the first bucket, in bucket order,
+// whose running count passes rank min(⌊q·n⌋, n − 1). mapSort puts the
+// buckets in order whatever order the map came in.
+func histogramQuantilesSQL(h, n string) string {
+	var qs []string
+	for _, q := range []string{"0.5", "0.95", "0.99"} {
+		qs = append(qs, fmt.Sprintf("pow(%v, mapKeys(mapSort(%s))[arrayFirstIndex(c -> c > least(toUInt64(%s * %s), %s - 1), arrayCumSum(mapValues(mapSort(%s))))])",
+			latencyBucketBase, h, q, n, n, h))
+	}
+	return strings.Join(qs, ", ")
+}
+
 // LatencyQuery asks for latency quantiles of calls that started in
 // [From, To), per tool or per tool group.
 type LatencyQuery struct {
