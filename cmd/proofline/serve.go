@@ -493,7 +493,8 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	for _, name := range sup.Names() {
 		checks.Add(name, sup.Check(name))
 	}
-	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name())
+	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name(),
+		"console", "http://"+ln.Addr().String()+"/ui/")
 	err = sup.Run(ctx)
 	logger.Info("shutting down")
 	return err
