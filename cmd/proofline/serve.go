@@ -493,8 +493,11 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 	for _, name := range sup.Names() {
 		checks.Add(name, sup.Check(name))
 	}
-	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name(),
-		"console", "http://"+ln.Addr().String()+"/ui/")
+	consoleURL := "" // the console needs the log or the span store behind it
+	if lg != nil || spans != nil {
+		consoleURL = "http://" + ln.Addr().String() + "/ui/"
+	}
+	logger.Info("proofline serving", "listen", ln.Addr().String(), "data", f.data, "roles", f.roles, "origin", logVerifier.Name(), "console", consoleURL)
 	err = sup.Run(ctx)
 	logger.Info("shutting down")
 	return err
