@@ -445,3 +445,58 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleOfAnEmptyServer: a new user's first look — a server with no
+// records and no SLO file. Every page loads without a script error; the
+// charts and tables say there is nothing yet, and the error budget page
+// says how to configure SLOs.
+func TestConsoleOfAnEmptyServer(t *testing.T) {
+	prefix, node := npmTools(t)
+	s := startServer(t, t.TempDir())
+	q := s.token("sre", "query", "1h")
+	shots := os.Getenv("PROOFLINE_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "proofline-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, nodeScript(t, prefix, "console_empty.mjs"), s.url, q, shots)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the Chromium run failed: %v\n%s", err, stderr.String())
+	}
+	var saw struct {
+		Errors []string `json:"errors"`
+		Fatal  string   `json:"fatal"`
+		Pages  map[string]struct {
+			Alert  *string  `json:"alert"`
+			Empty  []string `json:"empty"`
+			Charts int      `json:"charts"`
+		} `json:"pages"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &saw); err != nil {
+		t.Fatalf("console_empty.mjs printed %q: %v", stdout.String(), err)
+	}
+	if saw.Fatal != "" || len(saw.Errors) > 0 {
+		t.Fatalf("in Chromium: %s %q", saw.Fatal, saw.Errors)
+	}
+	for name, p := range saw.Pages {
+		switch {
+		case name == "burn":
+			if p.Alert == nil || !strings.Contains(*p.Alert, "--slo") {
+				t.Errorf("the error budget page without SLOs: %+v", p)
+			}
+		case p.Alert != nil:
+			t.Errorf("page %s shows an error: %s", name, *p.Alert)
+		case len(p.Empty) == 0:
+			t.Errorf("page %s does not say it is empty: %+v", name, p)
+		}
+	}
+	if len(saw.Pages) != 6 {
+		t.Fatalf("pages seen: %v", saw.Pages)
+	}
+}
