@@ -416,6 +416,13 @@ func timeKPIs(ctx context.Context, st *spanstore.Store, now time.Time, sh shape,
 	for g := 0; g < min(5, sh.tools); g++ {
 		slos = append(slos, spanstore.SLO{Group: fmt.Sprintf("group-%d", g), Target: 0.99, LatencyMs: 500})
 	}
+	// As serve does before its span writer starts: the SLO rollup counts
+	// against these objectives (the first time, a refill from the spans).
+	t0 := time.Now()
+	if err := st.SyncObjectives(ctx, slos); err != nil {
+		return nil, err
+	}
+	refill := kpiTiming{name: "SLO rollup sync (a refill from the spans when the objectives changed; once, at start)", api: "serve --slo", times: []time.Duration{time.Since(t0)}}
 	week := now.Add(-7 * 24 * time.Hour)
 	hourly, err := spanstore.AlignSeries(week, now, time.Hour)
 	if err != nil {
@@ -475,7 +482,7 @@ func timeKPIs(ctx context.Context, st *spanstore.Store, now time.Time, sh shape,
 			return err
 		}},
 	}
-	var out []kpiTiming
+	out := []kpiTiming{refill}
 	for _, k := range kinds {
 		kt := kpiTiming{name: k.name, api: k.api}
 		for i := 0; i < runs; i++ {
@@ -497,7 +504,7 @@ func renderKPIs(n, chunk int, sh shape, kpis []kpiTiming) string {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "### KPI query times (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d -days %d -tools %d -servers %d -queries %d`  \nMachine: %s, %d CPUs, %s; %d spans over %d days ending now, %d tools on %d servers, the store's calls as the API handlers make them\n\n",
-		n, chunk, sh.days, sh.tools, sh.servers, len(kpis[0].times), host, runtime.NumCPU(), runtime.Version(), n, sh.days, sh.tools, sh.servers)
+		n, chunk, sh.days, sh.tools, sh.servers, len(kpis[len(kpis)-1].times), host, runtime.NumCPU(), runtime.Version(), n, sh.days, sh.tools, sh.servers)
 	b.WriteString("| KPI | API | p50 | p95 |\n| --- | --- | ---: | ---: |\n")
 	for _, k := range kpis {
 		q := func(p int) time.Duration {

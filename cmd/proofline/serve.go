@@ -416,7 +416,7 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 		if err := b.RemoveConsumer(ctx, bus.SpanConsumer); err != nil {
 			return fmt.Errorf("span store: %w", err)
 		}
-		sup.Add(spanRole(spans, b, lg, logVerifier, f.data, met, logger))
+		sup.Add(spanRole(spans, c.slos, b, lg, logVerifier, f.data, met, logger))
 	}
 
 	var ingestHandler http.Handler

@@ -66,8 +66,9 @@ func (s *spanSink) Close(context.Context) error { return nil }
 // (at start or later) only degrades this role, which the supervisor
 // retries with backoff while /readyz names it; then it runs the exporters
 // runner with the span store as its one sink, from its cursor in the data
-// directory.
-func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
+// directory. Before the writer starts it syncs the SLO rollup to slos'
+// objectives (refilling it when they changed).
+func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
 	var migrated atomic.Bool
 	sink := &spanSink{ls: spanstore.NewLogSink(spans), bus: b}
 	src := exporters.NewFileSource(lg.TilesDir(), v)
@@ -80,6 +81,9 @@ func spanRole(spans *spanstore.Store, b *bus.Bus, lg *ledger.Log, v note.Verifie
 					return err
 				}
 				if err := spans.Migrate(ctx); err != nil {
+					return err
+				}
+				if err := spans.SyncObjectives(ctx, slos); err != nil {
 					return err
 				}
 				migrated.Store(true)

@@ -100,6 +100,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"catalog_engine":        "ReplacingMergeTree",
 		"onboarding_engine":     "AggregatingMergeTree",
 		"onboarding":            "tool_onboarding",
+		"slo_engine":            "AggregatingMergeTree",
+		"objectives_engine":     "MergeTree",
 		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -120,6 +122,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["catalog_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/tool_catalog', '{replica}')"
 		vars["onboarding_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/tool_onboarding', '{replica}')"
 		vars["onboarding"] = "tool_onboarding_all"
+		vars["slo_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_slo_1m', '{replica}')"
+		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil
 }

@@ -166,9 +166,12 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 	if len(slos) == 0 {
 		return nil, ErrNoSLOs
 	}
+	if st.objectivesCover(slos) {
+		return st.burnSeriesRollup(ctx, slos, s)
+	}
 	out := make([]BurnSeries, 0, len(slos))
 	for _, slo := range slos {
-		params := s.params(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000))})
+		params := s.params(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(objectiveUs(slo))})
 		rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
 			SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 				countIf(NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}))
@@ -195,6 +198,51 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 		rows.Close()
 		if err != nil {
 			return nil, err
+		}
+		out = append(out, ser)
+	}
+	return out, nil
+}
+
+// burnSeriesRollup is BurnSeries from the SLO rollup: the series' steps
+// are whole minutes from the epoch (AlignSeries), so every step is whole
+// minutes of the rollup and no span needs reading.
+func (st *Store) burnSeriesRollup(ctx context.Context, slos []SLO, s Series) ([]BurnSeries, error) {
+	groups := make([]string, len(slos))
+	for k, slo := range slos {
+		groups[k] = slo.Group
+	}
+	params := s.params(clickhouse.Parameters{"groups": arrayParam(groups)})
+	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
+		SELECT tool_group, intDiv(toUnixTimestamp(minute) - {from_unix:Int64}, {step:Int64}) AS b, sum(calls) AS n, sum(bad)
+		FROM spans_slo_1m
+		WHERE tool_group IN {groups:Array(String)}
+			AND minute >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({to:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY tool_group, b HAVING n > 0 ORDER BY tool_group, b`)
+	if err != nil {
+		return nil, fmt.Errorf("burn series: %w", err)
+	}
+	defer rows.Close()
+	points := map[string][]BurnPoint{}
+	for rows.Next() {
+		var g string
+		var b int64
+		var p BurnPoint
+		if err := rows.Scan(&g, &b, &p.Calls, &p.Bad); err != nil {
+			return nil, err
+		}
+		p.Start = s.start(b)
+		points[g] = append(points[g], p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]BurnSeries, 0, len(slos))
+	for _, slo := range slos {
+		ser := BurnSeries{Group: slo.Group, Points: []BurnPoint{}}
+		for _, p := range points[slo.Group] {
+			p.BurnRate = ratio(p.Bad, p.Calls) / (1 - slo.Target)
+			ser.Points = append(ser.Points, p)
 		}
 		out = append(out, ser)
 	}

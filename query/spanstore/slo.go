@@ -110,44 +110,34 @@ func (s *Store) ErrorBudget(ctx context.Context, slos []SLO, now time.Time) ([]B
 	}
 	now = now.UTC()
 	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	d28 := now.Add(-28 * 24 * time.Hour)
-	// One countIf pair per window, each a fixed fragment naming its
-	// parameter: no request text reaches the SQL.
-	times := map[string]time.Time{"m0": m0, "d28": d28, "now": now}
-	var cols []string
-	keys := []string{}
+	// Where each window starts; each ends at now: the burn windows, then
+	// the month and the 28 days.
+	starts := make([]time.Time, 0, len(burnWindows)+2)
 	for _, w := range burnWindows {
-		times["w"+w.name] = now.Add(-w.d)
-		keys = append(keys, "w"+w.name)
+		starts = append(starts, now.Add(-w.d))
 	}
-	for _, key := range append(keys, "m0", "d28") {
-		cols = append(cols, fmt.Sprintf("countIf(ts_start >= {%s:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {%s:DateTime64(9, 'UTC')})", key, key))
+	starts = append(starts, m0, now.Add(-28*24*time.Hour))
+	var counts [][]uint64
+	var err error
+	if s.objectivesCover(slos) {
+		counts, err = s.budgetCountsRollup(ctx, slos, starts, now)
+	} else {
+		counts, err = s.budgetCountsSpans(ctx, slos, starts, now)
 	}
-	q := `SELECT ` + strings.Join(cols, ", ") + `
-		FROM (
-			SELECT ts_start, NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}) AS bad
-			FROM {{spans}} FINAL
-			WHERE tool_group = {grp:String} AND outcome_status != 'policy_blocked'
-				AND ts_start >= least({m0:DateTime64(9, 'UTC')}, {d28:DateTime64(9, 'UTC')}) AND ts_start < {now:DateTime64(9, 'UTC')})`
+	if err != nil {
+		return nil, err
+	}
 	out := make([]BudgetRow, 0, len(slos))
-	for _, slo := range slos {
-		p := timeParams(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(uint64(slo.LatencyMs * 1000))}, times)
-		counts := make([]uint64, 2*(len(burnWindows)+2))
-		dest := make([]any, len(counts))
-		for i := range counts {
-			dest[i] = &counts[i]
-		}
-		if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(dest...); err != nil {
-			return nil, fmt.Errorf("error budget %s: %w", slo.Group, err)
-		}
+	for k, slo := range slos {
+		c := counts[k]
 		allowed := 1 - slo.Target
 		r := BudgetRow{SLO: slo, BurnRates: map[string]float64{}, Firing: []string{}}
 		for i, w := range burnWindows {
-			r.BurnRates[w.name] = ratio(counts[2*i+1], counts[2*i]) / allowed
+			r.BurnRates[w.name] = ratio(c[2*i+1], c[2*i]) / allowed
 		}
 		n := len(burnWindows)
-		r.CallsMonth, r.BadMonth = counts[2*n], counts[2*n+1]
-		r.Calls28d, r.Bad28d = counts[2*n+2], counts[2*n+3]
+		r.CallsMonth, r.BadMonth = c[2*n], c[2*n+1]
+		r.Calls28d, r.Bad28d = c[2*n+2], c[2*n+3]
 		r.BurnRate1h, r.BurnRate6h = r.BurnRates["1h"], r.BurnRates["6h"]
 		r.BudgetLeft = 1 - ratio(r.BadMonth, r.CallsMonth)/allowed
 		r.BudgetLeft28d = 1 - ratio(r.Bad28d, r.Calls28d)/allowed
@@ -159,6 +149,51 @@ func (s *Store) ErrorBudget(ctx context.Context, slos []SLO, now time.Time) ([]B
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// budgetCountsSpans counts, per SLO and window [starts[i], now), the calls
+// and the bad ones by reading the group's spans: counts[slo] is calls and
+// bad for each window in turn.
+func (s *Store) budgetCountsSpans(ctx context.Context, slos []SLO, starts []time.Time, now time.Time) ([][]uint64, error) {
+	// One countIf pair per window, each a fixed fragment naming its
+	// parameter: no request text reaches the SQL.
+	times := map[string]time.Time{"now": now}
+	earliest := now
+	var cols []string
+	for i, st := range starts {
+		key := fmt.Sprintf("w%d", i)
+		times[key] = st
+		earliest = minTime(earliest, st)
+		cols = append(cols, fmt.Sprintf("countIf(ts_start >= {%s:DateTime64(9, 'UTC')}), countIf(bad AND ts_start >= {%s:DateTime64(9, 'UTC')})", key, key))
+	}
+	times["earliest"] = earliest
+	q := `SELECT ` + strings.Join(cols, ", ") + `
+		FROM (
+			SELECT ts_start, NOT (outcome_status = 'ok' AND latency_us <= {lat:UInt64}) AS bad
+			FROM {{spans}} FINAL
+			WHERE tool_group = {grp:String} AND outcome_status != 'policy_blocked'
+				AND ts_start >= {earliest:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')})`
+	out := make([][]uint64, len(slos))
+	for k, slo := range slos {
+		p := timeParams(clickhouse.Parameters{"grp": slo.Group, "lat": fmt.Sprint(objectiveUs(slo))}, times)
+		counts := make([]uint64, 2*len(starts))
+		dest := make([]any, len(counts))
+		for i := range counts {
+			dest[i] = &counts[i]
+		}
+		if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p)), q).Scan(dest...); err != nil {
+			return nil, fmt.Errorf("error budget %s: %w", slo.Group, err)
+		}
+		out[k] = counts
+	}
+	return out, nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 func ratio(a, b uint64) float64 {

@@ -90,9 +90,13 @@ type Store struct {
 	mu           sync.Mutex
 	maxLeaf      uint64
 	maxLeafKnown bool
-	conn         driver.Conn
-	engine       *chdb.Engine
-	log          *slog.Logger
+	// objMu guards objectives: the latency objective (µs) per SLO group
+	// the SLO rollup counts against, once SyncObjectives made it so.
+	objMu      sync.Mutex
+	objectives map[string]uint64
+	conn       driver.Conn
+	engine     *chdb.Engine
+	log        *slog.Logger
 }
 
 // Open prepares the connection to ClickHouse (or starts the embedded

@@ -33,11 +33,16 @@ func testStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
-	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding"} {
+	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives"} {
 		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
 			t.Fatal(err)
 		}
 	}
+	// The shared store forgets objectives a previous test synced: the
+	// error budget reads spans until a test syncs its own.
+	s.objMu.Lock()
+	s.objectives = nil
+	s.objMu.Unlock()
 	return s
 }
 

@@ -1,0 +1,132 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+)
+
+// TestSLORollupMatchesSpans: with the objectives synced, the error budget
+// and burn series come from the SLO rollup (and the seconds at the
+// windows' edges from spans) and equal, number for number, what the
+// spans alone give — on calls at the objective to the microsecond, one
+// microsecond over, failing, blocked by policy, in a group without an
+// SLO, at seconds off the minute around every window's edge; before and
+// after more calls arrive through the view, and after the objectives
+// change (the rollup refilled).
+func TestSLORollupMatchesSpans(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_slo_1m"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
+	var calls []call
+	n := 0
+	add := func(group string, at time.Time, dur time.Duration, status string) {
+		calls = append(calls, call{id: fmt.Sprintf("o-%d", n), tool: "t-" + group, group: group, start: at, dur: dur, status: status})
+		n++
+	}
+	// Around each window's start (now − 5m … now − 3d), the month's start
+	// and now − 28d, a second either side; and every minute of the last
+	// ten, and the seconds since the last whole minute.
+	edges := []time.Duration{5 * time.Minute, 30 * time.Minute, time.Hour, 2 * time.Hour, 6 * time.Hour, 24 * time.Hour, 72 * time.Hour, 28 * 24 * time.Hour}
+	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	var ats []time.Time
+	for _, e := range edges {
+		ats = append(ats, now.Add(-e-time.Second), now.Add(-e), now.Add(-e+time.Second))
+	}
+	ats = append(ats, m0.Add(-time.Second), m0, m0.Add(time.Second))
+	for i := 0; i < 10; i++ {
+		ats = append(ats, now.Add(-time.Duration(i)*time.Minute-3*time.Second))
+	}
+	ats = append(ats, now.Add(-time.Second), now.Truncate(time.Minute).Add(time.Second))
+	for i, at := range ats {
+		for _, g := range []string{"a", "b", "nobody"} {
+			add(g, at, 100*time.Millisecond, "")                  // at a's objective exactly: good
+			add(g, at, 100*time.Millisecond+time.Microsecond, "") // 1 µs over a's: bad for a
+			add(g, at, 40*time.Millisecond, []string{"tool_error", "timeout", "policy_blocked"}[i%3])
+			add(g, at.Add(time.Millisecond), 60*time.Millisecond, "") // over b's 50 ms
+		}
+	}
+	insertCalls(t, s, calls)
+	slos := []SLO{{Group: "a", Target: 0.99, LatencyMs: 100}, {Group: "b", Target: 0.9, LatencyMs: 50}}
+	series, err := AlignSeries(now.Add(-4*24*time.Hour), now.Add(time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	minutes, _ := AlignSeries(now.Add(-15*time.Minute), now.Add(time.Minute), 5*time.Minute)
+	check := func(what string, slos []SLO) {
+		t.Helper()
+		if !s.objectivesCover(slos) {
+			t.Fatalf("%s: the rollup does not cover %+v", what, slos)
+		}
+		fastB, err := s.ErrorBudget(ctx, slos, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fastS, err := s.BurnSeries(ctx, slos, series)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fastM, err := s.BurnSeries(ctx, slos, minutes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.objMu.Lock()
+		saved := s.objectives
+		s.objectives = nil // the spans path
+		s.objMu.Unlock()
+		slowB, err1 := s.ErrorBudget(ctx, slos, now)
+		slowS, err2 := s.BurnSeries(ctx, slos, series)
+		slowM, err3 := s.BurnSeries(ctx, slos, minutes)
+		s.objMu.Lock()
+		s.objectives = saved
+		s.objMu.Unlock()
+		if err1 != nil || err2 != nil || err3 != nil {
+			t.Fatal(err1, err2, err3)
+		}
+		if !reflect.DeepEqual(fastB, slowB) {
+			t.Errorf("%s: error budget from the rollup\n%+v\nfrom spans\n%+v", what, fastB, slowB)
+		}
+		if !reflect.DeepEqual(fastS, slowS) || !reflect.DeepEqual(fastM, slowM) {
+			t.Errorf("%s: burn series from the rollup\n%+v %+v\nfrom spans\n%+v %+v", what, fastS, fastM, slowS, slowM)
+		}
+		if fastB[0].CallsMonth == 0 || fastB[0].BadMonth == 0 || fastB[1].Calls28d == 0 {
+			t.Fatalf("%s: the fixture counted nothing: %+v", what, fastB)
+		}
+	}
+	// Synced after the spans are in: the refill counts them.
+	if err := s.SyncObjectives(ctx, slos); err != nil {
+		t.Fatal(err)
+	}
+	check("refilled", slos)
+	// More calls, through the view.
+	calls = nil
+	for _, at := range ats[len(ats)-8:] {
+		for _, g := range []string{"a", "b"} {
+			add(g, at.Add(2*time.Millisecond), 100*time.Millisecond, "") // at a's objective: good for a
+			add(g, at.Add(2*time.Millisecond), 50*time.Millisecond, "")  // at b's: good for both
+			add(g, at.Add(2*time.Millisecond), 50*time.Millisecond+time.Microsecond, "")
+			add(g, at.Add(2*time.Millisecond), 10*time.Millisecond, "system_error")
+		}
+	}
+	insertCalls(t, s, calls)
+	check("after inserts", slos)
+	// A restart with the same objectives keeps the rollup; new ones
+	// refill it.
+	if err := s.SyncObjectives(ctx, slos); err != nil {
+		t.Fatal(err)
+	}
+	check("same objectives", slos)
+	changed := []SLO{{Group: "a", Target: 0.99, LatencyMs: 60}, {Group: "nobody", Target: 0.5, LatencyMs: 100}}
+	if s.objectivesCover(changed) {
+		t.Fatal("the rollup claims to cover objectives it was not synced to")
+	}
+	if err := s.SyncObjectives(ctx, changed); err != nil {
+		t.Fatal(err)
+	}
+	check("changed objectives", changed)
+}
