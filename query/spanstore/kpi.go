@@ -179,14 +179,15 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	rep := &CostReport{Currency: cfg.Currency, MonthStart: monthStart, MonthlyCap: cfg.MonthlyCap, Workflows: []WorkflowCost{}, Anomalies: []CostAnomaly{}}
 	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)}, map[string]time.Time{"m0": monthStart, "now": now})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
-	const month = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}`
-	const inMonth = month + ` AND cost_currency = {cur:String}`
-	// The month's total and the amounts without a currency in one read.
-	if err := s.queryRow(qctx, `SELECT sumIf(cost_amount, cost_currency = {cur:String}),
-			countIf(cost_currency = '' AND cost_amount != 0), sumIf(cost_amount, cost_currency = '' AND cost_amount != 0)
-		FROM {{spans}} FINAL WHERE `+month).Scan(&rep.Total, &rep.WithoutCurrency.Calls, &rep.WithoutCurrency.Amount); err != nil {
-		return nil, fmt.Errorf("cost total: %w", err)
+	const inMonth = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}`
+	// The month's total and the amounts without a currency, and the last
+	// 7 days' spend, from the cost rollup (costSums).
+	mtd, err := s.costSums(ctx, monthStart, now)
+	if err != nil {
+		return nil, err
 	}
+	rep.Total = mtd[cfg.Currency].amount
+	rep.WithoutCurrency.Calls, rep.WithoutCurrency.Amount = mtd[""].calls, mtd[""].amount
 	// The projection adds to the month so far the rest of the month at the
 	// rate of the last 7 days (across the month's start when needed), not
 	// the month's own rate: a few hours into a month, that one multiplies
@@ -195,13 +196,12 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// over a day at least: minutes after a deployment's first call, their
 	// spend over those minutes is no rate (it projected 13.50 USD spent in
 	// five minutes to 113,000 for the month).
-	var recent float64
 	d7 := now.Add(-7 * 24 * time.Hour)
-	p7 := timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"d7": d7, "now": now})
-	if err := s.queryRow(clickhouse.Context(ctx, clickhouse.WithParameters(p7)), `SELECT sum(cost_amount) FROM {{spans}} FINAL
-		WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}`).Scan(&recent); err != nil {
-		return nil, fmt.Errorf("cost of the last 7 days: %w", err)
+	week, err := s.costSums(ctx, d7, now)
+	if err != nil {
+		return nil, err
 	}
+	recent := week[cfg.Currency].amount
 	// The store's first call, from the onboarding rollup rather than a
 	// read of every span. (When it is after now, no span is before now and
 	// recent is 0: the projection does not use it.)
@@ -289,6 +289,61 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	}
 	sort.SliceStable(rep.Anomalies, func(i, j int) bool { return rep.Anomalies[i].RatioToBaseline > rep.Anomalies[j].RatioToBaseline })
 	return rep, nil
+}
+
+// costSum is the calls with a cost in one currency and their sum.
+type costSum struct {
+	calls  uint64
+	amount float64
+}
+
+// costSums is the spend per currency ("" for amounts without one) of the
+// calls that started in [from, to): the whole minutes from the cost
+// rollup, the seconds before the first and after the last from the
+// spans.
+func (s *Store) costSums(ctx context.Context, from, to time.Time) (map[string]costSum, error) {
+	first, last := from.Truncate(time.Minute), to.Truncate(time.Minute)
+	if first.Before(from) {
+		first = first.Add(time.Minute)
+	}
+	if !first.Before(last) { // within one minute: all from the spans
+		first, last = to, to
+	}
+	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "to": to, "first": first, "last": last})
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
+	out := map[string]costSum{}
+	for _, q := range []string{
+		`SELECT cost_currency, sum(calls), sum(amount) FROM {{cost_rollup}}
+		WHERE minute >= toDateTime({first:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({last:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY cost_currency`,
+		`SELECT cost_currency, count(), sum(cost_amount) FROM {{spans}} FINAL
+		WHERE cost_amount != 0 AND ((ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {first:DateTime64(9, 'UTC')})
+			OR (ts_start >= {last:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}))
+		GROUP BY cost_currency`,
+	} {
+		rows, err := s.query(qctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("cost sums: %w", err)
+		}
+		for rows.Next() {
+			var cur string
+			var c costSum
+			if err := rows.Scan(&cur, &c.calls, &c.amount); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			acc := out[cur]
+			acc.calls += c.calls
+			acc.amount += c.amount
+			out[cur] = acc
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // PlanWeek is one week of plans (calls sharing a plan_id), by the week of

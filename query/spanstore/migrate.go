@@ -101,6 +101,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"onboarding_engine":     "AggregatingMergeTree",
 		"onboarding":            "tool_onboarding",
 		"slo_engine":            "AggregatingMergeTree",
+		"cost_engine":           "AggregatingMergeTree",
+		"cost_rollup":           "spans_cost_1m",
 		"objectives_engine":     "MergeTree",
 		"latency_bucket":        latencyBucketSQL,
 	}
@@ -122,6 +124,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["catalog_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/tool_catalog', '{replica}')"
 		vars["onboarding_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/tool_onboarding', '{replica}')"
 		vars["onboarding"] = "tool_onboarding_all"
+		vars["cost_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_1m', '{replica}')"
+		vars["cost_rollup"] = "spans_cost_1m_all"
 		vars["slo_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_slo_1m', '{replica}')"
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}

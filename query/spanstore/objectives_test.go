@@ -3,9 +3,12 @@ package spanstore
 import (
 	"context"
 	"fmt"
+	"math"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // TestSLORollupMatchesSpans: with the objectives synced, the error budget
@@ -129,4 +132,94 @@ func TestSLORollupMatchesSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("changed objectives", changed)
+}
+
+// TestCostRollupMatchesSpans: the cost rollup plus the spans at the edges
+// give the spend per currency of any range — a minute's seconds, across
+// minutes, a week — and the series per step, as summing the spans does:
+// calls exactly, amounts to rounding; zero amounts are no calls with a
+// cost, and amounts without a currency are their own ("").
+func TestCostRollupMatchesSpans(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC().Truncate(time.Minute).Add(-23 * time.Second)
+	var calls []call
+	for i := 0; i < 400; i++ {
+		at := now.Add(-time.Duration(i*i) * 997 * time.Millisecond)
+		cur := []string{"", "USD", "EUR", "-", "USD"}[i%5] // "" is USD in insertCalls, "-" none
+		amount := float64(i%13) * 0.37
+		calls = append(calls, call{id: fmt.Sprintf("c-%d", i), tool: "t", start: at, cost: amount, currency: cur})
+	}
+	// Half stored before the rollup existed (the backfill, migration 0020,
+	// counts them), half through the view.
+	insertCalls(t, s, calls[:200])
+	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_cost_1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 20`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insertCalls(t, s, calls[200:])
+	direct := func(from, to time.Time) map[string]costSum {
+		t.Helper()
+		p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "to": to})
+		rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `SELECT cost_currency, count(), sum(cost_amount) FROM spans FINAL
+			WHERE cost_amount != 0 AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')} GROUP BY cost_currency`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		out := map[string]costSum{}
+		for rows.Next() {
+			var cur string
+			var c costSum
+			if err := rows.Scan(&cur, &c.calls, &c.amount); err != nil {
+				t.Fatal(err)
+			}
+			out[cur] = c
+		}
+		return out
+	}
+	same := func(a, b map[string]costSum) bool {
+		if len(a) != len(b) {
+			return false
+		}
+		for k, x := range a {
+			y, ok := b[k]
+			if !ok || x.calls != y.calls || math.Abs(x.amount-y.amount) > 1e-9*math.Max(1, math.Abs(y.amount)) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, r := range []struct{ from, to time.Time }{
+		{now.Add(-40 * time.Second), now},
+		{now.Add(-10 * time.Second), now.Add(-5 * time.Second)},
+		{now.Add(-90 * time.Minute), now},
+		{now.Add(-90*time.Minute - 13*time.Second), now.Add(-7 * time.Minute)},
+		{now.Add(-7 * 24 * time.Hour), now},
+		{now.Truncate(time.Minute).Add(-time.Hour), now.Truncate(time.Minute)},
+	} {
+		got, err := s.costSums(ctx, r.from, r.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := direct(r.from, r.to); !same(got, want) {
+			t.Errorf("[%s, %s): rollup %+v, spans %+v", r.from, r.to, got, want)
+		}
+	}
+	ser, _ := AlignSeries(now.Add(-2*24*time.Hour), now, time.Hour)
+	points, err := s.CostSeries(ctx, "USD", ser)
+	if err != nil || len(points) == 0 {
+		t.Fatal(points, err)
+	}
+	for _, p := range points {
+		want := direct(p.Start, p.Start.Add(time.Hour))["USD"]
+		if p.Calls != want.calls || math.Abs(p.Amount-want.amount) > 1e-9*math.Max(1, want.amount) {
+			t.Errorf("step %s: %+v, spans %+v", p.Start, p, want)
+		}
+	}
 }

@@ -262,11 +262,11 @@ type CostPoint struct {
 func (st *Store) CostSeries(ctx context.Context, currency string, s Series) ([]CostPoint, error) {
 	params := s.params(clickhouse.Parameters{"cur": currency})
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
-		SELECT intDiv(toUnixTimestamp(ts_start) - {from_unix:Int64}, {step:Int64}) AS b, count(), sum(cost_amount)
-		FROM {{spans}} FINAL
-		WHERE cost_currency = {cur:String} AND cost_amount != 0
-			AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
-		GROUP BY b ORDER BY b`)
+		SELECT intDiv(toUnixTimestamp(minute) - {from_unix:Int64}, {step:Int64}) AS b, sum(calls) AS n, sum(amount)
+		FROM {{cost_rollup}}
+		WHERE cost_currency = {cur:String}
+			AND minute >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({to:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY b HAVING n > 0 ORDER BY b`)
 	if err != nil {
 		return nil, fmt.Errorf("cost series: %w", err)
 	}
