@@ -185,7 +185,11 @@ func TestConsoleInChromium(t *testing.T) {
 		}
 	}
 	near := func(cell string, want float64, digits int) bool {
-		got, err := strconv.ParseFloat(strings.Fields(strings.TrimSuffix(cell, " %"))[0], 64)
+		f := strings.Fields(strings.TrimSuffix(cell, " %"))
+		if len(f) == 0 {
+			return false
+		}
+		got, err := strconv.ParseFloat(f[0], 64)
 		return err == nil && math.Abs(got-want) <= 0.5*math.Pow(10, -float64(digits))+1e-9
 	}
 	rng := url.Values{"from": {time.Now().UTC().Add(-24 * time.Hour).Format(time.RFC3339)}, "to": {time.Now().UTC().Format(time.RFC3339)}, "step": {"1h"}}
@@ -333,7 +337,7 @@ func TestConsoleInChromium(t *testing.T) {
 	// The projection moves with the clock (a store minutes old projects
 	// its rate since the first call), so the page's, read seconds before
 	// the API's, is compared within 10%, and its over-the-cap mark exactly.
-	projected, _ := strconv.ParseFloat(strings.Fields(page.Figures["projected"])[0], 64)
+	projected, _ := strconv.ParseFloat(strings.TrimSpace(strings.SplitN(page.Figures["projected"], " ", 2)[0]), 64)
 	if !near(page.Figures["total"], cost.Total, 2) || !near(page.Figures["cap"], 40, 2) ||
 		math.Abs(projected-cost.Projected) > 0.1*cost.Projected || strings.Contains(page.Figures["projected"], "over the cap") != cost.OverCap {
 		t.Errorf("cost figures: page %v, API %+v", page.Figures, cost)
