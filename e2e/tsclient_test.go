@@ -88,7 +88,7 @@ func (o tsOutcome) String() string {
 // keeps answering, and every answered call's record is proven in the log.
 func TestTypeScriptClientAgainstTheHook(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	script := nodeScript(t, prefix, "tsclient.mjs")
 	bin, err := ticketsBinary()
 	if err != nil {
@@ -162,7 +162,7 @@ func TestTypeScriptClientAgainstTheHook(t *testing.T) {
 // its initialize answer — is proven in the log.
 func TestClientHookAgainstServerEverything(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	client := mcp.NewClient(&mcp.Implementation{Name: "agent-7", Version: "1"}, nil)
 	client.AddSendingMiddleware(e.hook.ClientMiddleware(mcphook.Identity{ID: "agent-7", Type: schemas.ActorAgent}))
 	cmd := exec.Command(node, filepath.Join(prefix, "node_modules", "@modelcontextprotocol", "server-everything", "dist", "index.js"), "stdio")
@@ -222,7 +222,7 @@ func TestClientHookAgainstServerEverything(t *testing.T) {
 // in the log, the refused one naming its breaker.
 func TestTypeScriptClientTripsABreaker(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	script := nodeScript(t, prefix, "tsbreaker.mjs")
 	bin, err := ticketsBinary()
 	if err != nil {
@@ -277,7 +277,7 @@ func TestTypeScriptClientTripsABreaker(t *testing.T) {
 // the span store's elevated= filter finds the two elevated calls.
 func TestTypeScriptClientElevation(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	script := nodeScript(t, prefix, "tselevation.mjs")
 	bin, err := ticketsBinary()
 	if err != nil {
@@ -329,7 +329,7 @@ func TestTypeScriptClientElevation(t *testing.T) {
 // ones naming the budget.
 func TestTypeScriptClientBudgetAcrossReplicas(t *testing.T) {
 	e := newMCPEnv(t)
-	prefix, node := npmTools(t)
+	prefix, node := testutil.NPMTools(t)
 	script := nodeScript(t, prefix, "tsbudget.mjs")
 	bin, err := ticketsBinary()
 	if err != nil {

