@@ -22,6 +22,49 @@ import (
 	"github.com/proofline/proofline/internal/testutil"
 )
 
+// runInChromium runs testdata/script (with testdata/chromium.mjs beside
+// it) under Node with args against the server s, driving Debian's Chromium ($CHROMIUM, default
+// /usr/bin/chromium), and returns what it printed. Screenshots go to
+// $PROOFLINE_SCREENSHOTS (default $TMPDIR/proofline-screenshots), which
+// the test log names, for people to look at.
+func runInChromium(t *testing.T, s *server, within time.Duration, script string, args ...string) []byte {
+	t.Helper()
+	prefix, node := testutil.NPMTools(t)
+	chromium := os.Getenv("CHROMIUM")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("Chromium is not installed at %s (run scripts/setup.sh, or set CHROMIUM): %v", chromium, err)
+	}
+	shots := os.Getenv("PROOFLINE_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "proofline-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := nodeScript(t, prefix, script)
+	launch, err := os.ReadFile(filepath.Join("testdata", "chromium.mjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(filepath.Dir(path), "chromium.mjs"), launch, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, append([]string{path}, args...)...)
+	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium, "SHOTS="+shots)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s in Chromium failed: %v\n%s\n%s", script, err, stderr.String(), s.logs())
+	}
+	t.Logf("screenshots of %s in %s", script, shots)
+	return stdout.Bytes()
+}
+
 // consoleSaw is what testdata/console.mjs read off the console's pages in
 // Chromium.
 type consoleSaw struct {
@@ -81,14 +124,6 @@ type consoleSaw struct {
 // weekly report rendered. Screenshots go to $PROOFLINE_SCREENSHOTS (or a
 // temporary directory the log names) for people to look at.
 func TestConsoleInChromium(t *testing.T) {
-	prefix, node := testutil.NPMTools(t)
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("Chromium is not installed at %s (run scripts/setup.sh, or set CHROMIUM): %v", chromium, err)
-	}
 	slo := filepath.Join(t.TempDir(), "slo.yaml")
 	if err := os.WriteFile(slo, []byte("slos:\n  - group: ticketing\n    target: 0.95\n    latency_ms: 100\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -145,28 +180,11 @@ func TestConsoleInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shots := os.Getenv("PROOFLINE_SCREENSHOTS")
-	if shots == "" {
-		shots = filepath.Join(os.TempDir(), "proofline-screenshots")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, nodeScript(t, prefix, "console.mjs"), s.url, q, proved, reportFile, shots, wrongKey)
-	cmd.Env = append(os.Environ(), "CHROMIUM="+chromium)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the Chromium run failed: %v\n%s\n%s", err, stderr.String(), s.logs())
-	}
+	raw := runInChromium(t, s, 3*time.Minute, "console.mjs", s.url, q, proved, reportFile, wrongKey)
 	var saw consoleSaw
-	if err := json.Unmarshal(stdout.Bytes(), &saw); err != nil {
-		t.Fatalf("console.mjs printed %q: %v", stdout.String(), err)
+	if err := json.Unmarshal(raw, &saw); err != nil {
+		t.Fatalf("console.mjs printed %q: %v", raw, err)
 	}
-	t.Logf("screenshots of the console and the report in %s", shots)
 	if saw.Fatal != "" {
 		t.Fatalf("in Chromium: %s\nerrors: %q\nthe page: %s", saw.Fatal, saw.Errors, saw.HTML)
 	}
@@ -457,24 +475,8 @@ func TestConsoleInChromium(t *testing.T) {
 // charts and tables say there is nothing yet, and the error budget page
 // says how to configure SLOs.
 func TestConsoleOfAnEmptyServer(t *testing.T) {
-	prefix, node := testutil.NPMTools(t)
 	s := startServer(t, t.TempDir())
-	q := s.token("sre", "query", "1h")
-	shots := os.Getenv("PROOFLINE_SCREENSHOTS")
-	if shots == "" {
-		shots = filepath.Join(os.TempDir(), "proofline-screenshots")
-	}
-	if err := os.MkdirAll(shots, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, nodeScript(t, prefix, "console_empty.mjs"), s.url, q, shots)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("the Chromium run failed: %v\n%s", err, stderr.String())
-	}
+	raw := runInChromium(t, s, 2*time.Minute, "console_empty.mjs", s.url, s.token("sre", "query", "1h"))
 	var saw struct {
 		Errors []string `json:"errors"`
 		Fatal  string   `json:"fatal"`
@@ -484,8 +486,8 @@ func TestConsoleOfAnEmptyServer(t *testing.T) {
 			Charts int      `json:"charts"`
 		} `json:"pages"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &saw); err != nil {
-		t.Fatalf("console_empty.mjs printed %q: %v", stdout.String(), err)
+	if err := json.Unmarshal(raw, &saw); err != nil {
+		t.Fatalf("console_empty.mjs printed %q: %v", raw, err)
 	}
 	if saw.Fatal != "" || len(saw.Errors) > 0 {
 		t.Fatalf("in Chromium: %s %q", saw.Fatal, saw.Errors)

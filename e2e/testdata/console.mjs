@@ -4,17 +4,11 @@
 // points, the record page's verdicts (as served, tampered in flight, and
 // against a pinned wrong key), and the weekly report rendered.
 //
-// Usage: node console.mjs BASE TOKEN RECORD_ID REPORT_HTML SHOTS_DIR WRONG_VKEY
-import { chromium } from "playwright-core";
+// Usage: node console.mjs BASE TOKEN RECORD_ID REPORT_HTML WRONG_VKEY (screenshots to $SHOTS)
+import { launch, shots } from "./chromium.mjs";
 
-const [base, token, recordId, reportPath, shots, wrongKey] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // As root in a closed network: no sandbox, and none of Chromium's own
-  // background connections (refused here, and slow to fail).
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const [base, token, recordId, reportPath, wrongKey] = process.argv.slice(2);
+const browser = await launch();
 const out = { errors: [], pages: {}, record: {} };
 const page = await (await browser.newContext({ viewport: { width: 1200, height: 900 } })).newPage();
 try {

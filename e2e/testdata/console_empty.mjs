@@ -2,15 +2,11 @@
 // headless Chromium, and prints what each page showed: a new user's
 // first look must be empty pages that say so, not script errors.
 //
-// Usage: node console_empty.mjs BASE TOKEN SHOTS_DIR
-import { chromium } from "playwright-core";
+// Usage: node console_empty.mjs BASE TOKEN (screenshots to $SHOTS)
+import { launch, shots } from "./chromium.mjs";
 
-const [base, token, shots] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync"],
-});
+const [base, token] = process.argv.slice(2);
+const browser = await launch();
 const out = { errors: [], pages: {} };
 const page = await (await browser.newContext({ viewport: { width: 1200, height: 900 } })).newPage();
 page.on("pageerror", (e) => out.errors.push("pageerror: " + e.message));
