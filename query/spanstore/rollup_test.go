@@ -243,3 +243,34 @@ func TestHistogramQuantiles(t *testing.T) {
 		t.Errorf("empty histogram: %v", got)
 	}
 }
+
+// histogramQuantiles is histogramQuantilesSQL's reference in Go: it reads
+// quantiles off a latency histogram (bucket → calls) with the rank rule
+// of quantileExact, the element at index ⌊q·n⌋ of the sorted latencies,
+// so that a rolled-up answer differs from the exact one only by the
+// bucket width. It returns microseconds.
+func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
+	buckets := make([]uint16, 0, len(hist))
+	var n uint64
+	for b, c := range hist {
+		buckets = append(buckets, b)
+		n += c
+	}
+	slices.Sort(buckets)
+	out := make([]float64, len(qs))
+	if n == 0 {
+		return out
+	}
+	for i, q := range qs {
+		rank := min(uint64(q*float64(n)), n-1)
+		var seen uint64
+		for _, b := range buckets {
+			seen += hist[b]
+			if seen > rank {
+				out[i] = math.Pow(latencyBucketBase, float64(b))
+				break
+			}
+		}
+	}
+	return out
+}

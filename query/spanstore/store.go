@@ -533,41 +533,15 @@ const latencyBucketSQL = `toUInt16(round(log(greatest(latency_us, 1)) / log(1.02
 // 1.02^b, so a reported p95 is within 1% of the exact one.
 const LatencyAccuracy = 0.01
 
-// histogramQuantiles reads quantiles off a latency histogram (bucket →
-// calls) with the rank rule of quantileExact, the element at index ⌊q·n⌋
-// of the sorted latencies, so that a rolled-up answer differs from the
-// exact one only by the bucket width. It returns microseconds.
-func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
-	buckets := make([]uint16, 0, len(hist))
-	var n uint64
-	for b, c := range hist {
-		buckets = append(buckets, b)
-		n += c
-	}
-	slices.Sort(buckets)
-	out := make([]float64, len(qs))
-	if n == 0 {
-		return out
-	}
-	for i, q := range qs {
-		rank := min(uint64(q*float64(n)), n-1)
-		var seen uint64
-		for _, b := range buckets {
-			seen += hist[b]
-			if seen > rank {
-				out[i] = math.Pow(latencyBucketBase, float64(b))
-				break
-			}
-		}
-	}
-	return out
-}
-
-// histogramQuantilesSQL is histogramQuantiles in the engine: the p50, p95
-// and p99 (µs) of the latency histogram h (a sumMap of buckets) holding
-// n calls — for each q, the value of the first bucket, in bucket order,
-// whose running count passes rank min(⌊q·n⌋, n − 1). mapSort puts the
-// buckets in order whatever order the map came in.
+// histogramQuantilesSQL reads the p50, p95 and p99 (µs) off the latency
+// histogram h (a sumMap of buckets) holding n calls, in the engine, with
+// the rank rule of quantileExact — the element at index ⌊q·n⌋ of the
+// sorted latencies — so that a rolled-up answer differs from the exact
+// one only by the bucket width: for each q, the value of the first bucket,
+// in bucket order, whose running count passes rank min(⌊q·n⌋, n − 1).
+// mapSort puts the buckets in order whatever order the map came in. The
+// tests' histogramQuantiles is the same rule in Go, the reference this is
+// checked against.
 func histogramQuantilesSQL(h, n string) string {
 	var qs []string
 	for _, q := range []string{"0.5", "0.95", "0.99"} {
@@ -657,7 +631,10 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 		timeParams(params, map[string]time.Time{"from": from, "to": to})
 	} else {
 		w := splitWindow(from, to)
-		sql = `SELECT srv, key, sum(n) AS calls, sumMap(h) AS hist
+		// The summed histogram's quantiles are read by the engine
+		// (histogramQuantilesSQL), as for the series.
+		sql = `SELECT srv, key, calls, ` + histogramQuantilesSQL("hist", "calls") + ` FROM (
+		SELECT srv, key, sum(n) AS calls, sumMap(h) AS hist
 		FROM (
 			SELECT ` + g.server + ` AS srv, ` + g.key + ` AS key, sum(calls) AS n, sumMap(latency_hist) AS h
 			FROM {{latency_rollup_1h}}
@@ -676,7 +653,8 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 			   OR (ts_start >= {mto:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')})) AND ` + ranCalls + `
 			GROUP BY srv, key
 		)
-		GROUP BY srv, key HAVING calls > 0 ORDER BY key, srv`
+		GROUP BY srv, key HAVING calls > 0)
+		ORDER BY key, srv`
 		timeParams(params, map[string]time.Time{"from": from, "to": to, "mfrom": w.mfrom, "mto": w.mto, "hfrom": w.hfrom, "hto": w.hto})
 	}
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), sql)
@@ -692,14 +670,13 @@ func (s *Store) Latency(ctx context.Context, q LatencyQuery) ([]LatencyRow, erro
 				return nil, err
 			}
 		} else {
-			var hist map[uint16]uint64
-			if err := rows.Scan(&r.Server, &r.Key, &r.Calls, &hist); err != nil {
+			var q50, q95, q99 float64
+			if err := rows.Scan(&r.Server, &r.Key, &r.Calls, &q50, &q95, &q99); err != nil {
 				return nil, err
 			}
-			qs := histogramQuantiles(hist, 0.5, 0.95, 0.99)
 			// Whole microseconds: finer digits would only be the
 			// bucket's arithmetic, not information.
-			r.P50ms, r.P95ms, r.P99ms = math.Round(qs[0])/1000, math.Round(qs[1])/1000, math.Round(qs[2])/1000
+			r.P50ms, r.P95ms, r.P99ms = math.Round(q50)/1000, math.Round(q95)/1000, math.Round(q99)/1000
 		}
 		out = append(out, r)
 	}
