@@ -302,13 +302,8 @@ type costSum struct {
 // rollup, the seconds before the first and after the last from the
 // spans.
 func (s *Store) costSums(ctx context.Context, from, to time.Time) (map[string]costSum, error) {
-	first, last := from.Truncate(time.Minute), to.Truncate(time.Minute)
-	if first.Before(from) {
-		first = first.Add(time.Minute)
-	}
-	if !first.Before(last) { // within one minute: all from the spans
-		first, last = to, to
-	}
+	w := splitWindow(from, to) // the whole minutes, as the latency rollups are read
+	first, last := w.mfrom, w.mto
 	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "to": to, "first": first, "last": last})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
 	out := map[string]costSum{}

@@ -126,11 +126,7 @@ func (s *Store) budgetCountsRollup(ctx context.Context, slos []SLO, starts []tim
 	var rollCols, edgeCols, edgeRanges []string
 	earliest := end
 	for i, st := range starts {
-		first := st.Truncate(time.Minute)
-		if first.Before(st) {
-			first = first.Add(time.Minute)
-		}
-		first = minTime(first, end)
+		first := splitWindow(st, end).mfrom // its first whole minute, at most end
 		sk, fk := fmt.Sprintf("s%d", i), fmt.Sprintf("f%d", i)
 		times[sk], times[fk] = st, first
 		earliest = minTime(earliest, first)
