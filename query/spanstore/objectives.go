@@ -197,7 +197,10 @@ func (s *Store) budgetCountsRollup(ctx context.Context, slos []SLO, starts []tim
 }
 
 // arrayParam and uintArrayParam write arrays as ClickHouse query
-// parameters ({name:Array(String)}, {name:Array(UInt64)}).
+// parameters ({name:Array(String)}, {name:Array(UInt64)}). Written here
+// because clickhouse-go passes server-side parameters as text and exports
+// no formatter for them: an array's text form is ['a','b'], strings
+// quoted with ' and \ escaped.
 func arrayParam(v []string) string {
 	q := make([]string, len(v))
 	for i, s := range v {
