@@ -213,13 +213,9 @@ func TestConsoleInChromium(t *testing.T) {
 		return err == nil && math.Abs(got-want) <= 0.5*math.Pow(10, -float64(digits))+1e-9
 	}
 	rng := url.Values{"from": {time.Now().UTC().Add(-24 * time.Hour).Format(time.RFC3339)}, "to": {time.Now().UTC().Format(time.RFC3339)}, "step": {"1h"}}
-	apiGet := func(path string, extra url.Values, v any) {
+	apiGet := func(path string, params url.Values, v any) {
 		t.Helper()
-		p := url.Values{}
-		for k, vs := range extra {
-			p[k] = vs
-		}
-		code, raw := s.get(q, path+"?"+p.Encode())
+		code, raw := s.get(q, path+"?"+params.Encode())
 		if code != 200 {
 			t.Fatalf("%s: %d %s", path, code, raw)
 		}
