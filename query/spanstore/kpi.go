@@ -341,6 +341,42 @@ func (s *Store) costSums(ctx context.Context, from, to time.Time) (map[string]co
 	return out, nil
 }
 
+// planLookback is how far before a window's start the plans KPIs look
+// for a plan's earlier calls: a plan counts in the window its first call
+// is in, so one that began before the window is not counted in it, as
+// long as it began less than planLookback before.
+const planLookback = 24 * time.Hour
+
+// plansSQL is the plans whose first call is in [{pfrom}, {pto}), a row
+// each: workflow (any of its calls'), first call, counts of calls blocked
+// by policy, failed (tool_error, system_error, timeout) and not ok, and
+// the end of the first call not ok (2262-01-01 when none). Its calls are
+// those before {pto}: whole hours from the plan rollup, from
+// planLookback before the window's start, and the part-hour before pto
+// from spans (planParams sets the bounds).
+const plansSQL = `
+	SELECT plan, any(wf) AS wf, min(st) AS start, sum(bl) AS blocked, sum(fa) AS failed, sum(ba) AS bad, min(ff) AS first_fail
+	FROM (
+		SELECT plan, workflow_id AS wf, start AS st, blocked AS bl, failed AS fa, bad AS ba, first_fail AS ff
+		FROM {{plans_rollup}}
+		WHERE hour >= toDateTime({plo:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({pcut:DateTime64(9, 'UTC')}, 'UTC')
+		UNION ALL
+		SELECT sipHash128(plan_id), workflow_id, ts_start, toUInt64(outcome_status = 'policy_blocked'),
+			toUInt64(outcome_status IN ('tool_error', 'system_error', 'timeout')), toUInt64(outcome_status != 'ok'),
+			if(outcome_status != 'ok', ts_end, toDateTime64('2262-01-01 00:00:00', 9, 'UTC'))
+		FROM {{spans}} FINAL
+		WHERE plan_id != '' AND ts_start >= {pcut:DateTime64(9, 'UTC')} AND ts_start < {pto:DateTime64(9, 'UTC')})
+	GROUP BY plan
+	HAVING start >= {pfrom:DateTime64(9, 'UTC')} AND start < {pto:DateTime64(9, 'UTC')}`
+
+// planParams adds plansSQL's parameters for the plans that started in
+// [from, to).
+func planParams(p clickhouse.Parameters, from, to time.Time) clickhouse.Parameters {
+	cut := to.UTC().Truncate(time.Hour)
+	lo := from.UTC().Truncate(time.Hour).Add(-planLookback)
+	return timeParams(p, map[string]time.Time{"pfrom": from, "pto": to, "plo": lo, "pcut": cut})
+}
+
 // PlanWeek is one week of plans (calls sharing a plan_id), by the week of
 // the plan's first call. A failed plan counts as a policy block when any
 // call was blocked by policy, otherwise as a system error when any call
@@ -385,21 +421,14 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	from = from.UTC().Truncate(24 * time.Hour)
 	from = from.AddDate(0, 0, -((int(from.Weekday()) + 6) % 7)) // back to Monday
 	rep := &PlanReport{From: from, Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(clickhouse.Parameters{}, from, now)))
 	rows, err := s.query(qctx, `
 		SELECT toMonday(start) AS week, count() AS plans,
 			countIf(blocked > 0) AS policy, countIf(blocked = 0 AND failed > 0) AS system,
 			-- 0, not ClickHouse's nan (which JSON cannot hold), for a week
 			-- without a failed plan.
 			if(countIf(blocked + failed > 0) = 0, 0, avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0)) AS mttd
-		FROM (
-			SELECT plan_id, min(ts_start) AS start,
-				countIf(outcome_status = 'policy_blocked') AS blocked,
-				countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed,
-				minIf(ts_end, outcome_status != 'ok') AS first_fail
-			FROM {{spans}} FINAL
-			WHERE plan_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
-			GROUP BY plan_id)
+		FROM (`+plansSQL+`)
 		GROUP BY week ORDER BY week`)
 	if err != nil {
 		return nil, fmt.Errorf("plans per week: %w", err)
@@ -445,14 +474,9 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 // each failed plan, the first successful plan of the same workflow that
 // started after the failure.
 func (s *Store) recovery(ctx context.Context, from, now time.Time, weeks []PlanWeek) error {
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "now": now})))
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(clickhouse.Parameters{}, from, now)))
 	rows, err := s.query(qctx, `
-		WITH plans AS (
-			SELECT plan_id, any(workflow_id) AS wf, min(ts_start) AS start,
-				countIf(outcome_status != 'ok') AS bad, minIf(ts_end, outcome_status != 'ok') AS first_fail
-			FROM {{spans}} FINAL
-			WHERE plan_id != '' AND workflow_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
-			GROUP BY plan_id)
+		WITH plans AS (SELECT wf, start, bad, first_fail FROM (`+plansSQL+`) WHERE wf != '')
 		SELECT toMonday(f.start) AS week, avg(dateDiff('millisecond', f.first_fail, o.start)), count()
 		FROM (SELECT wf, start, first_fail FROM plans WHERE bad > 0) AS f
 		ASOF INNER JOIN (SELECT wf, start FROM plans WHERE bad = 0) AS o

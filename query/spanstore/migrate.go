@@ -104,6 +104,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"cost_engine":           "AggregatingMergeTree",
 		"cost_rollup":           "spans_cost_1m",
 		"objectives_engine":     "MergeTree",
+		"plans_engine":          "AggregatingMergeTree",
+		"plans_rollup":          "spans_plans_1h",
 		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -127,6 +129,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_1m', '{replica}')"
 		vars["cost_rollup"] = "spans_cost_1m_all"
 		vars["slo_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_slo_1m', '{replica}')"
+		vars["plans_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_plans_1h', '{replica}')"
+		vars["plans_rollup"] = "spans_plans_1h_all"
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil

@@ -274,3 +274,192 @@ func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
 	}
 	return out
 }
+
+// TestPlanRollupMatchesSpans checks the plans KPI and its series, read
+// from the plan rollup and the part-hour of spans at the window's end,
+// against the same figures worked out here from the calls themselves:
+// plans whose calls cross hours, plans that began before the window, a
+// window ending mid-hour, and spans stored before the rollup existed
+// (counted by the backfill, migration 0023).
+func TestPlanRollupMatchesSpans(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
+	rnd := rand.New(rand.NewPCG(7, 11))
+	statuses := []string{"ok", "ok", "ok", "ok", "policy_blocked", "tool_error", "system_error", "timeout", "cancelled"}
+	var calls []call
+	for p := 0; p < 300; p++ {
+		begin := now.Add(-time.Duration(rnd.Int64N(int64(12 * 24 * time.Hour))))
+		wf := []string{"", "wf-a", "wf-b", "wf-c"}[rnd.IntN(4)]
+		for c := 0; c < 1+rnd.IntN(4); c++ {
+			st := statuses[rnd.IntN(len(statuses))]
+			calls = append(calls, call{
+				id: fmt.Sprintf("p%d-%d", p, c), tool: "t", workflow: wf, plan: fmt.Sprintf("plan-%d", p), status: st, code: "E",
+				// Calls up to 90 minutes after the plan's first: many cross an hour.
+				start: begin.Add(time.Duration(c) * time.Duration(rnd.Int64N(int64(30*time.Minute)))),
+				dur:   time.Duration(1+rnd.IntN(2000)) * time.Millisecond,
+			})
+		}
+	}
+	calls = append(calls, call{id: "no-plan", tool: "t", start: now.Add(-time.Hour), dur: time.Millisecond, status: "timeout"})
+	// Around the second window below, [now-3d, cut): a plan that went
+	// fine before cut and failed after it (fine in that window), one
+	// that starts after cut (not in it), and one that began two hours
+	// before the window and failed inside it (not in it either).
+	cut, early := now.Add(-26*time.Hour-7*time.Minute), now.Add(-3*24*time.Hour)
+	calls = append(calls,
+		call{id: "edge-1a", tool: "t", workflow: "wf-a", plan: "edge-1", start: cut.Add(-10 * time.Minute), dur: time.Millisecond},
+		call{id: "edge-1b", tool: "t", workflow: "wf-a", plan: "edge-1", start: cut.Add(5 * time.Minute), dur: time.Millisecond, status: "system_error"},
+		call{id: "edge-2", tool: "t", workflow: "wf-a", plan: "edge-2", start: cut.Add(time.Minute), dur: time.Millisecond, status: "policy_blocked"},
+		call{id: "edge-3a", tool: "t", workflow: "wf-b", plan: "edge-3", start: early.Add(-2 * time.Hour), dur: time.Millisecond},
+		call{id: "edge-3b", tool: "t", workflow: "wf-b", plan: "edge-3", start: early.Add(time.Minute), dur: time.Millisecond, status: "timeout"})
+	insertCalls(t, s, calls[:len(calls)/2])
+	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_plans_1h"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 23`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insertCalls(t, s, calls[len(calls)/2:])
+
+	// plan is what the KPI needs of a plan, from its calls in [lo, to).
+	type plan struct {
+		wf                   string
+		start, firstFail     time.Time
+		blocked, failed, bad int
+	}
+	plansIn := func(from, to time.Time) map[string]*plan {
+		lo := from.Truncate(time.Hour).Add(-planLookback)
+		out := map[string]*plan{}
+		for _, c := range calls {
+			if c.plan == "" || c.start.Before(lo) || !c.start.Before(to) {
+				continue
+			}
+			p := out[c.plan]
+			if p == nil {
+				p = &plan{wf: c.workflow, start: c.start}
+				out[c.plan] = p
+			}
+			if c.start.Before(p.start) {
+				p.start = c.start
+			}
+			if c.status != "" && c.status != "ok" { // insertCalls stores "" as ok
+				p.bad++
+				if end := c.start.Add(c.dur); p.firstFail.IsZero() || end.Before(p.firstFail) {
+					p.firstFail = end
+				}
+			}
+			switch c.status {
+			case "policy_blocked":
+				p.blocked++
+			case "tool_error", "system_error", "timeout":
+				p.failed++
+			}
+		}
+		for id, p := range out {
+			if p.start.Before(from) {
+				delete(out, id)
+			}
+		}
+		return out
+	}
+	for _, r := range []struct{ from, to time.Time }{
+		{now.Add(-14 * 24 * time.Hour), now},
+		{early, cut},
+		{now.Add(-6 * 24 * time.Hour), now.Truncate(time.Hour)},
+	} {
+		rep, err := s.Plans(ctx, r.from, r.to)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := plansIn(rep.From, r.to)
+		want := map[int64]*PlanWeek{} // by the week's Unix time: time.Time keys compare locations
+		var detect, recover = map[int64]float64{}, map[int64]float64{}
+		for _, p := range ps {
+			wk := monday(p.start).Unix()
+			w := want[wk]
+			if w == nil {
+				w = &PlanWeek{Week: monday(p.start)}
+				want[wk] = w
+			}
+			w.Plans++
+			switch {
+			case p.blocked > 0:
+				w.PolicyBlocked++
+			case p.failed > 0:
+				w.SystemErrors++
+			}
+			if p.blocked+p.failed > 0 {
+				detect[wk] += float64(p.firstFail.UnixMilli() - p.start.UnixMilli()) // dateDiff counts millisecond boundaries
+			}
+			if p.bad == 0 || p.wf == "" {
+				continue
+			}
+			// The workflow's first successful plan after the failure.
+			var next time.Time
+			for _, o := range ps {
+				if o.wf == p.wf && o.bad == 0 && o.start.After(p.firstFail) && (next.IsZero() || o.start.Before(next)) {
+					next = o.start
+				}
+			}
+			if !next.IsZero() {
+				w.Recovered++
+				recover[wk] += float64(next.UnixMilli() - p.firstFail.UnixMilli())
+			}
+		}
+		if len(rep.Weeks) != len(want) {
+			t.Fatalf("[%s, %s): %d weeks, want %d", r.from, r.to, len(rep.Weeks), len(want))
+		}
+		for _, got := range rep.Weeks {
+			w := want[got.Week.Unix()]
+			if w == nil {
+				t.Fatalf("[%s, %s): week %s has no plans here", r.from, r.to, got.Week)
+			}
+			if failed := w.PolicyBlocked + w.SystemErrors; failed > 0 {
+				w.MeanTimeToDetectMs = detect[got.Week.Unix()] / float64(failed)
+			}
+			if w.Recovered > 0 {
+				w.MeanTimeToRecoverMs = recover[got.Week.Unix()] / float64(w.Recovered)
+			}
+			if got.Plans != w.Plans || got.PolicyBlocked != w.PolicyBlocked || got.SystemErrors != w.SystemErrors ||
+				got.Recovered != w.Recovered || math.Abs(got.MeanTimeToDetectMs-w.MeanTimeToDetectMs) > 1e-6 ||
+				math.Abs(got.MeanTimeToRecoverMs-w.MeanTimeToRecoverMs) > 1e-6 {
+				t.Errorf("[%s, %s) week %s:\n got %+v\nwant %+v", r.from, r.to, got.Week, got, *w)
+			}
+		}
+		ser, err := AlignSeries(r.from, r.to, 6*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		points, err := s.PlanSeries(ctx, ser)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPts := map[int64]PlanPoint{}
+		for _, p := range plansIn(ser.From, ser.To) {
+			b := ser.From.Add(p.start.Sub(ser.From).Truncate(6 * time.Hour))
+			pt := wantPts[b.Unix()]
+			pt.Start = b
+			pt.Plans++
+			switch {
+			case p.blocked > 0:
+				pt.PolicyBlocked++
+			case p.failed > 0:
+				pt.SystemErrors++
+			}
+			wantPts[b.Unix()] = pt
+		}
+		if len(points) != len(wantPts) {
+			t.Fatalf("series of [%s, %s): %d points, want %d", r.from, r.to, len(points), len(wantPts))
+		}
+		for _, got := range points {
+			w := wantPts[got.Start.Unix()]
+			if got.Plans != w.Plans || got.PolicyBlocked != w.PolicyBlocked || got.SystemErrors != w.SystemErrors {
+				t.Errorf("series of [%s, %s) at %s: got %+v, want %+v", r.from, r.to, got.Start, got, w)
+			}
+		}
+	}
+}

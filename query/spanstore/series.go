@@ -297,17 +297,11 @@ type PlanPoint struct {
 // PlanSeries returns the plans per step of s (from AlignSeries), as the
 // plans KPI counts them; steps without plans are left out.
 func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) {
-	params := s.params(nil)
+	params := planParams(s.params(nil), s.From, s.To)
 	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
 		SELECT intDiv(toUnixTimestamp(start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 			countIf(blocked > 0), countIf(blocked = 0 AND failed > 0)
-		FROM (
-			SELECT plan_id, min(ts_start) AS start,
-				countIf(outcome_status = 'policy_blocked') AS blocked,
-				countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed
-			FROM {{spans}} FINAL
-			WHERE plan_id != '' AND ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}
-			GROUP BY plan_id)
+		FROM (`+plansSQL+`)
 		GROUP BY b ORDER BY b`)
 	if err != nil {
 		return nil, fmt.Errorf("plan series: %w", err)
