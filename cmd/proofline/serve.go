@@ -171,6 +171,11 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 	if f.burst < 0 {
 		errs = append(errs, fmt.Errorf("--burst: %d is negative", f.burst))
 	}
+	if strings.TrimSpace(f.costCurrency) == "" {
+		// Amounts without a currency are never counted as one (the cost
+		// KPI reports them apart), so the KPI needs a currency to report.
+		errs = append(errs, errors.New("--cost-currency: empty, want a currency code such as USD"))
+	}
 	if f.costCap < 0 {
 		errs = append(errs, fmt.Errorf("--cost-monthly-cap: %v is negative", f.costCap))
 	}

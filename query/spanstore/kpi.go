@@ -177,9 +177,9 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	monthEnd := monthStart.AddDate(0, 1, 0)
 	rep := &CostReport{Currency: cfg.Currency, MonthStart: monthStart, MonthlyCap: cfg.MonthlyCap, Workflows: []WorkflowCost{}, Anomalies: []CostAnomaly{}}
-	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)}, map[string]time.Time{"m0": monthStart, "now": now})
+	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)},
+		map[string]time.Time{"m0": monthStart, "now": now, "hcut": now.Truncate(time.Hour)})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
-	const inMonth = `ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}`
 	// The month's total and the amounts without a currency, and the last
 	// 7 days' spend, from the cost rollup (costSums).
 	mtd, err := s.costSums(ctx, monthStart, now)
@@ -220,7 +220,14 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		rep.ProjectedTotal += recent * float64(monthEnd.Sub(now)) / float64(period)
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
-	rows, err := s.query(qctx, `SELECT workflow_id, sum(cost_amount) AS c, count() FROM {{spans}} FINAL WHERE `+inMonth+`
+	// The month's workflows: whole hours from the per-workflow rollup, the
+	// part-hour before now from spans.
+	rows, err := s.query(qctx, `SELECT workflow_id, sum(a) AS c, sum(n) FROM (
+			SELECT workflow_id, amount AS a, calls AS n FROM {{cost_workflow_rollup}}
+			WHERE cost_currency = {cur:String} AND hour >= toDateTime({m0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hcut:DateTime64(9, 'UTC')}, 'UTC')
+			UNION ALL
+			SELECT workflow_id, cost_amount, toUInt64(1) FROM {{spans}} FINAL
+			WHERE cost_currency = {cur:String} AND ts_start >= {hcut:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')})
 		GROUP BY workflow_id ORDER BY c DESC, workflow_id LIMIT {top:UInt32}`)
 	if err != nil {
 		return nil, fmt.Errorf("cost per workflow: %w", err)
@@ -234,23 +241,36 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		rep.Workflows = append(rep.Workflows, w)
 	}
 	rows.Close()
-	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency},
-		map[string]time.Time{"h1": now.Add(-time.Hour), "d7": now.Add(-time.Hour - 7*24*time.Hour), "now": now})
+	h1, d7 := now.Add(-time.Hour), now.Add(-time.Hour-7*24*time.Hour)
+	base, last := splitWindow(d7, h1), splitWindow(h1, now) // their whole minutes
+	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"h1": h1, "d7": d7, "now": now,
+		"bm0": base.mfrom, "bm1": base.mto, "rm0": last.mfrom, "rm1": last.mto})
 	// Per tool: the last hour's spend and calls, and the 7 days' before;
 	// per group: the 7 days' before, the baseline of a tool that has none
-	// of its own (a new tool).
+	// of its own (a new tool). Each window's whole minutes come from the
+	// per-tool cost rollup, the seconds at its edges from spans.
 	// The group's baseline is a window sum over the per-tool rows: one
-	// read of the spans (a WITH … JOIN of the same subquery read them twice).
+	// read of them (a WITH … JOIN of the same subquery read them twice).
 	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
 		SELECT tool_server, tool_name, rsum, rn, bsum, bn, gsum, gn FROM (
 			SELECT tool_server, tool_name, rsum, rn, bsum, bn,
 				sum(bsum) OVER (PARTITION BY tool_group) AS gsum, sum(bn) OVER (PARTITION BY tool_group) AS gn
 			FROM (
 				SELECT tool_group, tool_server, tool_name,
-					sumIf(cost_amount, ts_start >= {h1:DateTime64(9, 'UTC')}) AS rsum, countIf(ts_start >= {h1:DateTime64(9, 'UTC')}) AS rn,
-					sumIf(cost_amount, ts_start < {h1:DateTime64(9, 'UTC')}) AS bsum, countIf(ts_start < {h1:DateTime64(9, 'UTC')}) AS bn
-				FROM {{spans}} FINAL
-				WHERE ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')} AND cost_currency = {cur:String}
+					sumIf(a, recent) AS rsum, sumIf(n, recent) AS rn, sumIf(a, NOT recent) AS bsum, sumIf(n, NOT recent) AS bn
+				FROM (
+					SELECT tool_group, tool_server, tool_name, minute >= toDateTime({rm0:DateTime64(9, 'UTC')}, 'UTC') AS recent, calls AS n, amount AS a
+					FROM {{cost_tool_rollup}}
+					WHERE cost_currency = {cur:String}
+						AND (minute >= toDateTime({bm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({bm1:DateTime64(9, 'UTC')}, 'UTC')
+							OR minute >= toDateTime({rm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({rm1:DateTime64(9, 'UTC')}, 'UTC'))
+					UNION ALL
+					SELECT tool_group, tool_server, tool_name, ts_start >= {h1:DateTime64(9, 'UTC')}, toUInt64(1), cost_amount
+					FROM {{spans}} FINAL
+					WHERE cost_currency = {cur:String}
+						AND (ts_start >= {d7:DateTime64(9, 'UTC')} AND ts_start < {bm0:DateTime64(9, 'UTC')}
+							OR ts_start >= {bm1:DateTime64(9, 'UTC')} AND ts_start < {rm0:DateTime64(9, 'UTC')}
+							OR ts_start >= {rm1:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}))
 				GROUP BY tool_group, tool_server, tool_name))
 		WHERE rn > 0
 		ORDER BY tool_name, tool_server`)

@@ -106,6 +106,10 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"objectives_engine":     "MergeTree",
 		"plans_engine":          "AggregatingMergeTree",
 		"plans_rollup":          "spans_plans_1h",
+		"cost_tool_engine":      "AggregatingMergeTree",
+		"cost_tool_rollup":      "spans_cost_tool_1m",
+		"cost_workflow_engine":  "AggregatingMergeTree",
+		"cost_workflow_rollup":  "spans_cost_workflow_1h",
 		"latency_bucket":        latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -131,6 +135,10 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["slo_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_slo_1m', '{replica}')"
 		vars["plans_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_plans_1h', '{replica}')"
 		vars["plans_rollup"] = "spans_plans_1h_all"
+		vars["cost_tool_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_tool_1m', '{replica}')"
+		vars["cost_tool_rollup"] = "spans_cost_tool_1m_all"
+		vars["cost_workflow_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_workflow_1h', '{replica}')"
+		vars["cost_workflow_rollup"] = "spans_cost_workflow_1h_all"
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil

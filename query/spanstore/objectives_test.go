@@ -223,3 +223,101 @@ func TestCostRollupMatchesSpans(t *testing.T) {
 		}
 	}
 }
+
+// TestCostDetailRollupsMatchSpans checks the cost KPI's top workflows
+// and per-tool anomaly figures, read from the per-tool and per-workflow
+// rollups and the seconds at the windows' edges from spans, against the
+// same sums worked out here from the calls: for a now on a minute and
+// off it, with spans stored before the rollups existed (the backfill,
+// migration 0026) and after.
+func TestCostDetailRollupsMatchSpans(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	end := time.Now().UTC().Truncate(time.Minute).Add(-3 * time.Minute)
+	var calls []call
+	for i := 0; i < 900; i++ {
+		// Denser in the last two hours, so both windows have calls at
+		// their edges.
+		back := time.Duration(i*i) * 733 * time.Millisecond
+		if i%3 == 0 {
+			back = time.Duration(i) * 7919 * time.Millisecond
+		}
+		calls = append(calls, call{
+			id: fmt.Sprintf("c-%d", i), tool: fmt.Sprintf("t%d", i%7), server: fmt.Sprintf("s%d", i%2), group: fmt.Sprintf("g%d", i%7%3), // a tool is in one group
+			workflow: fmt.Sprintf("wf-%d", i%11), start: end.Add(-back), cost: float64(i%17) * 0.013,
+			currency: []string{"", "EUR", "-", ""}[i%4], // "" is USD in insertCalls, "-" none
+		})
+	}
+	insertCalls(t, s, calls[:450])
+	for _, table := range []string{"spans_cost_tool_1m", "spans_cost_workflow_1h"} {
+		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 26`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insertCalls(t, s, calls[450:])
+	type sums struct {
+		n int
+		a float64
+	}
+	close := func(x, y float64) bool { return math.Abs(x-y) <= 1e-9*math.Max(1, math.Abs(y)) }
+	for _, now := range []time.Time{end, end.Add(-37*time.Minute - 29*time.Second), end.Add(-2*time.Hour + 11*time.Second)} {
+		// An anomaly factor this low flags every tool with a baseline and a
+		// last hour: their figures are all in the report.
+		rep, err := s.Cost(ctx, CostConfig{Currency: "USD", AnomalyFactor: 1e-9, TopWorkflows: 100}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+		h1, d7 := now.Add(-time.Hour), now.Add(-time.Hour-7*24*time.Hour)
+		wfs := map[string]sums{}
+		recent, base := map[[2]string]sums{}, map[[2]string]sums{}
+		for _, c := range calls {
+			if c.currency != "" || !c.start.Before(now) {
+				continue
+			}
+			if !c.start.Before(m0) {
+				w := wfs[c.workflow]
+				wfs[c.workflow] = sums{w.n + 1, w.a + c.cost}
+			}
+			k := [2]string{c.server, c.tool}
+			switch {
+			case !c.start.Before(h1):
+				r := recent[k]
+				recent[k] = sums{r.n + 1, r.a + c.cost}
+			case !c.start.Before(d7):
+				b := base[k]
+				base[k] = sums{b.n + 1, b.a + c.cost}
+			}
+		}
+		if len(rep.Workflows) != len(wfs) {
+			t.Fatalf("now %s: %d workflows, want %d", now, len(rep.Workflows), len(wfs))
+		}
+		for _, w := range rep.Workflows {
+			if want := wfs[w.Workflow]; int(w.Calls) != want.n || !close(w.Cost, want.a) {
+				t.Errorf("now %s: workflow %s: %d calls %.6f, want %d %.6f", now, w.Workflow, w.Calls, w.Cost, want.n, want.a)
+			}
+		}
+		flagged := 0
+		for k, r := range recent {
+			if b := base[k]; b.n > 0 && b.a > 0 && r.a > 0 {
+				flagged++
+			}
+		}
+		if len(rep.Anomalies) != flagged || flagged == 0 {
+			t.Fatalf("now %s: %d tools flagged, want %d (and some)", now, len(rep.Anomalies), flagged)
+		}
+		for _, a := range rep.Anomalies {
+			k := [2]string{a.Server, a.Tool}
+			r, b := recent[k], base[k]
+			if a.Reason != "own_baseline" || !close(a.RecentSpend, r.a) || !close(a.RecentPerCall, r.a/float64(r.n)) || !close(a.BaselinePerCall, b.a/float64(b.n)) {
+				t.Errorf("now %s: %+v, want recent %d calls %.6f, baseline %d calls %.6f", now, a, r.n, r.a, b.n, b.a)
+			}
+		}
+	}
+}

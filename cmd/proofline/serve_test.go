@@ -1,0 +1,29 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestServeRefusesBadCostFlags: a serve start with a cost flag the cost
+// KPI cannot use stops before anything starts, naming the flag.
+func TestServeRefusesBadCostFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cost-currency", ""}, "--cost-currency: empty"},
+		{[]string{"--cost-currency", "  "}, "--cost-currency: empty"},
+		{[]string{"--cost-monthly-cap", "-1"}, "--cost-monthly-cap: -1 is negative"},
+		{[]string{"--cost-new-tool-cap-share", "1.5"}, "--cost-new-tool-cap-share: 1.5"},
+	} {
+		var stderr bytes.Buffer
+		dir := t.TempDir()
+		err := cmdServe(context.Background(), append([]string{"--data", dir, "--listen", "127.0.0.1:0"}, tc.args...), &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("serve %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+}
