@@ -423,7 +423,10 @@ func render(n, chunk int, bPL, bRollup, bOT float64, extra []string, tPL, tRaw, 
 // kpiTiming is one KPI call's query times, sorted.
 type kpiTiming struct {
 	name, api string
-	times     []time.Duration
+	// first is the kind's first query, on the engine's cold caches (0
+	// when not taken apart); times are the runs after it.
+	first time.Duration
+	times []time.Duration
 }
 
 // timeKPIs times every KPI the API serves, as its handler calls the
@@ -502,6 +505,14 @@ func timeKPIs(ctx context.Context, st *spanstore.Store, now time.Time, sh shape,
 	out := []kpiTiming{refill}
 	for _, k := range kinds {
 		kt := kpiTiming{name: k.name, api: k.api}
+		// The first query of a kind reads its columns from disk into the
+		// engine's caches; a console polling a KPI asks with them warm.
+		// It is reported apart, so that p95 is the steady state's.
+		t0 := time.Now()
+		if err := k.f(); err != nil {
+			return nil, fmt.Errorf("%s: %w", k.name, err)
+		}
+		kt.first = time.Since(t0)
 		for i := 0; i < runs; i++ {
 			t0 := time.Now()
 			if err := k.f(); err != nil {
@@ -522,12 +533,16 @@ func renderKPIs(n, chunk int, sh shape, kpis []kpiTiming) string {
 	fmt.Fprintf(&b, "### KPI query times (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "Command: `go run ./bench/spans -spans %d -batch %d -days %d -tools %d -servers %d -queries %d`  \nMachine: %s, %d CPUs, %s; %d spans over %d days ending now, %d tools on %d servers, the store's calls as the API handlers make them\n\n",
 		n, chunk, sh.days, sh.tools, sh.servers, len(kpis[len(kpis)-1].times), host, runtime.NumCPU(), runtime.Version(), n, sh.days, sh.tools, sh.servers)
-	b.WriteString("| KPI | API | p50 | p95 |\n| --- | --- | ---: | ---: |\n")
+	b.WriteString("| KPI | API | first query | p50 | p95 |\n| --- | --- | ---: | ---: | ---: |\n")
 	for _, k := range kpis {
 		q := func(p int) time.Duration {
 			return k.times[min(len(k.times)-1, len(k.times)*p/100)].Round(100 * time.Microsecond)
 		}
-		fmt.Fprintf(&b, "| %s | `%s` | %s | %s |\n", k.name, k.api, q(50), q(95))
+		first := "–"
+		if k.first > 0 {
+			first = k.first.Round(100 * time.Microsecond).String()
+		}
+		fmt.Fprintf(&b, "| %s | `%s` | %s | %s | %s |\n", k.name, k.api, first, q(50), q(95))
 	}
 	return b.String()
 }
