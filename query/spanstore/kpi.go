@@ -242,13 +242,15 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	}
 	rows.Close()
 	h1, d7 := now.Add(-time.Hour), now.Add(-time.Hour-7*24*time.Hour)
-	base, last := splitWindow(d7, h1), splitWindow(h1, now) // their whole minutes
+	base, last := splitWindow(d7, h1), splitWindow(h1, now)
 	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"h1": h1, "d7": d7, "now": now,
-		"bm0": base.mfrom, "bm1": base.mto, "rm0": last.mfrom, "rm1": last.mto})
+		"bm0": base.mfrom, "bh0": base.hfrom, "bh1": base.hto, "bm1": base.mto,
+		"rm0": last.mfrom, "rh0": last.hfrom, "rh1": last.hto, "rm1": last.mto})
 	// Per tool: the last hour's spend and calls, and the 7 days' before;
 	// per group: the 7 days' before, the baseline of a tool that has none
-	// of its own (a new tool). Each window's whole minutes come from the
-	// per-tool cost rollup, the seconds at its edges from spans.
+	// of its own (a new tool). Each window is cut by splitWindow: whole
+	// hours from the per-tool hourly cost rollup, the whole minutes at
+	// their edges from the per-tool minute rollup, the seconds from spans.
 	// The group's baseline is a window sum over the per-tool rows: one
 	// read of them (a WITH … JOIN of the same subquery read them twice).
 	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
@@ -259,11 +261,19 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 				SELECT tool_group, tool_server, tool_name,
 					sumIf(a, recent) AS rsum, sumIf(n, recent) AS rn, sumIf(a, NOT recent) AS bsum, sumIf(n, NOT recent) AS bn
 				FROM (
-					SELECT tool_group, tool_server, tool_name, minute >= toDateTime({rm0:DateTime64(9, 'UTC')}, 'UTC') AS recent, calls AS n, amount AS a
+					SELECT tool_group, tool_server, tool_name, hour >= toDateTime({h1:DateTime64(9, 'UTC')}, 'UTC') AS recent, calls AS n, amount AS a
+					FROM {{cost_tool_hourly_rollup}}
+					WHERE cost_currency = {cur:String}
+						AND (hour >= toDateTime({bh0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({bh1:DateTime64(9, 'UTC')}, 'UTC')
+							OR hour >= toDateTime({rh0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({rh1:DateTime64(9, 'UTC')}, 'UTC'))
+					UNION ALL
+					SELECT tool_group, tool_server, tool_name, minute >= toDateTime({h1:DateTime64(9, 'UTC')}, 'UTC'), calls, amount
 					FROM {{cost_tool_rollup}}
 					WHERE cost_currency = {cur:String}
-						AND (minute >= toDateTime({bm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({bm1:DateTime64(9, 'UTC')}, 'UTC')
-							OR minute >= toDateTime({rm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({rm1:DateTime64(9, 'UTC')}, 'UTC'))
+						AND (minute >= toDateTime({bm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({bh0:DateTime64(9, 'UTC')}, 'UTC')
+							OR minute >= toDateTime({bh1:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({bm1:DateTime64(9, 'UTC')}, 'UTC')
+							OR minute >= toDateTime({rm0:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({rh0:DateTime64(9, 'UTC')}, 'UTC')
+							OR minute >= toDateTime({rh1:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({rm1:DateTime64(9, 'UTC')}, 'UTC'))
 					UNION ALL
 					SELECT tool_group, tool_server, tool_name, ts_start >= {h1:DateTime64(9, 'UTC')}, toUInt64(1), cost_amount
 					FROM {{spans}} FINAL

@@ -88,29 +88,31 @@ func splitStatements(text string) []string {
 // DDLVars are the placeholders of the migrations for a configuration.
 func DDLVars(cfg Config) (map[string]string, error) {
 	vars := map[string]string{
-		"retention_days":        strconv.Itoa(cfg.RetentionDays),
-		"on_cluster":            "",
-		"cluster":               "",
-		"replacing_engine":      "ReplacingMergeTree",
-		"aggregating_engine_1m": "AggregatingMergeTree",
-		"aggregating_engine_1h": "AggregatingMergeTree",
-		"spans":                 "spans",
-		"latency_rollup_1m":     "spans_latency_1m",
-		"latency_rollup_1h":     "spans_latency_1h",
-		"catalog_engine":        "ReplacingMergeTree",
-		"onboarding_engine":     "AggregatingMergeTree",
-		"onboarding":            "tool_onboarding",
-		"slo_engine":            "AggregatingMergeTree",
-		"cost_engine":           "AggregatingMergeTree",
-		"cost_rollup":           "spans_cost_1m",
-		"objectives_engine":     "MergeTree",
-		"plans_engine":          "AggregatingMergeTree",
-		"plans_rollup":          "spans_plans_1h",
-		"cost_tool_engine":      "AggregatingMergeTree",
-		"cost_tool_rollup":      "spans_cost_tool_1m",
-		"cost_workflow_engine":  "AggregatingMergeTree",
-		"cost_workflow_rollup":  "spans_cost_workflow_1h",
-		"latency_bucket":        latencyBucketSQL,
+		"retention_days":          strconv.Itoa(cfg.RetentionDays),
+		"on_cluster":              "",
+		"cluster":                 "",
+		"replacing_engine":        "ReplacingMergeTree",
+		"aggregating_engine_1m":   "AggregatingMergeTree",
+		"aggregating_engine_1h":   "AggregatingMergeTree",
+		"spans":                   "spans",
+		"latency_rollup_1m":       "spans_latency_1m",
+		"latency_rollup_1h":       "spans_latency_1h",
+		"catalog_engine":          "ReplacingMergeTree",
+		"onboarding_engine":       "AggregatingMergeTree",
+		"onboarding":              "tool_onboarding",
+		"slo_engine":              "AggregatingMergeTree",
+		"cost_engine":             "AggregatingMergeTree",
+		"cost_rollup":             "spans_cost_1m",
+		"objectives_engine":       "MergeTree",
+		"plans_engine":            "AggregatingMergeTree",
+		"plans_rollup":            "spans_plans_1h",
+		"cost_tool_engine":        "AggregatingMergeTree",
+		"cost_tool_rollup":        "spans_cost_tool_1m",
+		"cost_workflow_engine":    "AggregatingMergeTree",
+		"cost_workflow_rollup":    "spans_cost_workflow_1h",
+		"cost_tool_hourly_engine": "AggregatingMergeTree",
+		"cost_tool_hourly_rollup": "spans_cost_tool_1h",
+		"latency_bucket":          latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
 		return nil, fmt.Errorf("retention of %d days: want 1 to 36500", cfg.RetentionDays)
@@ -139,6 +141,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_tool_rollup"] = "spans_cost_tool_1m_all"
 		vars["cost_workflow_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_workflow_1h', '{replica}')"
 		vars["cost_workflow_rollup"] = "spans_cost_workflow_1h_all"
+		vars["cost_tool_hourly_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_tool_1h', '{replica}')"
+		vars["cost_tool_hourly_rollup"] = "spans_cost_tool_1h_all"
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
@@ -225,11 +226,11 @@ func TestCostRollupMatchesSpans(t *testing.T) {
 }
 
 // TestCostDetailRollupsMatchSpans checks the cost KPI's top workflows
-// and per-tool anomaly figures, read from the per-tool and per-workflow
-// rollups and the seconds at the windows' edges from spans, against the
-// same sums worked out here from the calls: for a now on a minute and
-// off it, with spans stored before the rollups existed (the backfill,
-// migration 0026) and after.
+// and per-tool anomaly figures, read from the per-tool (hour and minute)
+// and per-workflow rollups and the seconds at the windows' edges from
+// spans, against the same sums worked out here from the calls: for a now
+// on a minute and off it, with spans stored before the rollups existed
+// (the backfills, migrations 0026 and 0029) and after.
 func TestCostDetailRollupsMatchSpans(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
@@ -248,25 +249,36 @@ func TestCostDetailRollupsMatchSpans(t *testing.T) {
 			currency: []string{"", "EUR", "-", ""}[i%4], // "" is USD in insertCalls, "-" none
 		})
 	}
-	insertCalls(t, s, calls[:450])
-	for _, table := range []string{"spans_cost_tool_1m", "spans_cost_workflow_1h"} {
+	nows := []time.Time{end, end.Add(-37*time.Minute - 29*time.Second), end.Add(-2*time.Hour + 11*time.Second)}
+	// Calls every 97 s for ±97 minutes around each 7-day baseline's
+	// start, so that its seconds, minutes and hours all hold some.
+	for j, now := range nows {
+		d7 := now.Add(-time.Hour - 7*24*time.Hour)
+		for k := -60; k <= 60; k++ {
+			calls = append(calls, call{id: fmt.Sprintf("edge-%d-%d", j, k), tool: fmt.Sprintf("t%d", (k+60)%7), server: fmt.Sprintf("s%d", (k+60)%2),
+				group: fmt.Sprintf("g%d", (k+60)%7%3), workflow: "wf-edge", start: d7.Add(time.Duration(k) * 97 * time.Second), cost: 0.07})
+		}
+	}
+	rand.New(rand.NewPCG(3, 5)).Shuffle(len(calls), func(i, j int) { calls[i], calls[j] = calls[j], calls[i] })
+	insertCalls(t, s, calls[:len(calls)/2])
+	for _, table := range []string{"spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h"} {
 		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 26`); err != nil {
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version IN (26, 29)`); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	insertCalls(t, s, calls[450:])
+	insertCalls(t, s, calls[len(calls)/2:])
 	type sums struct {
 		n int
 		a float64
 	}
 	close := func(x, y float64) bool { return math.Abs(x-y) <= 1e-9*math.Max(1, math.Abs(y)) }
-	for _, now := range []time.Time{end, end.Add(-37*time.Minute - 29*time.Second), end.Add(-2*time.Hour + 11*time.Second)} {
+	for _, now := range nows {
 		// An anomaly factor this low flags every tool with a baseline and a
 		// last hour: their figures are all in the report.
 		rep, err := s.Cost(ctx, CostConfig{Currency: "USD", AnomalyFactor: 1e-9, TopWorkflows: 100}, now)
