@@ -112,6 +112,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"cost_workflow_rollup":    "spans_cost_workflow_1h",
 		"cost_tool_hourly_engine": "AggregatingMergeTree",
 		"cost_tool_hourly_rollup": "spans_cost_tool_1h",
+		"recent_engine":           "ReplacingMergeTree",
+		"recent":                  "spans_recent",
 		"latency_bucket":          latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -143,6 +145,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_workflow_rollup"] = "spans_cost_workflow_1h_all"
 		vars["cost_tool_hourly_engine"] = "ReplicatedAggregatingMergeTree('/clickhouse/tables/{shard}/{database}/spans_cost_tool_1h', '{replica}')"
 		vars["cost_tool_hourly_rollup"] = "spans_cost_tool_1h_all"
+		vars["recent_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans_recent', '{replica}')"
+		vars["recent"] = "spans_recent_all"
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil

@@ -152,8 +152,14 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 				continue // the range asked for is narrower: no need
 			}
 		}
+		// The hour before now is whole in the recent spans (spans_recent,
+		// migration 0030), which a newest-first page reads at its end.
+		table := "{{spans}}"
+		if probe == spanProbes[0] && f.To.IsZero() && f.Cursor == "" && !lower.IsZero() {
+			table = "{{recent}}"
+		}
 		var err error
-		page, err = s.spansPage(ctx, where, params, lower)
+		page, err = s.spansPage(ctx, table, where, params, lower)
 		if err != nil {
 			return nil, err
 		}
@@ -177,10 +183,10 @@ const tsFmt = "2006-01-02 15:04:05.000000000"
 // first; 0 is no bound.
 var spanProbes = []time.Duration{time.Hour, 24 * time.Hour, 7 * 24 * time.Hour, 0}
 
-// spansPage reads one page: the spans matching where (and, when lower is
+// spansPage reads one page from table ({{spans}} or {{recent}}): the spans matching where (and, when lower is
 // set, starting at or after it), newest first, one more than the limit
 // to tell whether another page follows.
-func (s *Store) spansPage(ctx context.Context, where []string, params clickhouse.Parameters, lower time.Time) (*SpanPage, error) {
+func (s *Store) spansPage(ctx context.Context, table string, where []string, params clickhouse.Parameters, lower time.Time) (*SpanPage, error) {
 	if !lower.IsZero() {
 		where = append(slices.Clip(where), "ts_start >= {probe:DateTime64(9, 'UTC')}")
 		params = maps.Clone(params)
@@ -188,7 +194,7 @@ func (s *Store) spansPage(ctx context.Context, where []string, params clickhouse
 	}
 	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_server, tool_group, trace_id, span_id,
 		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, workflow_id, plan_id, elevation_scopes, elevation_approver, log_origin, leaf_index
-	FROM {{spans}} FINAL WHERE ` + strings.Join(where, " AND ") + `
+	FROM ` + table + ` FINAL WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
 	if err != nil {

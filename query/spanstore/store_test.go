@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -33,7 +35,7 @@ func testStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
-	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h"} {
+	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h", "spans_recent"} {
 		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
 			t.Fatal(err)
 		}
@@ -179,7 +181,8 @@ func TestClusterDDLParses(t *testing.T) {
 				if !strings.Contains(st, "INSERT INTO spans_latency_1m_all") && !strings.Contains(st, "INSERT INTO spans_latency_1h_all") &&
 					!strings.Contains(st, "INSERT INTO tool_onboarding_all") && !strings.Contains(st, "INSERT INTO spans_cost_1m_all") &&
 					!strings.Contains(st, "INSERT INTO spans_plans_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1m_all") &&
-					!strings.Contains(st, "INSERT INTO spans_cost_workflow_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1h_all") || !strings.Contains(st, "FROM spans_all FINAL") {
+					!strings.Contains(st, "INSERT INTO spans_cost_workflow_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1h_all") &&
+					!strings.Contains(st, "INSERT INTO spans_recent_all") || !strings.Contains(st, "FROM spans_all FINAL") {
 					t.Fatalf("cluster backfill does not go through the Distributed tables:\n%s", st)
 				}
 			default:
@@ -200,12 +203,12 @@ func TestClusterDDLParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range lms {
-		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 {
+		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 || m.version == 31 {
 			t.Fatalf("single-node migrations include the cluster-only %04d_%s", m.version, m.name)
 		}
 	}
-	if len(lms) != len(ms)-11 {
-		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the eleven Distributed-table ones apart", len(lms), len(ms))
+	if len(lms) != len(ms)-12 {
+		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the twelve Distributed-table ones apart", len(lms), len(ms))
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")
@@ -358,5 +361,104 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	}
 	if _, err := s.Spans(ctx, SpanFilter{Cursor: "not-a-cursor"}); !errors.Is(err, ErrBadCursor) {
 		t.Fatalf("bad cursor: %v", err)
+	}
+}
+
+// TestRecentSpansHoldTheLastHours: spans_recent, which a first page of
+// /v1/spans reads for the hour before now, holds every span that started
+// in the last 3 hours and none older — inserted through its view or by
+// its backfill (migration 0032) — and a first page read from it is the
+// page the spans table gives.
+func TestRecentSpansHoldTheLastHours(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC()
+	var spans []Span
+	recent := 0
+	for i := 0; i < 240; i++ {
+		age := time.Duration(i) * 97 * time.Second // 0 to 6.5 hours
+		if age < 3*time.Hour-time.Minute {
+			recent++
+		}
+		sp := span(fmt.Sprintf("r-%03d", i), []string{"a", "b", "c"}[i%3], "g", now.Add(-age), time.Millisecond, uint64(i))
+		if i%4 == 0 {
+			sp.Record.Outcome = schemas.Outcome{Status: schemas.StatusToolError, ErrorCode: "E1"}
+		}
+		spans = append(spans, sp)
+	}
+	count := func() int {
+		t.Helper()
+		var n uint64
+		// Spans within a minute of the 3-hour edge may be on either side.
+		if err := s.queryRow(ctx, `SELECT count() FROM spans_recent WHERE ts_start >= now64(9, 'UTC') - INTERVAL 179 MINUTE`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		var old uint64
+		if err := s.queryRow(ctx, `SELECT count() FROM spans_recent WHERE ts_start < now64(9, 'UTC') - INTERVAL 181 MINUTE`).Scan(&old); err != nil {
+			t.Fatal(err)
+		}
+		if old != 0 {
+			t.Errorf("spans_recent holds %d spans older than 3 hours", old)
+		}
+		return int(n)
+	}
+	insert := func(sp []Span) {
+		t.Helper()
+		if err := s.Insert(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every other span before the table existed (the backfill), the
+	// others through the view: both halves span the 3 hours.
+	var before, after []Span
+	for i, sp := range spans {
+		if i%2 == 0 {
+			before = append(before, sp)
+		} else {
+			after = append(after, sp)
+		}
+	}
+	insert(before)
+	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_recent"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 32`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insert(after)
+	if got := count(); got != recent {
+		t.Fatalf("spans_recent holds %d spans of the last 3 hours, want %d", got, recent)
+	}
+	for _, f := range []SpanFilter{{Limit: 10}, {Limit: 25, Tool: "b"}, {Limit: 5, Status: "tool_error"}, {Limit: 100}} {
+		got, err := s.Spans(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same page from the spans table alone.
+		where, params := []string{"1"}, clickhouse.Parameters{"limit": fmt.Sprint(f.Limit + 1)}
+		if f.Tool != "" {
+			where, params["tool"] = append(where, "tool_name = {tool:String}"), f.Tool
+		}
+		if f.Status != "" {
+			where, params["status"] = append(where, "outcome_status = {status:String}"), f.Status
+		}
+		want, err := s.spansPage(ctx, "{{spans}}", where, params, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Spans = want.Spans[:min(len(want.Spans), f.Limit)]
+		ids := func(p *SpanPage) string {
+			var out []string
+			for _, r := range p.Spans {
+				out = append(out, r.RecordID)
+			}
+			return strings.Join(out, ",")
+		}
+		if ids(got) != ids(want) {
+			t.Errorf("%+v: first page %s, from spans %s", f, ids(got), ids(want))
+		}
 	}
 }
