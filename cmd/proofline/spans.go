@@ -67,7 +67,8 @@ func (s *spanSink) Close(context.Context) error { return nil }
 // retries with backoff while /readyz names it; then it runs the exporters
 // runner with the span store as its one sink, from its cursor in the data
 // directory. Before the writer starts it syncs the SLO rollup to slos'
-// objectives (refilling it when they changed).
+// objectives (refilling it when they changed); while it runs, it seals
+// the plans of finished hours every minute.
 func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
 	var migrated atomic.Bool
 	sink := &spanSink{ls: spanstore.NewLogSink(spans), bus: b}
@@ -88,6 +89,12 @@ func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledg
 				}
 				migrated.Store(true)
 			}
+			// Plans are sealed while the writer runs (see
+			// spanstore.SealPlans); a failed seal is retried a minute later
+			// and meanwhile the plans KPI groups every plan.
+			sctx, stopSealing := context.WithCancel(ctx)
+			defer stopSealing()
+			go sealPlans(sctx, spans, log)
 			st, err := exporters.OpenStateDir(filepath.Join(data, spanCursorDir))
 			if err != nil {
 				return err
@@ -125,5 +132,24 @@ func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledg
 			}
 			return sink.ls.Err()
 		},
+	}
+}
+
+// sealPlansEvery is how often the span role seals the plans whose hours
+// are finished: an hour's plans become sealable once an hour.
+const sealPlansEvery = time.Minute
+
+func sealPlans(ctx context.Context, spans *spanstore.Store, log *slog.Logger) {
+	t := time.NewTicker(sealPlansEvery)
+	defer t.Stop()
+	for {
+		if err := spans.SealPlans(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("sealing plans", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

@@ -3,6 +3,7 @@ package spanstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -381,9 +382,10 @@ const planLookback = 24 * time.Hour
 // each: workflow (any of its calls'), first call, counts of calls blocked
 // by policy, failed (tool_error, system_error, timeout) and not ok, and
 // the end of the first call not ok (2262-01-01 when none). Its calls are
-// those before {pto}: whole hours from the plan rollup, from
-// planLookback before the window's start, and the part-hour before pto
-// from spans (planParams sets the bounds).
+// those before {pto}: whole hours from the plan rollup, from {plo}, and
+// the part-hour before pto from spans. The plans in {ptail} (hex of the
+// plan key: sealed plans still going at the sealed-to hour, which is
+// then {plo}) are left out. planParams sets them all.
 const plansSQL = `
 	SELECT plan, any(wf) AS wf, min(st) AS start, sum(bl) AS blocked, sum(fa) AS failed, sum(ba) AS bad, min(ff) AS first_fail
 	FROM (
@@ -396,14 +398,22 @@ const plansSQL = `
 			if(outcome_status != 'ok', ts_end, toDateTime64('2262-01-01 00:00:00', 9, 'UTC'))
 		FROM {{spans}} FINAL
 		WHERE plan_id != '' AND ts_start >= {pcut:DateTime64(9, 'UTC')} AND ts_start < {pto:DateTime64(9, 'UTC')})
+	WHERE NOT has({ptail:Array(String)}, hex(plan))
 	GROUP BY plan
 	HAVING start >= {pfrom:DateTime64(9, 'UTC')} AND start < {pto:DateTime64(9, 'UTC')}`
 
 // planParams adds plansSQL's parameters for the plans that started in
-// [from, to).
-func planParams(p clickhouse.Parameters, from, to time.Time) clickhouse.Parameters {
+// [from, to) and are not sealed. With seal, from is at or after the
+// sealed-to hour, and the rollup is read from there: a plan that began
+// before it is sealed (or in seal's tail).
+func planParams(p clickhouse.Parameters, from, to time.Time, seal *planSeal) clickhouse.Parameters {
 	cut := to.UTC().Truncate(time.Hour)
 	lo := from.UTC().Truncate(time.Hour).Add(-planLookback)
+	var tail []string
+	if seal != nil {
+		lo, tail = seal.to, seal.tail
+	}
+	p["ptail"] = tailParam(tail)
 	return timeParams(p, map[string]time.Time{"pfrom": from, "pto": to, "plo": lo, "pcut": cut})
 }
 
@@ -451,39 +461,24 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	from = from.UTC().Truncate(24 * time.Hour)
 	from = from.AddDate(0, 0, -((int(from.Weekday()) + 6) % 7)) // back to Monday
 	rep := &PlanReport{From: from, Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(clickhouse.Parameters{}, from, now)))
-	rows, err := s.query(qctx, `
-		SELECT toMonday(start) AS week, count() AS plans,
-			countIf(blocked > 0) AS policy, countIf(blocked = 0 AND failed > 0) AS system,
-			-- 0, not ClickHouse's nan (which JSON cannot hold), for a week
-			-- without a failed plan.
-			if(countIf(blocked + failed > 0) = 0, 0, avgIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0)) AS mttd
-		FROM (`+plansSQL+`)
-		GROUP BY week ORDER BY week`)
+	seal, err := s.planSeal(ctx, now)
 	if err != nil {
-		return nil, fmt.Errorf("plans per week: %w", err)
-	}
-	for rows.Next() {
-		var w PlanWeek
-		var week time.Time
-		if err := rows.Scan(&week, &w.Plans, &w.PolicyBlocked, &w.SystemErrors, &w.MeanTimeToDetectMs); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		w.Week = week
-		if w.Plans > 0 {
-			w.FailedRate = float64(w.PolicyBlocked+w.SystemErrors) / float64(w.Plans)
-		}
-		rep.Weeks = append(rep.Weeks, w)
-	}
-	rows.Close()
-	if err := s.recovery(ctx, from, now, rep.Weeks); err != nil {
 		return nil, err
+	}
+	if seal != nil && !from.Before(seal.to) {
+		seal = nil // nothing sealed in the window
+	}
+	weeks, err := s.planWeeks(ctx, from, now, seal)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range weeks {
+		rep.Weeks = append(rep.Weeks, w.report())
 	}
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
-	qctx = clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
-	rows, err = s.query(qctx, `SELECT outcome_status, error_code, count() AS c FROM {{spans}} FINAL
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
+	rows, err := s.query(qctx, `SELECT outcome_status, error_code, count() AS c FROM {{spans}} FINAL
 		WHERE outcome_status != 'ok' AND ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
 		GROUP BY outcome_status, error_code ORDER BY c DESC, outcome_status, error_code LIMIT 3`)
 	if err != nil {
@@ -500,34 +495,150 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	return rep, rows.Err()
 }
 
-// recovery fills the weeks' mean time to recover: an ASOF join finds, for
-// each failed plan, the first successful plan of the same workflow that
-// started after the failure.
-func (s *Store) recovery(ctx context.Context, from, now time.Time, weeks []PlanWeek) error {
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(clickhouse.Parameters{}, from, now)))
-	rows, err := s.query(qctx, `
-		WITH plans AS (SELECT wf, start, bad, first_fail FROM (`+plansSQL+`) WHERE wf != '')
-		SELECT toMonday(f.start) AS week, avg(dateDiff('millisecond', f.first_fail, o.start)), count()
-		FROM (SELECT wf, start, first_fail FROM plans WHERE bad > 0) AS f
-		ASOF INNER JOIN (SELECT wf, start FROM plans WHERE bad = 0) AS o
-			ON f.wf = o.wf AND f.first_fail < o.start
-		GROUP BY week`)
-	if err != nil {
-		return fmt.Errorf("plan recovery: %w", err)
+// planSums is what a week's plans add up to: the sealed hours' counts
+// and the plans grouped at query time, summed before the means are taken.
+type planSums struct {
+	week                  time.Time
+	plans, policy, system uint64
+	detectMs              int64
+	detected              uint64
+	recoverMs             int64
+	recovered             uint64
+}
+
+func (w *planSums) report() PlanWeek {
+	r := PlanWeek{Week: w.week, Plans: w.plans, PolicyBlocked: w.policy, SystemErrors: w.system, Recovered: w.recovered,
+		FailedRate: ratio(w.policy+w.system, w.plans)}
+	// 0, not NaN (which JSON cannot hold), in a week without a failed or
+	// recovered plan.
+	if w.detected > 0 {
+		r.MeanTimeToDetectMs = float64(w.detectMs) / float64(w.detected)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var week time.Time
-		var mttr float64
-		var n uint64
-		if err := rows.Scan(&week, &mttr, &n); err != nil {
-			return err
+	if w.recovered > 0 {
+		r.MeanTimeToRecoverMs = float64(w.recoverMs) / float64(w.recovered)
+	}
+	return r
+}
+
+// planWeeks adds up the weeks of [from, to): from the sealed hours before
+// seal.to (when seal is set) and from the plans grouped from then on (or
+// from from), whose failures, with those of sealed plans still waiting
+// for a recovery, are resolved against the plans grouped here.
+func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSeal) ([]*planSums, error) {
+	byWeek := map[int64]*planSums{}
+	at := func(week time.Time) *planSums {
+		w := byWeek[week.Unix()]
+		if w == nil {
+			w = &planSums{week: week.UTC()}
+			byWeek[week.Unix()] = w
 		}
-		for i := range weeks {
-			if weeks[i].Week.Equal(week) {
-				weeks[i].MeanTimeToRecoverMs, weeks[i].Recovered = mttr, n
+		return w
+	}
+	liveFrom := from
+	// The sealed failures still waiting: one by one (pending), with the
+	// live ones, and summed (open).
+	pending, open := "", ""
+	p := clickhouse.Parameters{}
+	if seal != nil {
+		liveFrom = seal.to
+		p = timeParams(p, map[string]time.Time{"from": from, "w": seal.to})
+		rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
+			SELECT toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected), sum(recover_ms), sum(recovered)
+			FROM plans_sealed_1h
+			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+				AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+			GROUP BY week`)
+		if err != nil {
+			return nil, fmt.Errorf("sealed plans per week: %w", err)
+		}
+		for rows.Next() {
+			var week time.Time
+			var x planSums
+			if err := rows.Scan(&week, &x.plans, &x.policy, &x.system, &x.detectMs, &x.detected, &x.recoverMs, &x.recovered); err != nil {
+				rows.Close()
+				return nil, err
 			}
+			w := at(week)
+			w.plans, w.policy, w.system, w.detectMs, w.detected, w.recoverMs, w.recovered = x.plans, x.policy, x.system, x.detectMs, x.detected, x.recoverMs, x.recovered
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, err
+		}
+		pending = `
+			UNION ALL
+			SELECT any(wf), any(start), any(first_fail) FROM plans_pending
+			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND start >= {from:DateTime64(9, 'UTC')}
+			GROUP BY plan HAVING max(resolved) = 0`
+		// The summed waiting failures (all ended before seal.to) are
+		// resolved by their workflow's first successful plan here.
+		open = `
+		UNION ALL
+		SELECT 1, toMonday(g.hour) AS week, 0, 0, 0, sum(g.n * ok.first - g.ff), toUInt64(sum(g.n))
+		FROM (SELECT wf, hour, sum(n) AS n, sum(ff_ms) AS ff FROM plans_open_1h
+			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC')
+			GROUP BY wf, hour HAVING n > 0) AS g
+		INNER JOIN (SELECT wf, toUnixTimestamp64Milli(min(start)) AS first FROM plans WHERE bad = 0 AND wf != '' GROUP BY wf) AS ok ON g.wf = ok.wf
+		GROUP BY week`
+	}
+	// The plans grouped here are grouped once (a materialized CTE) for
+	// both their weeks and their recoveries: an ASOF join finds, for each
+	// failed plan, the first successful plan of the same workflow that
+	// started after the failure.
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(p, liveFrom, to, seal)))
+	rows, err := s.query(qctx, `
+		WITH plans AS MATERIALIZED (`+plansSQL+`)
+		SELECT 0 AS kind, toMonday(start) AS week, count() AS n1, countIf(blocked > 0) AS n2, countIf(blocked = 0 AND failed > 0) AS n3,
+			sumIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS ms, countIf(blocked + failed > 0) AS n4
+		FROM plans GROUP BY week
+		UNION ALL
+		SELECT 1, toMonday(f.start) AS week, 0, 0, 0, sum(dateDiff('millisecond', f.first_fail, o.start)), count()
+		FROM (SELECT wf, start, first_fail FROM plans WHERE bad > 0 AND wf != ''`+pending+`) AS f
+		ASOF INNER JOIN (SELECT wf, start FROM plans WHERE bad = 0 AND wf != '') AS o
+			ON f.wf = o.wf AND f.first_fail < o.start
+		GROUP BY week`+open)
+	if err != nil {
+		return nil, fmt.Errorf("plans per week: %w", err)
+	}
+	var recoveries []planSums
+	for rows.Next() {
+		var kind uint8
+		var week time.Time
+		var x planSums
+		if err := rows.Scan(&kind, &week, &x.plans, &x.policy, &x.system, &x.detectMs, &x.detected); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if kind == 1 { // recoveries: their weeks are known once every plan is in
+			x.week, x.recoverMs, x.recovered, x.detectMs, x.detected = week, x.detectMs, x.detected, 0, 0
+			recoveries = append(recoveries, x)
+			continue
+		}
+		w := at(week)
+		w.plans += x.plans
+		w.policy += x.policy
+		w.system += x.system
+		w.detectMs += x.detectMs
+		w.detected += x.detected
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range recoveries {
+		if w := byWeek[r.week.Unix()]; w != nil { // a failure's week has its plan in it
+			w.recoverMs += r.recoverMs
+			w.recovered += r.recovered
 		}
 	}
-	return rows.Err()
+	out := make([]*planSums, 0, len(byWeek))
+	for _, w := range byWeek {
+		if w.plans > 0 {
+			out = append(out, w)
+		}
+	}
+	slices.SortFunc(out, func(a, b *planSums) int { return a.week.Compare(b.week) })
+	return out, nil
 }

@@ -114,6 +114,11 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"cost_tool_hourly_rollup": "spans_cost_tool_1h",
 		"recent_engine":           "ReplacingMergeTree",
 		"recent":                  "spans_recent",
+		"plans_sealed_engine":     "AggregatingMergeTree",
+		"plans_open_engine":       "AggregatingMergeTree",
+		"plans_pending_engine":    "MergeTree",
+		"plans_state_engine":      "ReplacingMergeTree(updated)",
+		"plans_scratch_engine":    "MergeTree",
 		"latency_bucket":          latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -147,6 +152,19 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_tool_hourly_rollup"] = "spans_cost_tool_1h_all"
 		vars["recent_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans_recent', '{replica}')"
 		vars["recent"] = "spans_recent_all"
+		for _, t := range []struct{ v, engine, table string }{
+			{"plans_sealed_engine", "ReplicatedAggregatingMergeTree", "plans_sealed_1h"},
+			{"plans_open_engine", "ReplicatedAggregatingMergeTree", "plans_open_1h"},
+			{"plans_pending_engine", "ReplicatedMergeTree", "plans_pending"},
+			{"plans_state_engine", "ReplicatedReplacingMergeTree", "plans_seal_state"},
+			{"plans_scratch_engine", "ReplicatedMergeTree", "plans_seal_scratch"},
+		} {
+			args := "'/clickhouse/tables/{shard}/{database}/" + t.table + "', '{replica}'"
+			if t.table == "plans_seal_state" {
+				args += ", updated"
+			}
+			vars[t.v] = t.engine + "(" + args + ")"
+		}
 		vars["objectives_engine"] = "ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/slo_objectives', '{replica}')"
 	}
 	return vars, nil

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/proofline/proofline/schemas"
 )
 
 // withinAccuracy reports whether got is within LatencyAccuracy of the
@@ -285,22 +287,7 @@ func TestPlanRollupMatchesSpans(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
 	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
-	rnd := rand.New(rand.NewPCG(7, 11))
-	statuses := []string{"ok", "ok", "ok", "ok", "policy_blocked", "tool_error", "system_error", "timeout", "cancelled"}
-	var calls []call
-	for p := 0; p < 300; p++ {
-		begin := now.Add(-time.Duration(rnd.Int64N(int64(12 * 24 * time.Hour))))
-		wf := []string{"", "wf-a", "wf-b", "wf-c"}[rnd.IntN(4)]
-		for c := 0; c < 1+rnd.IntN(4); c++ {
-			st := statuses[rnd.IntN(len(statuses))]
-			calls = append(calls, call{
-				id: fmt.Sprintf("p%d-%d", p, c), tool: "t", workflow: wf, plan: fmt.Sprintf("plan-%d", p), status: st, code: "E",
-				// Calls up to 90 minutes after the plan's first: many cross an hour.
-				start: begin.Add(time.Duration(c) * time.Duration(rnd.Int64N(int64(30*time.Minute)))),
-				dur:   time.Duration(1+rnd.IntN(2000)) * time.Millisecond,
-			})
-		}
-	}
+	calls := randomPlanCalls(now, 7)
 	calls = append(calls, call{id: "no-plan", tool: "t", start: now.Add(-time.Hour), dur: time.Millisecond, status: "timeout"})
 	// Around the second window below, [now-3d, cut): a plan that went
 	// fine before cut and failed after it (fine in that window), one
@@ -324,7 +311,21 @@ func TestPlanRollupMatchesSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	insertCalls(t, s, calls[len(calls)/2:])
+	checkPlansAgainstCalls(t, s, calls, []planWindow{
+		{now.Add(-14 * 24 * time.Hour), now},
+		{early, cut},
+		{now.Add(-6 * 24 * time.Hour), now.Truncate(time.Hour)},
+	})
+}
 
+// planWindow is a window [from, to) the plans KPI is asked about.
+type planWindow struct{ from, to time.Time }
+
+// checkPlansAgainstCalls compares the plans KPI and its series (steps of
+// 6 hours) over each window with the figures worked out from calls.
+func checkPlansAgainstCalls(t *testing.T, s *Store, calls []call, windows []planWindow) {
+	t.Helper()
+	ctx := context.Background()
 	// plan is what the KPI needs of a plan, from its calls in [lo, to).
 	type plan struct {
 		wf                   string
@@ -366,11 +367,7 @@ func TestPlanRollupMatchesSpans(t *testing.T) {
 		}
 		return out
 	}
-	for _, r := range []struct{ from, to time.Time }{
-		{now.Add(-14 * 24 * time.Hour), now},
-		{early, cut},
-		{now.Add(-6 * 24 * time.Hour), now.Truncate(time.Hour)},
-	} {
+	for _, r := range windows {
 		rep, err := s.Plans(ctx, r.from, r.to)
 		if err != nil {
 			t.Fatal(err)
@@ -462,4 +459,144 @@ func TestPlanRollupMatchesSpans(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomPlanCalls is 300 plans of 1 to 4 calls over the 12 days before
+// now, in 4 workflows (one of them none), with every outcome, many of
+// them crossing an hour.
+func randomPlanCalls(now time.Time, seed uint64) []call {
+	rnd := rand.New(rand.NewPCG(seed, 11))
+	statuses := []string{"ok", "ok", "ok", "ok", "policy_blocked", "tool_error", "system_error", "timeout", "cancelled"}
+	var calls []call
+	for p := 0; p < 300; p++ {
+		begin := now.Add(-time.Duration(rnd.Int64N(int64(12 * 24 * time.Hour))))
+		wf := []string{"", "wf-a", "wf-b", "wf-c"}[rnd.IntN(4)]
+		for c := 0; c < 1+rnd.IntN(4); c++ {
+			st := statuses[rnd.IntN(len(statuses))]
+			calls = append(calls, call{
+				id: fmt.Sprintf("p%d-%d", p, c), tool: "t", workflow: wf, plan: fmt.Sprintf("plan-%d", p), status: st, code: "E",
+				// Calls up to 90 minutes after the plan's first: many cross an hour.
+				start: begin.Add(time.Duration(c) * time.Duration(rnd.Int64N(int64(30*time.Minute)))),
+				dur:   time.Duration(1+rnd.IntN(2000)) * time.Millisecond,
+			})
+		}
+	}
+	return calls
+}
+
+// TestSealedPlansMatchCalls: once SealPlans has counted the hours whose
+// plans are finished, the plans KPI and its series add up the sealed
+// counts and group only the plans since — and still match the figures
+// worked out from the calls; a call that arrives after its hour was
+// sealed stops the sealed counts from being used until SealPlans has
+// sealed again from the start; a seal that stopped part-way leaves
+// nothing counted; sealing twice changes nothing.
+func TestSealedPlansMatchCalls(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
+	calls := randomPlanCalls(now, 13)
+	// Plans that start just before and after the hour that will be the
+	// sealed-to hour, some of them failing after it.
+	w := now.Add(time.Minute).Truncate(time.Hour).Add(-planSealGap)
+	for i, off := range []time.Duration{-40 * time.Minute, -3 * time.Minute, 2 * time.Minute, 25 * time.Minute} {
+		id := fmt.Sprintf("seal-edge-%d", i)
+		calls = append(calls,
+			call{id: id + "a", tool: "t", workflow: "wf-a", plan: id, start: w.Add(off), dur: time.Millisecond},
+			call{id: id + "b", tool: "t", workflow: "wf-a", plan: id, start: w.Add(off + 10*time.Minute), dur: time.Millisecond, status: "tool_error"},
+			call{id: id + "c", tool: "t", workflow: "wf-b", plan: id + "-ok", start: w.Add(off + 11*time.Minute), dur: time.Millisecond})
+	}
+	// And the latest call, which the sealed-to hour follows.
+	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
+	insertCalls(t, s, calls)
+	windows := []planWindow{
+		{now.Add(-14 * 24 * time.Hour), now},
+		{now.Add(-6 * 24 * time.Hour), now.Truncate(time.Hour)},
+		{now.Add(-30 * time.Hour), now},
+		{now.Add(-5 * 24 * time.Hour), now.Add(-20 * time.Hour)}, // ends before the sealed plans' calls do: not sealed
+	}
+	sealedTo := func() time.Time {
+		t.Helper()
+		seal, err := s.planSeal(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seal == nil {
+			return time.Time{}
+		}
+		return seal.to
+	}
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedTo(); !got.Equal(w) {
+		t.Fatalf("sealed to %s, want %s (26 hours before the latest call's hour)", got, w)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
+
+	// Sealing again finds nothing to do and changes nothing.
+	var rowsBefore, rowsAfter uint64
+	_ = s.queryRow(ctx, `SELECT count() FROM plans_sealed_1h`).Scan(&rowsBefore)
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.queryRow(ctx, `SELECT count() FROM plans_sealed_1h`).Scan(&rowsAfter)
+	if rowsAfter != rowsBefore || !sealedTo().Equal(w) {
+		t.Fatalf("a second seal: %d rows (was %d), sealed to %s", rowsAfter, rowsBefore, sealedTo())
+	}
+
+	// Rows of a seal that stopped before its state was written (chunk
+	// after the sealed-to hour) are not counted, and the next seal
+	// deletes them.
+	if err := s.conn.Exec(ctx, `INSERT INTO plans_sealed_1h (hour, chunk, plans, policy, system, detect_ms, detected, recover_ms, recovered)
+		VALUES (?, ?, 1000, 1000, 0, 0, 0, 0, 0)`, w.Add(-48*time.Hour), w.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var stale uint64
+	_ = s.queryRow(ctx, `SELECT count() FROM plans_sealed_1h WHERE plans = 1000`).Scan(&stale)
+	if stale != 0 {
+		t.Fatal("the rows of an unfinished seal are still there after the next")
+	}
+
+	// Late calls: a sealed plan fails 3 days late, and a plan of 5 days
+	// ago arrives whole.
+	late := []call{
+		{id: "late-1", tool: "t", workflow: "wf-c", plan: "plan-late-a", start: now.Add(-5 * 24 * time.Hour), dur: time.Millisecond, status: "policy_blocked"},
+		{id: "late-2", tool: "t", workflow: "wf-c", plan: "plan-late-a", start: now.Add(-5*24*time.Hour + time.Minute), dur: time.Millisecond},
+	}
+	for _, c := range calls {
+		if c.plan != "" && c.start.Before(w.Add(-3*24*time.Hour)) && c.status == "ok" {
+			late = append(late, call{id: "late-3", tool: "t", workflow: c.workflow, plan: c.plan, start: c.start.Add(time.Minute), dur: time.Millisecond, status: "system_error"})
+			break
+		}
+	}
+	// insertCalls numbers leaves from 0: these take leaves after the others.
+	var spans []Span
+	for i, c := range late {
+		sp := span(c.id, c.tool, "g", c.start, c.dur, uint64(len(calls)+i))
+		sp.Record.WorkflowID, sp.Record.PlanID = c.workflow, c.plan
+		if c.status != "" {
+			sp.Record.Outcome = schemas.Outcome{Status: c.status, ErrorCode: "L"}
+		}
+		spans = append(spans, sp)
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	calls = append(calls, late...)
+	if got := sealedTo(); !got.IsZero() {
+		t.Fatalf("after late calls the sealed counts (to %s) are still used", got)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedTo(); !got.Equal(w) {
+		t.Fatalf("sealed again to %s, want %s", got, w)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
 }

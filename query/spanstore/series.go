@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -299,28 +300,70 @@ type PlanPoint struct {
 }
 
 // PlanSeries returns the plans per step of s (from AlignSeries), as the
-// plans KPI counts them; steps without plans are left out.
+// plans KPI counts them; steps without plans are left out. With steps of
+// whole hours, the sealed hours' counts are added up (see SealPlans) and
+// only the plans since are grouped.
 func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) {
-	params := planParams(s.params(nil), s.From, s.To)
-	rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), `
+	seal, err := st.planSeal(ctx, s.To)
+	if err != nil {
+		return nil, err
+	}
+	if seal != nil && (s.Step%time.Hour != 0 || !s.From.Before(seal.to)) {
+		seal = nil
+	}
+	byStep := map[int64]*PlanPoint{}
+	add := func(b int64, plans, policy, system uint64) {
+		p := byStep[b]
+		if p == nil {
+			p = &PlanPoint{Start: s.start(b)}
+			byStep[b] = p
+		}
+		p.Plans += plans
+		p.PolicyBlocked += policy
+		p.SystemErrors += system
+	}
+	scan := func(q string, params clickhouse.Parameters) error {
+		rows, err := st.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
+		if err != nil {
+			return fmt.Errorf("plan series: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b int64
+			var plans, policy, system uint64
+			if err := rows.Scan(&b, &plans, &policy, &system); err != nil {
+				return err
+			}
+			add(b, plans, policy, system)
+		}
+		return rows.Err()
+	}
+	liveFrom := s.From
+	if seal != nil {
+		liveFrom = seal.to
+		p := timeParams(s.params(nil), map[string]time.Time{"w": seal.to})
+		if err := scan(`SELECT intDiv(toUnixTimestamp(hour) - {from_unix:Int64}, {step:Int64}) AS b, sum(plans), sum(policy), sum(system)
+			FROM plans_sealed_1h
+			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+				AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+			GROUP BY b`, p); err != nil {
+			return nil, err
+		}
+	}
+	if err := scan(`
 		SELECT intDiv(toUnixTimestamp(start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 			countIf(blocked > 0), countIf(blocked = 0 AND failed > 0)
 		FROM (`+plansSQL+`)
-		GROUP BY b ORDER BY b`)
-	if err != nil {
-		return nil, fmt.Errorf("plan series: %w", err)
+		GROUP BY b`, planParams(s.params(nil), liveFrom, s.To, seal)); err != nil {
+		return nil, err
 	}
-	defer rows.Close()
 	out := []PlanPoint{}
-	for rows.Next() {
-		var b int64
-		var p PlanPoint
-		if err := rows.Scan(&b, &p.Plans, &p.PolicyBlocked, &p.SystemErrors); err != nil {
-			return nil, err
+	for _, p := range byStep {
+		if p.Plans > 0 {
+			p.FailedRate = ratio(p.PolicyBlocked+p.SystemErrors, p.Plans)
+			out = append(out, *p)
 		}
-		p.Start = s.start(b)
-		p.FailedRate = ratio(p.PolicyBlocked+p.SystemErrors, p.Plans)
-		out = append(out, p)
 	}
-	return out, rows.Err()
+	slices.SortFunc(out, func(a, b PlanPoint) int { return a.Start.Compare(b.Start) })
+	return out, nil
 }

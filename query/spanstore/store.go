@@ -84,6 +84,8 @@ type Store struct {
 	// tables fills {{spans}}, {{latency_rollup_*}}, {{onboarding}}, {{cost_rollup}}, {{cost_tool_rollup}}, {{cost_tool_hourly_rollup}}, {{cost_workflow_rollup}}, {{plans_rollup}} and {{recent}} in queries with the
 	// tables of this mode (local, or Distributed on a cluster).
 	tables *strings.Replacer
+	// sealMu makes SealPlans one at a time.
+	sealMu sync.Mutex
 	// mu guards maxLeaf: one past the highest leaf index this store knows
 	// to be in the table (from the table itself on first use, then from
 	// its own inserts). Spans at or above it cannot be stored yet.

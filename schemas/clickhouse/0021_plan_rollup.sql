@@ -9,8 +9,9 @@
 --
 -- first_fail is the end of the plan's first call that did not succeed,
 -- or 2262-01-01 (the latest DateTime64(9)) when none failed in the hour,
--- so that min() merges it. Like the other rollups, the view sees each
--- inserted row once: the span writer inserts a record once.
+-- so that min() merges it; calls counts the plan's calls in the hour
+-- (the plan sealer notices late calls by it). Like the other rollups, the
+-- view sees each inserted row once: the span writer inserts a record once.
 CREATE TABLE IF NOT EXISTS spans_plans_1h {{on_cluster}}
 (
     hour        DateTime('UTC')                                            CODEC(DoubleDelta, ZSTD(1)),
@@ -20,7 +21,8 @@ CREATE TABLE IF NOT EXISTS spans_plans_1h {{on_cluster}}
     first_fail  SimpleAggregateFunction(min, DateTime64(9, 'UTC'))         CODEC(ZSTD(1)),
     blocked     SimpleAggregateFunction(sum, UInt64)                       CODEC(T64, ZSTD(1)),
     failed      SimpleAggregateFunction(sum, UInt64)                       CODEC(T64, ZSTD(1)),
-    bad         SimpleAggregateFunction(sum, UInt64)                       CODEC(T64, ZSTD(1))
+    bad         SimpleAggregateFunction(sum, UInt64)                       CODEC(T64, ZSTD(1)),
+    calls       SimpleAggregateFunction(sum, UInt64)                       CODEC(T64, ZSTD(1))
 )
 ENGINE = {{plans_engine}}
 PARTITION BY toDate(hour)
@@ -37,7 +39,8 @@ SELECT
     min(if(outcome_status != 'ok', ts_end, toDateTime64('2262-01-01 00:00:00', 9, 'UTC'))) AS first_fail,
     countIf(outcome_status = 'policy_blocked') AS blocked,
     countIf(outcome_status IN ('tool_error', 'system_error', 'timeout')) AS failed,
-    countIf(outcome_status != 'ok') AS bad
+    countIf(outcome_status != 'ok') AS bad,
+    count() AS calls
 FROM spans
 WHERE plan_id != ''
 GROUP BY hour, plan;

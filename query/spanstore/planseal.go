@@ -1,0 +1,259 @@
+package spanstore
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2"
+)
+
+// Sealing plans (migration 0033). Grouping every plan of a 28-day window
+// at query time took a second at 10M spans, though all but the last day's
+// plans can no longer change: a plan is taken to last under planLookback,
+// so a day after an hour ends, every call of the plans that started in it
+// is in (late calls aside, below). SealPlans counts those hours' plans
+// once, per hour of their start, into plans_sealed_1h; the plans KPI and
+// its series add those counts up and group only the plans since.
+//
+// The sealed-to hour W moves forward only to 26 hours before the latest
+// hour the plan rollup holds, so the rollup's hours before W+25h — all
+// the calls of sealed plans — are at least an hour old. The number of
+// plan calls in those hours is kept with W; a call that arrives later
+// (a producer delivering a day late, a replay) changes it, and then the
+// sealed counts are not used (planSeal) and SealPlans starts over.
+//
+// A failed plan's recovery is the start of its workflow's next successful
+// plan, which may come much later. A seal resolves the failed plans it
+// counts against the successful plans it counts, and the failed plans
+// left waiting (plans_open_1h, plans_pending: migration 0033) against
+// each later seal's; the query resolves those still waiting against the
+// plans it groups itself.
+
+// planSealGap is how far the sealed-to hour stays behind the rollup's
+// latest hour: the plans of an hour take planLookback to finish, and the
+// calls of the hour after that may still be arriving.
+const planSealGap = planLookback + 2*time.Hour
+
+// planSealChunk bounds one step of a seal, so that sealing a long
+// history groups a week of plans at a time.
+const planSealChunk = 7 * 24 * time.Hour
+
+// planSeal is the sealed state a query can use.
+type planSeal struct {
+	to time.Time // plans that started before it are sealed
+	// tail is the sealed plans (hex of the rollup's plan key) with calls
+	// at or after to, which a query grouping from to leaves out.
+	tail []string
+}
+
+// sealState reads plans_seal_state (ok false before the first seal).
+func (s *Store) sealState(ctx context.Context) (to time.Time, calls uint64, tail []string, ok bool, err error) {
+	rows, err := s.query(ctx, `SELECT sealed_to, calls, tail FROM plans_seal_state FINAL WHERE id = 1`)
+	if err != nil {
+		return to, 0, nil, false, fmt.Errorf("plan seal state: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return to, 0, nil, false, rows.Err()
+	}
+	if err := rows.Scan(&to, &calls, &tail); err != nil {
+		return to, 0, nil, false, err
+	}
+	return to.UTC(), calls, tail, true, rows.Err()
+}
+
+// planCallsBefore is the number of plan calls in the rollup's hours
+// before t.
+func (s *Store) planCallsBefore(ctx context.Context, t time.Time) (uint64, error) {
+	var n uint64
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"t": t})))
+	if err := s.queryRow(qctx, `SELECT sum(calls) FROM spans_plans_1h WHERE hour < toDateTime({t:DateTime64(9, 'UTC')}, 'UTC')`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("plan calls before %s: %w", t, err)
+	}
+	return n, nil
+}
+
+// planSeal returns the sealed state when a window ending at to can use
+// it: sealing runs (not on a cluster), nothing arrived late since, and
+// to is after every call of the sealed plans.
+func (s *Store) planSeal(ctx context.Context, to time.Time) (*planSeal, error) {
+	if s.cfg.Cluster != "" {
+		return nil, nil
+	}
+	w, calls, tail, ok, err := s.sealState(ctx)
+	if err != nil || !ok || to.Before(w.Add(planLookback+time.Hour)) {
+		return nil, err
+	}
+	now, err := s.planCallsBefore(ctx, w.Add(planLookback+time.Hour))
+	if err != nil || now != calls {
+		return nil, err
+	}
+	return &planSeal{to: w, tail: tail}, nil
+}
+
+// SealPlans counts the plans of every hour that can be sealed and is not
+// yet (see the comment at the top of this file). It is idempotent and
+// safe to stop at any point: each step records how far it got last, and
+// the rows of a step that did not finish are deleted by the next. One
+// process seals a store (the span writer's); on a cluster it does
+// nothing.
+func (s *Store) SealPlans(ctx context.Context) error {
+	if s.cfg.Cluster != "" {
+		return nil
+	}
+	s.sealMu.Lock()
+	defer s.sealMu.Unlock()
+	var first, latest time.Time
+	var n uint64
+	if err := s.queryRow(ctx, `SELECT min(hour), max(hour), count() FROM spans_plans_1h`).Scan(&first, &latest, &n); err != nil {
+		return fmt.Errorf("plan rollup's hours: %w", err)
+	}
+	if n == 0 {
+		return nil
+	}
+	target := latest.UTC().Add(-planSealGap)
+	w, calls, _, ok, err := s.sealState(ctx)
+	if err != nil {
+		return err
+	}
+	if ok {
+		now, err := s.planCallsBefore(ctx, w.Add(planLookback+time.Hour))
+		if err != nil {
+			return err
+		}
+		if now != calls {
+			s.log.WarnContext(ctx, "plan calls arrived after their hours were sealed: sealing again from the start",
+				"sealed_to", w, "calls_then", calls, "calls_now", now)
+			for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state"} {
+				if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+t); err != nil {
+					return fmt.Errorf("plan seal: empty %s: %w", t, err)
+				}
+			}
+			ok = false
+		}
+	}
+	if !ok {
+		w = first.UTC()
+	}
+	// A seal that stopped part-way left rows past the state's hour.
+	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"w": w})
+	for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending"} {
+		if err := s.conn.Exec(clickhouse.Context(ctx, clickhouse.WithParameters(p)),
+			`DELETE FROM `+t+` WHERE chunk > toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')`); err != nil {
+			return fmt.Errorf("plan seal: clean %s: %w", t, err)
+		}
+	}
+	for w.Before(target) {
+		b := w.Add(planSealChunk)
+		if b.After(target) {
+			b = target
+		}
+		if err := s.sealChunk(ctx, w, b); err != nil {
+			return err
+		}
+		w = b
+	}
+	return nil
+}
+
+// sealChunk seals the plans that started in [a, b), a the sealed-to hour.
+func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
+	// Taken first: a call that arrives while this runs is then seen as
+	// late by the next check, not sealed in without being counted.
+	calls, err := s.planCallsBefore(ctx, b.Add(planLookback+time.Hour))
+	if err != nil {
+		return err
+	}
+	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{
+		"a": a, "b": b, "lo": a.Add(-planLookback), "hi": b.Add(planLookback),
+	})
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
+	// failures are this seal's failed plans with a workflow and the
+	// earlier ones waiting one by one (old); successes its successful
+	// plans with a workflow.
+	const failures = `
+		SELECT plan, start, wf, first_fail, 0 AS old FROM plans_seal_scratch WHERE bad > 0 AND wf != ''
+		UNION ALL
+		SELECT plan, any(start), any(wf), any(first_fail), 1 FROM plans_pending
+		WHERE chunk <= toDateTime({a:DateTime64(9, 'UTC')}, 'UTC') GROUP BY plan HAVING max(resolved) = 0`
+	const successes = `SELECT wf, start FROM plans_seal_scratch WHERE bad = 0 AND wf != ''`
+	// matched is each failure with the first success after it, if any.
+	const matched = `
+		SELECT f.plan AS plan, f.wf AS wf, f.start AS start, f.first_fail AS first_fail, f.old AS old,
+			o.start > f.first_fail AS resolved, o.start AS next
+		FROM (` + failures + `) AS f
+		ASOF LEFT JOIN (` + successes + `) AS o ON f.wf = o.wf AND f.first_fail < o.start`
+	// groups are the summed waiting failures, all ended before a: the
+	// first success of their workflow in this seal resolves them all.
+	const groups = `
+		SELECT g.wf AS wf, g.hour AS hour, g.n AS n, g.ff AS ff, ok.first AS first FROM (
+			SELECT wf, hour, sum(n) AS n, sum(ff_ms) AS ff FROM plans_open_1h
+			WHERE chunk <= toDateTime({a:DateTime64(9, 'UTC')}, 'UTC') GROUP BY wf, hour HAVING n > 0) AS g
+		INNER JOIN (SELECT wf, toUnixTimestamp64Milli(min(start)) AS first FROM (` + successes + `) GROUP BY wf) AS ok ON g.wf = ok.wf`
+	const chunk = `toDateTime({b:DateTime64(9, 'UTC')}, 'UTC')`
+	for i, q := range []string{
+		`TRUNCATE TABLE plans_seal_scratch`,
+		// The plans that started in [a, b), with every call (they end
+		// within planLookback).
+		`INSERT INTO plans_seal_scratch (plan, wf, start, blocked, failed, bad, first_fail)
+		SELECT plan, any(workflow_id), min(start) AS st, sum(blocked), sum(failed), sum(bad), min(first_fail)
+		FROM spans_plans_1h
+		WHERE hour >= toDateTime({lo:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hi:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY plan
+		HAVING st >= {a:DateTime64(9, 'UTC')} AND st < {b:DateTime64(9, 'UTC')}`,
+		`INSERT INTO plans_sealed_1h (hour, chunk, plans, policy, system, detect_ms, detected, recover_ms, recovered)
+		SELECT toStartOfHour(start) AS h, ` + chunk + `, count(), countIf(blocked > 0), countIf(blocked = 0 AND failed > 0),
+			sumIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0), countIf(blocked + failed > 0), 0, 0
+		FROM plans_seal_scratch GROUP BY h`,
+		// Recoveries found now, one by one. The first successful plan
+		// after a failure is in the earliest seal that has one: seals go
+		// forward in time.
+		`INSERT INTO plans_sealed_1h (hour, chunk, plans, policy, system, detect_ms, detected, recover_ms, recovered)
+		SELECT toStartOfHour(start) AS h, ` + chunk + `, 0, 0, 0, 0, 0, sum(dateDiff('millisecond', first_fail, next)), count()
+		FROM (` + matched + `) WHERE resolved GROUP BY h`,
+		// And of the summed ones (dateDiff in milliseconds is the
+		// difference of the Unix milliseconds).
+		`INSERT INTO plans_sealed_1h (hour, chunk, plans, policy, system, detect_ms, detected, recover_ms, recovered)
+		SELECT hour, ` + chunk + `, 0, 0, 0, 0, 0, sum(n * first - ff), sum(n) FROM (` + groups + `) GROUP BY hour`,
+		`INSERT INTO plans_open_1h (wf, hour, chunk, n, ff_ms) SELECT wf, hour, ` + chunk + `, -n, -ff FROM (` + groups + `)`,
+		// Failures still waiting that ended before b join the sums; the
+		// others wait one by one; those waiting one by one before and
+		// resolved or summed now are marked so.
+		`INSERT INTO plans_open_1h (wf, hour, chunk, n, ff_ms)
+		SELECT wf, toStartOfHour(start) AS h, ` + chunk + `, count(), sum(toUnixTimestamp64Milli(first_fail))
+		FROM (` + matched + `) WHERE NOT resolved AND first_fail < {b:DateTime64(9, 'UTC')} GROUP BY wf, h`,
+		`INSERT INTO plans_pending (plan, wf, start, first_fail, resolved, chunk)
+		SELECT plan, wf, start, first_fail, old, ` + chunk + ` FROM (` + matched + `)
+		WHERE old = 0 AND NOT resolved AND first_fail >= {b:DateTime64(9, 'UTC')}
+			OR old = 1 AND (resolved OR first_fail < {b:DateTime64(9, 'UTC')})`,
+	} {
+		if err := s.conn.Exec(qctx, q); err != nil {
+			return fmt.Errorf("seal plans of [%s, %s), step %d: %w", a.Format(time.RFC3339), b.Format(time.RFC3339), i+1, err)
+		}
+	}
+	// The sealed plans with calls at or after b.
+	var tail []string
+	if err := s.conn.QueryRow(qctx, `SELECT groupArray(hex(plan)) FROM (
+		SELECT plan FROM spans_plans_1h
+		WHERE hour >= toDateTime({b:DateTime64(9, 'UTC')}, 'UTC') - INTERVAL 24 HOUR AND hour < toDateTime({hi:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY plan HAVING min(start) < {b:DateTime64(9, 'UTC')} AND max(hour) >= toDateTime({b:DateTime64(9, 'UTC')}, 'UTC'))`).Scan(&tail); err != nil {
+		return fmt.Errorf("seal plans: the plans still going at %s: %w", b, err)
+	}
+	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_state (id, sealed_to, calls, tail, updated) VALUES (1, ?, ?, ?, now64(9))`,
+		b, calls, tail); err != nil {
+		return fmt.Errorf("seal plans: state: %w", err)
+	}
+	if err := s.conn.Exec(ctx, `TRUNCATE TABLE plans_seal_scratch`); err != nil {
+		return fmt.Errorf("seal plans: %w", err)
+	}
+	s.log.InfoContext(ctx, "plans sealed", "to", b, "still_going", len(tail))
+	return nil
+}
+
+// tailParam is the tail as an Array(String) parameter (hex digits only,
+// so they need no escaping).
+func tailParam(tail []string) string {
+	return "['" + strings.Join(tail, "','") + "']"
+}
