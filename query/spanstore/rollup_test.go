@@ -498,7 +498,7 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	calls := randomPlanCalls(now, 13)
 	// Plans that start just before and after the hour that will be the
 	// sealed-to hour, some of them failing after it.
-	w := now.Add(time.Minute).Truncate(time.Hour).Add(-planSealGap)
+	w := now.Truncate(time.Hour).Add(-planSealGap) // the latest call, at now, is in now's hour
 	for i, off := range []time.Duration{-40 * time.Minute, -3 * time.Minute, 2 * time.Minute, 25 * time.Minute} {
 		id := fmt.Sprintf("seal-edge-%d", i)
 		calls = append(calls,
