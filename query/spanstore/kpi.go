@@ -475,11 +475,23 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	for _, w := range weeks {
 		rep.Weeks = append(rep.Weeks, w.report())
 	}
+	// The month's top causes: whole hours from the failure rollup
+	// (migration 0034), the part-hour before now from spans — from the
+	// recent spans when it is in them.
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "now": n})))
-	rows, err := s.query(qctx, `SELECT outcome_status, error_code, count() AS c FROM {{spans}} FINAL
-		WHERE outcome_status != 'ok' AND ts_start >= {m0:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')}
+	cut := n.Truncate(time.Hour)
+	edge := "{{spans}}"
+	if recentHolds(cut, n) {
+		edge = "{{recent}}"
+	}
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "cut": cut, "now": n})))
+	rows, err := s.query(qctx, `SELECT outcome_status, error_code, sum(n) AS c FROM (
+			SELECT outcome_status, error_code, calls AS n FROM {{failures_rollup}}
+			WHERE hour >= toDateTime({m0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({cut:DateTime64(9, 'UTC')}, 'UTC')
+			UNION ALL
+			SELECT outcome_status, error_code, toUInt64(1) FROM `+edge+` FINAL
+			WHERE outcome_status != 'ok' AND ts_start >= {cut:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')})
 		GROUP BY outcome_status, error_code ORDER BY c DESC, outcome_status, error_code LIMIT 3`)
 	if err != nil {
 		return nil, fmt.Errorf("top failure causes: %w", err)

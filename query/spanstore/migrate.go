@@ -119,6 +119,10 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"plans_pending_engine":    "MergeTree",
 		"plans_state_engine":      "ReplacingMergeTree(updated)",
 		"plans_scratch_engine":    "MergeTree",
+		"plan_calls_engine":       "AggregatingMergeTree",
+		"plan_calls":              "plans_calls_1h",
+		"failures_engine":         "AggregatingMergeTree",
+		"failures_rollup":         "spans_failures_1h",
 		"latency_bucket":          latencyBucketSQL,
 	}
 	if cfg.RetentionDays <= 0 || cfg.RetentionDays > 36500 {
@@ -152,12 +156,16 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_tool_hourly_rollup"] = "spans_cost_tool_1h_all"
 		vars["recent_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans_recent', '{replica}')"
 		vars["recent"] = "spans_recent_all"
+		vars["plan_calls"] = "plans_calls_1h_all"
+		vars["failures_rollup"] = "spans_failures_1h_all"
 		for _, t := range []struct{ v, engine, table string }{
 			{"plans_sealed_engine", "ReplicatedAggregatingMergeTree", "plans_sealed_1h"},
 			{"plans_open_engine", "ReplicatedAggregatingMergeTree", "plans_open_1h"},
 			{"plans_pending_engine", "ReplicatedMergeTree", "plans_pending"},
 			{"plans_state_engine", "ReplicatedReplacingMergeTree", "plans_seal_state"},
 			{"plans_scratch_engine", "ReplicatedMergeTree", "plans_seal_scratch"},
+			{"plan_calls_engine", "ReplicatedAggregatingMergeTree", "plans_calls_1h"},
+			{"failures_engine", "ReplicatedAggregatingMergeTree", "spans_failures_1h"},
 		} {
 			args := "'/clickhouse/tables/{shard}/{database}/" + t.table + "', '{replica}'"
 			if t.table == "plans_seal_state" {

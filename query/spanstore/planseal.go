@@ -64,12 +64,12 @@ func (s *Store) sealState(ctx context.Context) (to time.Time, calls uint64, tail
 	return to.UTC(), calls, tail, true, rows.Err()
 }
 
-// planCallsBefore is the number of plan calls in the rollup's hours
-// before t.
+// planCallsBefore is the number of plan calls in the hours before t
+// (plans_calls_1h, migration 0034).
 func (s *Store) planCallsBefore(ctx context.Context, t time.Time) (uint64, error) {
 	var n uint64
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"t": t})))
-	if err := s.queryRow(qctx, `SELECT sum(calls) FROM spans_plans_1h WHERE hour < toDateTime({t:DateTime64(9, 'UTC')}, 'UTC')`).Scan(&n); err != nil {
+	if err := s.queryRow(qctx, `SELECT sum(calls) FROM plans_calls_1h WHERE hour < toDateTime({t:DateTime64(9, 'UTC')}, 'UTC')`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("plan calls before %s: %w", t, err)
 	}
 	return n, nil

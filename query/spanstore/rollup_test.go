@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -599,4 +600,89 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		t.Fatalf("sealed again to %s, want %s", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
+}
+
+// TestFailureAndPlanCallRollupsMatchSpans: the month's top failure causes
+// (whole hours from spans_failures_1h, the part-hour before now from the
+// recent spans) and the plan calls per hour the sealer checks
+// (plans_calls_1h) match what the calls say, for calls stored through
+// the views and before them (the backfill, migration 0036).
+func TestFailureAndPlanCallRollupsMatchSpans(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC()
+	m0 := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	rnd := rand.New(rand.NewPCG(5, 8))
+	type cause struct{ status, code string }
+	causes := []cause{{"tool_error", "E1"}, {"tool_error", "E2"}, {"system_error", "E1"}, {"timeout", ""}, {"policy_blocked", "deny"}, {"ok", ""}}
+	var calls []call
+	for i := 0; i < 600; i++ {
+		// The month so far, a day before it, and the last minutes.
+		at := m0.Add(time.Duration(rnd.Int64N(int64(now.Sub(m0)))))
+		switch i % 5 {
+		case 0:
+			at = m0.Add(-time.Duration(1+rnd.IntN(86400)) * time.Second)
+		case 1:
+			at = now.Add(-time.Duration(1+rnd.IntN(600)) * time.Second)
+		}
+		// Skewed, so the top three are not a tie.
+		c := causes[min(len(causes)-1, int(rnd.ExpFloat64()*1.5))]
+		plan := ""
+		if i%3 != 0 {
+			plan = fmt.Sprintf("p-%d", i/2)
+		}
+		calls = append(calls, call{id: fmt.Sprintf("f-%d", i), tool: "t", plan: plan, start: at, dur: time.Millisecond, status: c.status, code: c.code})
+	}
+	insertCalls(t, s, calls[:300])
+	for _, table := range []string{"plans_calls_1h", "spans_failures_1h"} {
+		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 36`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	insertCalls(t, s, calls[300:])
+
+	counts := map[cause]uint64{}
+	for _, c := range calls {
+		if c.status != "ok" && !c.start.Before(m0) {
+			counts[cause{c.status, c.code}]++
+		}
+	}
+	var want []FailureCause
+	for c, n := range counts {
+		want = append(want, FailureCause{Status: c.status, ErrorCode: c.code, Calls: n})
+	}
+	slices.SortFunc(want, func(a, b FailureCause) int {
+		if a.Calls != b.Calls {
+			return int(b.Calls) - int(a.Calls)
+		}
+		return strings.Compare(a.Status+"\x00"+a.ErrorCode, b.Status+"\x00"+b.ErrorCode)
+	})
+	rep, err := s.Plans(ctx, now.Add(-28*24*time.Hour), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, w := fmt.Sprint(rep.TopCauses), fmt.Sprint(want[:3]); got != w {
+		t.Errorf("top causes %s, want %s", got, w)
+	}
+	for _, before := range []time.Time{m0, now.Truncate(time.Hour), now.Add(time.Hour)} {
+		var want uint64
+		for _, c := range calls {
+			if c.plan != "" && c.start.Before(before.Truncate(time.Hour)) {
+				want++
+			}
+		}
+		got, err := s.planCallsBefore(ctx, before.Truncate(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("plan calls before %s: %d, want %d", before.Truncate(time.Hour), got, want)
+		}
+	}
 }

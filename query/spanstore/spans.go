@@ -155,7 +155,7 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		// The hour before now is whole in the recent spans (spans_recent,
 		// migration 0030), which a newest-first page reads at its end.
 		table := "{{spans}}"
-		if probe == spanProbes[0] && f.To.IsZero() && f.Cursor == "" && !lower.IsZero() {
+		if probe == spanProbes[0] && f.To.IsZero() && f.Cursor == "" && !lower.IsZero() && recentHolds(lower, upper) {
 			table = "{{recent}}"
 		}
 		var err error
@@ -178,6 +178,15 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 
 // tsFmt is how span times are bound as DateTime64(9) parameters.
 const tsFmt = "2006-01-02 15:04:05.000000000"
+
+// recentHolds reports whether spans_recent holds every span that
+// started in [from, to): those that started in the 2 hours before now
+// (the view keeps 3 hours' back from each insert, the TTL 3 hours from
+// each start).
+func recentHolds(from, to time.Time) bool {
+	now := time.Now()
+	return !from.Before(now.Add(-2*time.Hour)) && !to.After(now)
+}
 
 // spanProbes are how far back from the page's upper end Spans looks
 // first; 0 is no bound.

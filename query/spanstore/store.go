@@ -81,7 +81,7 @@ type Store struct {
 	// catalogTable is the tool catalog's table (tool_catalog, or its
 	// Distributed table on a cluster).
 	catalogTable string
-	// tables fills {{spans}}, {{latency_rollup_*}}, {{onboarding}}, {{cost_rollup}}, {{cost_tool_rollup}}, {{cost_tool_hourly_rollup}}, {{cost_workflow_rollup}}, {{plans_rollup}} and {{recent}} in queries with the
+	// tables fills {{spans}}, {{latency_rollup_*}}, {{onboarding}}, {{cost_rollup}}, {{cost_tool_rollup}}, {{cost_tool_hourly_rollup}}, {{cost_workflow_rollup}}, {{plans_rollup}}, {{recent}} and {{failures_rollup}} in queries with the
 	// tables of this mode (local, or Distributed on a cluster).
 	tables *strings.Replacer
 	// sealMu makes SealPlans one at a time.
@@ -129,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		"{{onboarding}}", "tool_onboarding"+suffix, "{{cost_rollup}}", "spans_cost_1m"+suffix,
 		"{{plans_rollup}}", "spans_plans_1h"+suffix, "{{cost_tool_rollup}}", "spans_cost_tool_1m"+suffix,
 		"{{cost_workflow_rollup}}", "spans_cost_workflow_1h"+suffix, "{{cost_tool_hourly_rollup}}", "spans_cost_tool_1h"+suffix,
-		"{{recent}}", "spans_recent"+suffix)
+		"{{recent}}", "spans_recent"+suffix, "{{failures_rollup}}", "spans_failures_1h"+suffix)
 	var opts *clickhouse.Options
 	if cfg.DSN != "" {
 		o, err := clickhouse.ParseDSN(cfg.DSN)

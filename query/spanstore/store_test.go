@@ -36,7 +36,8 @@ func testStore(t *testing.T) *Store {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
 	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h", "spans_recent",
-		"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_scratch"} {
+		"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_scratch",
+		"plans_calls_1h", "spans_failures_1h"} {
 		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
 			t.Fatal(err)
 		}
@@ -183,7 +184,8 @@ func TestClusterDDLParses(t *testing.T) {
 					!strings.Contains(st, "INSERT INTO tool_onboarding_all") && !strings.Contains(st, "INSERT INTO spans_cost_1m_all") &&
 					!strings.Contains(st, "INSERT INTO spans_plans_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1m_all") &&
 					!strings.Contains(st, "INSERT INTO spans_cost_workflow_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1h_all") &&
-					!strings.Contains(st, "INSERT INTO spans_recent_all") || !strings.Contains(st, "FROM spans_all FINAL") {
+					!strings.Contains(st, "INSERT INTO spans_recent_all") && !strings.Contains(st, "INSERT INTO plans_calls_1h_all") &&
+					!strings.Contains(st, "INSERT INTO spans_failures_1h_all") || !strings.Contains(st, "FROM spans_all FINAL") {
 					t.Fatalf("cluster backfill does not go through the Distributed tables:\n%s", st)
 				}
 			default:
@@ -204,12 +206,12 @@ func TestClusterDDLParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range lms {
-		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 || m.version == 31 {
+		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 || m.version == 31 || m.version == 35 {
 			t.Fatalf("single-node migrations include the cluster-only %04d_%s", m.version, m.name)
 		}
 	}
-	if len(lms) != len(ms)-12 {
-		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the twelve Distributed-table ones apart", len(lms), len(ms))
+	if len(lms) != len(ms)-13 {
+		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the thirteen Distributed-table ones apart", len(lms), len(ms))
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")
