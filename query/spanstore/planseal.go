@@ -138,10 +138,17 @@ func (s *Store) SealPlans(ctx context.Context) error {
 		w = first.UTC()
 	}
 	// A seal that stopped part-way left rows past the state's hour.
-	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"w": w})
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"w": w})))
 	for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending"} {
-		if err := s.conn.Exec(clickhouse.Context(ctx, clickhouse.WithParameters(p)),
-			`DELETE FROM `+t+` WHERE chunk > toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')`); err != nil {
+		const past = ` WHERE chunk > toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')`
+		var left uint64
+		if err := s.queryRow(qctx, `SELECT count() FROM `+t+past).Scan(&left); err != nil {
+			return fmt.Errorf("plan seal: %s: %w", t, err)
+		}
+		if left == 0 {
+			continue // a DELETE is a mutation: none without a reason
+		}
+		if err := s.conn.Exec(qctx, `DELETE FROM `+t+past); err != nil {
 			return fmt.Errorf("plan seal: clean %s: %w", t, err)
 		}
 	}
