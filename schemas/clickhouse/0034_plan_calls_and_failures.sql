@@ -4,7 +4,8 @@
 -- with its seal how many there were in the hours its plans' calls fall
 -- in, and every plans query checks that nothing arrived there since (a
 -- late call), which summed the plan rollup's rows (1.6M at 10M spans,
--- ~20 ms) and now sums an hour's row.
+-- ~20 ms) and now sums an hour's row. No TTL: a row an hour, and the
+-- spans' retention dropping old hours here would look like a change.
 --
 -- spans_failures_1h, the calls that did not succeed per status, error
 -- code and hour: the plans KPI's month's top failure causes read whole
@@ -16,8 +17,7 @@ CREATE TABLE IF NOT EXISTS plans_calls_1h {{on_cluster}}
     calls SimpleAggregateFunction(sum, UInt64)
 )
 ENGINE = {{plan_calls_engine}}
-ORDER BY hour
-TTL hour + INTERVAL {{retention_days}} DAY DELETE;
+ORDER BY hour;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS plans_calls_1h_mv {{on_cluster}} TO plans_calls_1h AS
 SELECT toStartOfHour(ts_start) AS hour, count() AS calls
