@@ -623,26 +623,28 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	if err != nil {
 		return nil, fmt.Errorf("plans per week: %w", err)
 	}
+	// Kind 0 rows are weeks of plans, kind 1 recoveries (ms, n4 their
+	// sum and count); a recovery is added once its week's plans are in.
 	var recoveries []planSums
 	for rows.Next() {
 		var kind uint8
 		var week time.Time
-		var x planSums
-		if err := rows.Scan(&kind, &week, &x.plans, &x.policy, &x.system, &x.detectMs, &x.detected); err != nil {
+		var n1, n2, n3, n4 uint64
+		var ms int64
+		if err := rows.Scan(&kind, &week, &n1, &n2, &n3, &ms, &n4); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		if kind == 1 { // recoveries: their weeks are known once every plan is in
-			x.week, x.recoverMs, x.recovered, x.detectMs, x.detected = week, x.detectMs, x.detected, 0, 0
-			recoveries = append(recoveries, x)
+		if kind == 1 {
+			recoveries = append(recoveries, planSums{week: week, recoverMs: ms, recovered: n4})
 			continue
 		}
 		w := at(week)
-		w.plans += x.plans
-		w.policy += x.policy
-		w.system += x.system
-		w.detectMs += x.detectMs
-		w.detected += x.detected
+		w.plans += n1
+		w.policy += n2
+		w.system += n3
+		w.detectMs += ms
+		w.detected += n4
 	}
 	err = rows.Err()
 	rows.Close()
