@@ -22,7 +22,9 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if err := os.WriteFile(slo, []byte("slos:\n  - group: kpi\n    target: 0.9\n    latency_ms: 15\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, data, "--slo", slo)
+	// The plans of finished hours are sealed every second, not minute,
+	// so that the plans KPI below is answered from sealed hours.
+	s := startServer(t, data, "--slo", slo, "--plan-seal-every", "1s")
 	tok := s.token("gw-1", "ingest", "1h")
 	q := s.token("sre", "query", "1h")
 
@@ -210,6 +212,11 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 		t.Fatalf("post plans: %d %+v %v", code, pr, err)
 	}
 	waitSpans(t, s, q, []string{"plan-0", "plan-1"})
+	// plan-0's hour is more than 26 hours before the latest: serve seals
+	// it, and the answers below come from the sealed counts for it.
+	waitFor(t, "the span role seals the plans of finished hours", func() (bool, string) {
+		return strings.Contains(s.logs(), `"msg":"plans sealed"`), ""
+	})
 	// Plans per day: one point for each plan's day.
 	code, raw = s.get(q, "/v1/kpi/plans?"+url.Values{"step": {"24h"}, "from": {time.Now().UTC().Add(-21 * 24 * time.Hour).Format(time.RFC3339)}}.Encode())
 	var ps struct {

@@ -56,6 +56,7 @@ type serveFlags struct {
 	costAnomalyFactor                     float64
 	costNewToolCapShare                   float64
 	sloFile                               string
+	planSealEvery                         time.Duration
 	witness                               witnessFlags
 	archive                               archiveFlags
 	exporters                             exportersFlag
@@ -97,6 +98,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&f.costAnomalyFactor, "cost-anomaly-factor", 3, "flag a tool whose last-hour cost per call exceeds this multiple of its 7-day baseline (its group's for a new tool)")
 	fs.Float64Var(&f.costNewToolCapShare, "cost-new-tool-cap-share", 0.1, "flag a tool with no 7-day baseline whose last hour spent more than this share of --cost-monthly-cap")
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
+	fs.DurationVar(&f.planSealEvery, "plan-seal-every", time.Minute, "how often the span store seals the plans of finished hours for the plans KPI")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	f.witness.register(fs)
@@ -175,6 +177,9 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 		// Amounts without a currency are never counted as one (the cost
 		// KPI reports them apart), so the KPI needs a currency to report.
 		errs = append(errs, errors.New("--cost-currency: empty, want a currency code such as USD"))
+	}
+	if f.planSealEvery <= 0 {
+		errs = append(errs, fmt.Errorf("--plan-seal-every: %v, want a positive duration", f.planSealEvery))
 	}
 	if f.costCap < 0 {
 		errs = append(errs, fmt.Errorf("--cost-monthly-cap: %v is negative", f.costCap))
@@ -421,7 +426,7 @@ func serve(ctx context.Context, f serveFlags, c serveConfig) error {
 		if err := b.RemoveConsumer(ctx, bus.SpanConsumer); err != nil {
 			return fmt.Errorf("span store: %w", err)
 		}
-		sup.Add(spanRole(spans, c.slos, b, lg, logVerifier, f.data, met, logger))
+		sup.Add(spanRole(spans, c.slos, f.planSealEvery, b, lg, logVerifier, f.data, met, logger))
 	}
 
 	var ingestHandler http.Handler

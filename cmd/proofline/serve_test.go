@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// TestServeRefusesBadCostFlags: a serve start with a cost flag the cost
-// KPI cannot use stops before anything starts, naming the flag.
-func TestServeRefusesBadCostFlags(t *testing.T) {
+// TestServeRefusesBadKPIFlags: a serve start with a KPI flag that cannot
+// be used stops before anything starts, naming the flag.
+func TestServeRefusesBadKPIFlags(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -18,6 +18,7 @@ func TestServeRefusesBadCostFlags(t *testing.T) {
 		{[]string{"--cost-currency", "  "}, "--cost-currency: empty"},
 		{[]string{"--cost-monthly-cap", "-1"}, "--cost-monthly-cap: -1 is negative"},
 		{[]string{"--cost-new-tool-cap-share", "1.5"}, "--cost-new-tool-cap-share: 1.5"},
+		{[]string{"--plan-seal-every", "0s"}, "--plan-seal-every: 0s"},
 	} {
 		var stderr bytes.Buffer
 		dir := t.TempDir()

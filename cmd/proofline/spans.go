@@ -68,8 +68,8 @@ func (s *spanSink) Close(context.Context) error { return nil }
 // runner with the span store as its one sink, from its cursor in the data
 // directory. Before the writer starts it syncs the SLO rollup to slos'
 // objectives (refilling it when they changed); while it runs, it seals
-// the plans of finished hours every minute.
-func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
+// the plans of finished hours every sealEvery (--plan-seal-every).
+func spanRole(spans *spanstore.Store, slos []spanstore.SLO, sealEvery time.Duration, b *bus.Bus, lg *ledger.Log, v note.Verifier, data string, met *metrics.Registry, logger *slog.Logger) supervise.Role {
 	var migrated atomic.Bool
 	sink := &spanSink{ls: spanstore.NewLogSink(spans), bus: b}
 	src := exporters.NewFileSource(lg.TilesDir(), v)
@@ -90,11 +90,11 @@ func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledg
 				migrated.Store(true)
 			}
 			// Plans are sealed while the writer runs (see
-			// spanstore.SealPlans); a failed seal is retried a minute later
-			// and meanwhile the plans KPI groups every plan.
+			// spanstore.SealPlans); a failed seal is retried at the next
+			// tick, and meanwhile the plans KPI groups every plan.
 			sctx, stopSealing := context.WithCancel(ctx)
 			defer stopSealing()
-			go sealPlans(sctx, spans, log)
+			go sealPlans(sctx, spans, sealEvery, log)
 			st, err := exporters.OpenStateDir(filepath.Join(data, spanCursorDir))
 			if err != nil {
 				return err
@@ -135,12 +135,10 @@ func spanRole(spans *spanstore.Store, slos []spanstore.SLO, b *bus.Bus, lg *ledg
 	}
 }
 
-// sealPlansEvery is how often the span role seals the plans whose hours
-// are finished: an hour's plans become sealable once an hour.
-const sealPlansEvery = time.Minute
-
-func sealPlans(ctx context.Context, spans *spanstore.Store, log *slog.Logger) {
-	t := time.NewTicker(sealPlansEvery)
+// sealPlans seals every tick: an hour's plans become sealable once an
+// hour, so a minute (the default) seals each within a minute of that.
+func sealPlans(ctx context.Context, spans *spanstore.Store, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		if err := spans.SealPlans(ctx); err != nil && ctx.Err() == nil {
