@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -222,12 +223,16 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
 	// The month's workflows: whole hours from the per-workflow rollup, the
-	// part-hour before now from spans.
+	// part-hour before now from spans (the recent ones when they hold it).
+	edge := "{{spans}}"
+	if recentHolds(now.Truncate(time.Hour), now) {
+		edge = "{{recent}}"
+	}
 	rows, err := s.query(qctx, `SELECT workflow_id, sum(a) AS c, sum(n) FROM (
 			SELECT workflow_id, amount AS a, calls AS n FROM {{cost_workflow_rollup}}
 			WHERE cost_currency = {cur:String} AND hour >= toDateTime({m0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hcut:DateTime64(9, 'UTC')}, 'UTC')
 			UNION ALL
-			SELECT workflow_id, cost_amount, toUInt64(1) FROM {{spans}} FINAL
+			SELECT workflow_id, cost_amount, toUInt64(1) FROM `+edge+` FINAL
 			WHERE cost_currency = {cur:String} AND ts_start >= {hcut:DateTime64(9, 'UTC')} AND ts_start < {now:DateTime64(9, 'UTC')})
 		GROUP BY workflow_id ORDER BY c DESC, workflow_id LIMIT {top:UInt32}`)
 	if err != nil {
@@ -401,6 +406,16 @@ const plansSQL = `
 	WHERE NOT has({ptail:Array(String)}, hex(plan))
 	GROUP BY plan
 	HAVING start >= {pfrom:DateTime64(9, 'UTC')} AND start < {pto:DateTime64(9, 'UTC')}`
+
+// plansSQLTo is plansSQL for a window ending at to: the part-hour before
+// to is read from the recent spans when they hold it (a read of their
+// last granules, where spans is read a granule per tool).
+func plansSQLTo(to time.Time) string {
+	if recentHolds(to.UTC().Truncate(time.Hour), to) {
+		return strings.Replace(plansSQL, "{{spans}}", "{{recent}}", 1)
+	}
+	return plansSQL
+}
 
 // planParams adds plansSQL's parameters for the plans that started in
 // [from, to) and are not sealed. With seal, from is at or after the
@@ -604,7 +619,7 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	// twice as long.
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(p, liveFrom, to, seal)))
 	rows, err := s.query(qctx, `
-		WITH plans AS MATERIALIZED (`+plansSQL+`)
+		WITH plans AS MATERIALIZED (`+plansSQLTo(to)+`)
 		SELECT 0 AS kind, toMonday(start) AS week, count() AS n1, countIf(blocked > 0) AS n2, countIf(blocked = 0 AND failed > 0) AS n3,
 			sumIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS ms, countIf(blocked + failed > 0) AS n4
 		FROM plans GROUP BY week
