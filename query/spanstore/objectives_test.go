@@ -154,15 +154,7 @@ func TestCostRollupMatchesSpans(t *testing.T) {
 	// Half stored before the rollup existed (the backfill, migration 0020,
 	// counts them), half through the view.
 	insertCalls(t, s, calls[:200])
-	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_cost_1m"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 20`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, []string{"spans_cost_1m"}, 20)
 	insertCalls(t, s, calls[200:])
 	direct := func(from, to time.Time) map[string]costSum {
 		t.Helper()
@@ -261,17 +253,7 @@ func TestCostDetailRollupsMatchSpans(t *testing.T) {
 	}
 	rand.New(rand.NewPCG(3, 5)).Shuffle(len(calls), func(i, j int) { calls[i], calls[j] = calls[j], calls[i] })
 	insertCalls(t, s, calls[:len(calls)/2])
-	for _, table := range []string{"spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h"} {
-		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version IN (26, 29)`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, []string{"spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h"}, 26, 29)
 	insertCalls(t, s, calls[len(calls)/2:])
 	type sums struct {
 		n int

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/proofline/proofline/schemas"
 )
 
 // withinAccuracy reports whether got is within LatencyAccuracy of the
@@ -181,25 +179,10 @@ func TestRollupBackfill(t *testing.T) {
 	for run := 0; run < 2; run++ {
 		// As if the store predated the rollup: empty it and forget the
 		// backfill migration.
-		for _, table := range []string{"spans_latency_1m", "spans_latency_1h"} {
-			if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 11`); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Migrate(ctx); err != nil {
-			t.Fatal(err)
-		}
+		rerunBackfill(t, s, []string{"spans_latency_1m", "spans_latency_1h"}, 11)
 	}
 	// Re-running the migration itself must not double either.
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 11`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, nil, 11)
 	for _, table := range []string{"spans_latency_1m", "spans_latency_1h"} {
 		var calls uint64
 		if err := s.conn.QueryRow(ctx, "SELECT sum(calls) FROM "+table).Scan(&calls); err != nil {
@@ -285,7 +268,6 @@ func histogramQuantiles(hist map[uint16]uint64, qs ...float64) []float64 {
 // window ending mid-hour, and spans stored before the rollup existed
 // (counted by the backfill, migration 0023).
 func TestPlanRollupMatchesSpans(t *testing.T) {
-	ctx := context.Background()
 	s := testStore(t)
 	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
 	calls := randomPlanCalls(now, 7)
@@ -302,15 +284,7 @@ func TestPlanRollupMatchesSpans(t *testing.T) {
 		call{id: "edge-3a", tool: "t", workflow: "wf-b", plan: "edge-3", start: early.Add(-2 * time.Hour), dur: time.Millisecond},
 		call{id: "edge-3b", tool: "t", workflow: "wf-b", plan: "edge-3", start: early.Add(time.Minute), dur: time.Millisecond, status: "timeout"})
 	insertCalls(t, s, calls[:len(calls)/2])
-	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_plans_1h"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 23`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, []string{"spans_plans_1h"}, 23)
 	insertCalls(t, s, calls[len(calls)/2:])
 	checkPlansAgainstCalls(t, s, calls, []planWindow{
 		{now.Add(-14 * 24 * time.Hour), now},
@@ -566,28 +540,17 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	// Late calls: a sealed plan fails 3 days late, and a plan of 5 days
 	// ago arrives whole.
 	late := []call{
-		{id: "late-1", tool: "t", workflow: "wf-c", plan: "plan-late-a", start: now.Add(-5 * 24 * time.Hour), dur: time.Millisecond, status: "policy_blocked"},
+		{id: "late-1", tool: "t", workflow: "wf-c", plan: "plan-late-a", start: now.Add(-5 * 24 * time.Hour), dur: time.Millisecond, status: "policy_blocked", code: "L"},
 		{id: "late-2", tool: "t", workflow: "wf-c", plan: "plan-late-a", start: now.Add(-5*24*time.Hour + time.Minute), dur: time.Millisecond},
 	}
 	for _, c := range calls {
 		if c.plan != "" && c.start.Before(w.Add(-3*24*time.Hour)) && c.status == "ok" {
-			late = append(late, call{id: "late-3", tool: "t", workflow: c.workflow, plan: c.plan, start: c.start.Add(time.Minute), dur: time.Millisecond, status: "system_error"})
+			late = append(late, call{id: "late-3", tool: "t", workflow: c.workflow, plan: c.plan, start: c.start.Add(time.Minute), dur: time.Millisecond, status: "system_error", code: "L"})
 			break
 		}
 	}
-	// insertCalls numbers leaves from 0: these take leaves after the others.
-	var spans []Span
-	for i, c := range late {
-		sp := span(c.id, c.tool, "g", c.start, c.dur, uint64(len(calls)+i))
-		sp.Record.WorkflowID, sp.Record.PlanID = c.workflow, c.plan
-		if c.status != "" {
-			sp.Record.Outcome = schemas.Outcome{Status: c.status, ErrorCode: "L"}
-		}
-		spans = append(spans, sp)
-	}
-	if err := s.Insert(ctx, spans); err != nil {
-		t.Fatal(err)
-	}
+	// Leaves after the others'.
+	insertCallsFrom(t, s, uint64(len(calls)), late)
 	calls = append(calls, late...)
 	if got := sealedTo(); !got.IsZero() {
 		t.Fatalf("after late calls the sealed counts (to %s) are still used", got)
@@ -634,17 +597,7 @@ func TestFailureAndPlanCallRollupsMatchSpans(t *testing.T) {
 		calls = append(calls, call{id: fmt.Sprintf("f-%d", i), tool: "t", plan: plan, start: at, dur: time.Millisecond, status: c.status, code: c.code})
 	}
 	insertCalls(t, s, calls[:300])
-	for _, table := range []string{"plans_calls_1h", "spans_failures_1h"} {
-		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 36`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, []string{"plans_calls_1h", "spans_failures_1h"}, 36)
 	insertCalls(t, s, calls[300:])
 
 	counts := map[cause]uint64{}

@@ -29,6 +29,27 @@ var shared = sync.OnceValues(func() (*Store, error) {
 	return s, s.Migrate(context.Background())
 })
 
+// rerunBackfill empties tables, as if the store predated them, and
+// forgets and applies again the migrations of versions, whose backfills
+// refill them.
+func rerunBackfill(t *testing.T, s *Store, tables []string, versions ...int) {
+	t.Helper()
+	ctx := context.Background()
+	for _, table := range tables {
+		if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range versions {
+		if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = ?`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func testStore(t *testing.T) *Store {
 	t.Helper()
 	s, err := shared()
@@ -422,15 +443,7 @@ func TestRecentSpansHoldTheLastHours(t *testing.T) {
 		}
 	}
 	insert(before)
-	if err := s.conn.Exec(ctx, "TRUNCATE TABLE spans_recent"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.conn.Exec(ctx, `DELETE FROM proofline_schema_migrations WHERE version = 32`); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rerunBackfill(t, s, []string{"spans_recent"}, 32)
 	insert(after)
 	if got := count(); got != recent {
 		t.Fatalf("spans_recent holds %d spans of the last 3 hours, want %d", got, recent)
