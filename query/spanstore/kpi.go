@@ -224,10 +224,7 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
 	// The month's workflows: whole hours from the per-workflow rollup, the
 	// part-hour before now from spans (the recent ones when they hold it).
-	edge := "{{spans}}"
-	if recentHolds(now.Truncate(time.Hour), now) {
-		edge = "{{recent}}"
-	}
+	edge := spansHolding(now.Truncate(time.Hour), now)
 	rows, err := s.query(qctx, `SELECT workflow_id, sum(a) AS c, sum(n) FROM (
 			SELECT workflow_id, amount AS a, calls AS n FROM {{cost_workflow_rollup}}
 			WHERE cost_currency = {cur:String} AND hour >= toDateTime({m0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hcut:DateTime64(9, 'UTC')}, 'UTC')
@@ -411,10 +408,7 @@ const plansSQL = `
 // to is read from the recent spans when they hold it (a read of their
 // last granules, where spans is read a granule per tool).
 func plansSQLTo(to time.Time) string {
-	if recentHolds(to.UTC().Truncate(time.Hour), to) {
-		return strings.Replace(plansSQL, "{{spans}}", "{{recent}}", 1)
-	}
-	return plansSQL
+	return strings.Replace(plansSQL, "{{spans}}", spansHolding(to.UTC().Truncate(time.Hour), to), 1)
 }
 
 // planParams adds plansSQL's parameters for the plans that started in
@@ -428,7 +422,7 @@ func planParams(p clickhouse.Parameters, from, to time.Time, seal *planSeal) cli
 	if seal != nil {
 		lo, tail = seal.to, seal.tail
 	}
-	p["ptail"] = tailParam(tail)
+	p["ptail"] = arrayParam(tail)
 	return timeParams(p, map[string]time.Time{"pfrom": from, "pto": to, "plo": lo, "pcut": cut})
 }
 
@@ -496,10 +490,7 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
 	cut := n.Truncate(time.Hour)
-	edge := "{{spans}}"
-	if recentHolds(cut, n) {
-		edge = "{{recent}}"
-	}
+	edge := spansHolding(cut, n)
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"m0": m0, "cut": cut, "now": n})))
 	rows, err := s.query(qctx, `SELECT outcome_status, error_code, sum(n) AS c FROM (
 			SELECT outcome_status, error_code, calls AS n FROM {{failures_rollup}}

@@ -3,7 +3,6 @@ package spanstore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -39,6 +38,11 @@ const planSealGap = planLookback + 2*time.Hour
 // planSealChunk bounds one step of a seal, so that sealing a long
 // history groups a week of plans at a time.
 const planSealChunk = 7 * 24 * time.Hour
+
+// sealedCallsEnd is the end of the hours that hold every call of the
+// plans sealed up to w: the plan calls before it are counted with the
+// seal, and a change to that count is a late call.
+func sealedCallsEnd(w time.Time) time.Time { return w.Add(planLookback + time.Hour) }
 
 // planSeal is the sealed state a query can use.
 type planSeal struct {
@@ -83,10 +87,10 @@ func (s *Store) planSeal(ctx context.Context, to time.Time) (*planSeal, error) {
 		return nil, nil
 	}
 	w, calls, tail, ok, err := s.sealState(ctx)
-	if err != nil || !ok || to.Before(w.Add(planLookback+time.Hour)) {
+	if err != nil || !ok || to.Before(sealedCallsEnd(w)) {
 		return nil, err
 	}
-	now, err := s.planCallsBefore(ctx, w.Add(planLookback+time.Hour))
+	now, err := s.planCallsBefore(ctx, sealedCallsEnd(w))
 	if err != nil || now != calls {
 		return nil, err
 	}
@@ -119,7 +123,7 @@ func (s *Store) SealPlans(ctx context.Context) error {
 		return err
 	}
 	if ok {
-		now, err := s.planCallsBefore(ctx, w.Add(planLookback+time.Hour))
+		now, err := s.planCallsBefore(ctx, sealedCallsEnd(w))
 		if err != nil {
 			return err
 		}
@@ -169,7 +173,7 @@ func (s *Store) SealPlans(ctx context.Context) error {
 func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 	// Taken first: a call that arrives while this runs is then seen as
 	// late by the next check, not sealed in without being counted.
-	calls, err := s.planCallsBefore(ctx, b.Add(planLookback+time.Hour))
+	calls, err := s.planCallsBefore(ctx, sealedCallsEnd(b))
 	if err != nil {
 		return err
 	}
@@ -257,10 +261,4 @@ func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 	}
 	s.log.InfoContext(ctx, "plans sealed", "to", b, "still_going", len(tail))
 	return nil
-}
-
-// tailParam is the tail as an Array(String) parameter (hex digits only,
-// so they need no escaping).
-func tailParam(tail []string) string {
-	return "['" + strings.Join(tail, "','") + "']"
 }

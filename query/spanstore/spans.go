@@ -155,8 +155,8 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		// The hour before now is whole in the recent spans (spans_recent,
 		// migration 0030), which a newest-first page reads at its end.
 		table := "{{spans}}"
-		if probe == spanProbes[0] && f.To.IsZero() && f.Cursor == "" && !lower.IsZero() && recentHolds(lower, upper) {
-			table = "{{recent}}"
+		if probe == spanProbes[0] && f.To.IsZero() && f.Cursor == "" && !lower.IsZero() {
+			table = spansHolding(lower, upper)
 		}
 		var err error
 		page, err = s.spansPage(ctx, table, where, params, lower)
@@ -179,13 +179,17 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 // tsFmt is how span times are bound as DateTime64(9) parameters.
 const tsFmt = "2006-01-02 15:04:05.000000000"
 
-// recentHolds reports whether spans_recent holds every span that
-// started in [from, to): those that started in the 2 hours before now
-// (the view keeps 3 hours' back from each insert, the TTL 3 hours from
-// each start).
-func recentHolds(from, to time.Time) bool {
+// spansHolding is the table to read the spans that started in [from, to)
+// from, with FINAL: {{recent}} when it holds them all — those that
+// started in the 2 hours before now (its view keeps 3 hours back from
+// each insert, its TTL 3 hours from each start) — a read of its last
+// granules; else {{spans}}, sorted by tool first: a granule per tool.
+func spansHolding(from, to time.Time) string {
 	now := time.Now()
-	return !from.Before(now.Add(-2*time.Hour)) && !to.After(now)
+	if !from.Before(now.Add(-2*time.Hour)) && !to.After(now) {
+		return "{{recent}}"
+	}
+	return "{{spans}}"
 }
 
 // spanProbes are how far back from the page's upper end Spans looks
