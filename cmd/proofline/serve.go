@@ -57,6 +57,7 @@ type serveFlags struct {
 	costNewToolCapShare                   float64
 	sloFile                               string
 	planSealEvery                         time.Duration
+	planMaxDuration                       time.Duration
 	witness                               witnessFlags
 	archive                               archiveFlags
 	exporters                             exportersFlag
@@ -99,6 +100,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&f.costNewToolCapShare, "cost-new-tool-cap-share", 0.1, "flag a tool with no 7-day baseline whose last hour spent more than this share of --cost-monthly-cap")
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.DurationVar(&f.planSealEvery, "plan-seal-every", time.Minute, "how often the span store seals the plans of finished hours for the plans KPI")
+	fs.DurationVar(&f.planMaxDuration, "plan-max-duration", spanstore.DefaultPlanMaxDuration, "the longest a plan (calls sharing a plan_id) is taken to last, in whole hours (1h to 168h): the plans KPI groups that much and 2 hours at each query, and counts the calls of a longer plan wrongly")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	f.witness.register(fs)
@@ -220,13 +222,18 @@ func (f serveFlags) configs(stderr io.Writer) (serveConfig, error) {
 	})...)
 	if c.roles == nil || c.roles["spanstore"] { // nil: --roles is wrong, check the rest anyway
 		c.spans = spanstore.Config{
-			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Cluster: f.chCluster, Logger: c.logger,
+			DSN: f.clickhouseDSN, DataDir: f.data, ChDBLib: f.chdbLib, RetentionDays: f.retentionDays, Cluster: f.chCluster,
+			PlanMaxDuration: f.planMaxDuration, Logger: c.logger,
 		}
 		if f.retentionDays == 0 {
 			errs = append(errs, errors.New("--retention-days: 0, want 1 to 36500"))
 		}
+		if f.planMaxDuration == 0 {
+			errs = append(errs, errors.New("--plan-max-duration: 0, want a whole number of hours from 1h to 168h"))
+		}
 		errs = append(errs, flagged(c.spans.Validate(), map[string]string{
 			"DSN": "--clickhouse", "DataDir": "--data", "RetentionDays": "--retention-days", "Cluster": "--clickhouse-cluster",
+			"PlanMaxDuration": "--plan-max-duration",
 		})...)
 	}
 	if c.roles != nil {

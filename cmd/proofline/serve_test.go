@@ -19,6 +19,9 @@ func TestServeRefusesBadKPIFlags(t *testing.T) {
 		{[]string{"--cost-monthly-cap", "-1"}, "--cost-monthly-cap: -1 is negative"},
 		{[]string{"--cost-new-tool-cap-share", "1.5"}, "--cost-new-tool-cap-share: 1.5"},
 		{[]string{"--plan-seal-every", "0s"}, "--plan-seal-every: 0s"},
+		{[]string{"--plan-max-duration", "0s"}, "--plan-max-duration: 0"},
+		{[]string{"--plan-max-duration", "90m"}, "--plan-max-duration: 1h30m0s, want a whole number of hours"},
+		{[]string{"--plan-max-duration", "169h"}, "--plan-max-duration: 169h0m0s"},
 	} {
 		var stderr bytes.Buffer
 		dir := t.TempDir()

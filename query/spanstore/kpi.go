@@ -374,12 +374,6 @@ func (s *Store) costSums(ctx context.Context, from, to time.Time) (map[string]co
 	return out, nil
 }
 
-// planLookback is how far before a window's start the plans KPIs look
-// for a plan's earlier calls: a plan counts in the window its first call
-// is in, so one that began before the window is not counted in it, as
-// long as it began less than planLookback before.
-const planLookback = 24 * time.Hour
-
 // plansSQL is the plans whose first call is in [{pfrom}, {pto}), a row
 // each: workflow (any of its calls'), first call, counts of calls blocked
 // by policy, failed (tool_error, system_error, timeout) and not ok, and
@@ -415,9 +409,14 @@ func plansSQLTo(to time.Time) string {
 // [from, to) and are not sealed. With seal, from is at or after the
 // sealed-to hour, and the rollup is read from there: a plan that began
 // before it is sealed (or in seal's tail).
-func planParams(p clickhouse.Parameters, from, to time.Time, seal *planSeal) clickhouse.Parameters {
+//
+// Without seal, the rollup is read from the bound (Config.PlanMaxDuration)
+// before from: a plan counts in the window its first call is in, so one
+// that began before the window is not counted in it, as long as it began
+// less than the bound before.
+func (s *Store) planParams(p clickhouse.Parameters, from, to time.Time, seal *planSeal) clickhouse.Parameters {
 	cut := to.UTC().Truncate(time.Hour)
-	lo := from.UTC().Truncate(time.Hour).Add(-planLookback)
+	lo := from.UTC().Truncate(time.Hour).Add(-s.cfg.PlanMaxDuration)
 	var tail []string
 	if seal != nil {
 		lo, tail = seal.to, seal.tail
@@ -608,7 +607,7 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	// millisecond, and each failure takes the next success's start
 	// (arrayReverseFill) — a sort per workflow, where an ASOF join took
 	// twice as long.
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(planParams(p, liveFrom, to, seal)))
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(s.planParams(p, liveFrom, to, seal)))
 	rows, err := s.query(qctx, `
 		WITH plans AS MATERIALIZED (`+plansSQLTo(to)+`)
 		SELECT 0 AS kind, toMonday(start) AS week, count() AS n1, countIf(blocked > 0) AS n2, countIf(blocked = 0 AND failed > 0) AS n3,

@@ -8,20 +8,23 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// Sealing plans (migration 0033). Grouping every plan of a 28-day window
-// at query time took a second at 10M spans, though all but the last day's
-// plans can no longer change: a plan is taken to last under planLookback,
-// so a day after an hour ends, every call of the plans that started in it
-// is in (late calls aside, below). SealPlans counts those hours' plans
-// once, per hour of their start, into plans_sealed_1h; the plans KPI and
-// its series add those counts up and group only the plans since.
+// Sealing plans (migrations 0033, 0037). Grouping every plan of a 28-day
+// window at query time took a second at 10M spans, though all but the
+// last hours' plans can no longer change: a plan is taken to last under
+// Config.PlanMaxDuration (the bound), so that long after an hour ends,
+// every call of the plans that started in it is in (late calls aside,
+// below). SealPlans counts those hours' plans once, per hour of their
+// start, into plans_sealed_1h; the plans KPI and its series add those
+// counts up and group only the plans since.
 //
-// The sealed-to hour W moves forward only to 26 hours before the latest
-// hour the plan rollup holds, so the rollup's hours before W+25h — all
-// the calls of sealed plans — are at least an hour old. The number of
-// plan calls in those hours is kept with W; a call that arrives later
-// (a producer delivering a day late, a replay) changes it, and then the
-// sealed counts are not used (planSeal) and SealPlans starts over.
+// The sealed-to hour W moves forward only to the bound and two hours
+// before the latest hour the plan rollup holds, so the rollup's hours
+// before W+bound+1h — all the calls of sealed plans — are at least an
+// hour old. The number of plan calls in those hours is kept with W; a
+// call that arrives later (a producer delivering late, a replay) changes
+// it, and then the sealed counts are not used (planSeal) and SealPlans
+// starts over. So does a store opened with another bound: the bound is
+// kept with W too.
 //
 // A failed plan's recovery is the start of its workflow's next successful
 // plan, which may come much later. A seal resolves the failed plans it
@@ -31,9 +34,9 @@ import (
 // plans it groups itself.
 
 // planSealGap is how far the sealed-to hour stays behind the rollup's
-// latest hour: the plans of an hour take planLookback to finish, and the
+// latest hour: the plans of an hour take the bound to finish, and the
 // calls of the hour after that may still be arriving.
-const planSealGap = planLookback + 2*time.Hour
+func (s *Store) planSealGap() time.Duration { return s.cfg.PlanMaxDuration + 2*time.Hour }
 
 // planSealChunk bounds one step of a seal, so that sealing a long
 // history groups a week of plans at a time.
@@ -42,7 +45,7 @@ const planSealChunk = 7 * 24 * time.Hour
 // sealedCallsEnd is the end of the hours that hold every call of the
 // plans sealed up to w: the plan calls before it are counted with the
 // seal, and a change to that count is a late call.
-func sealedCallsEnd(w time.Time) time.Time { return w.Add(planLookback + time.Hour) }
+func (s *Store) sealedCallsEnd(w time.Time) time.Time { return w.Add(s.cfg.PlanMaxDuration + time.Hour) }
 
 // planSeal is the sealed state a query can use.
 type planSeal struct {
@@ -52,20 +55,31 @@ type planSeal struct {
 	tail []string
 }
 
-// sealState reads plans_seal_state (ok false before the first seal).
-func (s *Store) sealState(ctx context.Context) (to time.Time, calls uint64, tail []string, ok bool, err error) {
-	rows, err := s.query(ctx, `SELECT sealed_to, calls, tail FROM plans_seal_state FINAL WHERE id = 1`)
+// sealState is a row of plans_seal_state.
+type sealState struct {
+	to    time.Time // plans that started before it are sealed
+	calls uint64    // plan calls before sealedCallsEnd(to) when sealed
+	tail  []string  // see planSeal
+	bound time.Duration
+}
+
+// sealState reads plans_seal_state (nil before the first seal).
+func (s *Store) sealState(ctx context.Context) (*sealState, error) {
+	rows, err := s.query(ctx, `SELECT sealed_to, calls, tail, max_plan_s FROM plans_seal_state FINAL WHERE id = 1`)
 	if err != nil {
-		return to, 0, nil, false, fmt.Errorf("plan seal state: %w", err)
+		return nil, fmt.Errorf("plan seal state: %w", err)
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		return to, 0, nil, false, rows.Err()
+		return nil, rows.Err()
 	}
-	if err := rows.Scan(&to, &calls, &tail); err != nil {
-		return to, 0, nil, false, err
+	var st sealState
+	var bound uint32
+	if err := rows.Scan(&st.to, &st.calls, &st.tail, &bound); err != nil {
+		return nil, err
 	}
-	return to.UTC(), calls, tail, true, rows.Err()
+	st.to, st.bound = st.to.UTC(), time.Duration(bound)*time.Second
+	return &st, rows.Err()
 }
 
 // planCallsBefore is the number of plan calls in the hours before t
@@ -80,21 +94,21 @@ func (s *Store) planCallsBefore(ctx context.Context, t time.Time) (uint64, error
 }
 
 // planSeal returns the sealed state when a window ending at to can use
-// it: sealing runs (not on a cluster), nothing arrived late since, and
-// to is after every call of the sealed plans.
+// it: sealing runs (not on a cluster), under this store's bound, nothing
+// arrived late since, and to is after every call of the sealed plans.
 func (s *Store) planSeal(ctx context.Context, to time.Time) (*planSeal, error) {
 	if s.cfg.Cluster != "" {
 		return nil, nil
 	}
-	w, calls, tail, ok, err := s.sealState(ctx)
-	if err != nil || !ok || to.Before(sealedCallsEnd(w)) {
+	st, err := s.sealState(ctx)
+	if err != nil || st == nil || st.bound != s.cfg.PlanMaxDuration || to.Before(s.sealedCallsEnd(st.to)) {
 		return nil, err
 	}
-	now, err := s.planCallsBefore(ctx, sealedCallsEnd(w))
-	if err != nil || now != calls {
+	now, err := s.planCallsBefore(ctx, s.sealedCallsEnd(st.to))
+	if err != nil || now != st.calls {
 		return nil, err
 	}
-	return &planSeal{to: w, tail: tail}, nil
+	return &planSeal{to: st.to, tail: st.tail}, nil
 }
 
 // SealPlans counts the plans of every hour that can be sealed and is not
@@ -117,29 +131,38 @@ func (s *Store) SealPlans(ctx context.Context) error {
 	if n == 0 {
 		return nil
 	}
-	target := latest.UTC().Add(-planSealGap)
-	w, calls, _, ok, err := s.sealState(ctx)
+	target := latest.UTC().Add(-s.planSealGap())
+	st, err := s.sealState(ctx)
 	if err != nil {
 		return err
 	}
-	if ok {
-		now, err := s.planCallsBefore(ctx, sealedCallsEnd(w))
-		if err != nil {
-			return err
+	if st != nil {
+		restart := ""
+		if st.bound != s.cfg.PlanMaxDuration {
+			restart = "the plans were sealed under another longest plan duration: sealing again from the start"
+			s.log.WarnContext(ctx, restart, "sealed_to", st.to, "sealed_under", st.bound.String(), "now", s.cfg.PlanMaxDuration.String())
+		} else {
+			now, err := s.planCallsBefore(ctx, s.sealedCallsEnd(st.to))
+			if err != nil {
+				return err
+			}
+			if now != st.calls {
+				restart = "plan calls arrived after their hours were sealed: sealing again from the start"
+				s.log.WarnContext(ctx, restart, "sealed_to", st.to, "calls_then", st.calls, "calls_now", now)
+			}
 		}
-		if now != calls {
-			s.log.WarnContext(ctx, "plan calls arrived after their hours were sealed: sealing again from the start",
-				"sealed_to", w, "calls_then", calls, "calls_now", now)
+		if restart != "" {
 			for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state"} {
 				if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+t); err != nil {
 					return fmt.Errorf("plan seal: empty %s: %w", t, err)
 				}
 			}
-			ok = false
+			st = nil
 		}
 	}
-	if !ok {
-		w = first.UTC()
+	w := first.UTC()
+	if st != nil {
+		w = st.to
 	}
 	// A seal that stopped part-way left rows past the state's hour.
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"w": w})))
@@ -173,12 +196,12 @@ func (s *Store) SealPlans(ctx context.Context) error {
 func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 	// Taken first: a call that arrives while this runs is then seen as
 	// late by the next check, not sealed in without being counted.
-	calls, err := s.planCallsBefore(ctx, sealedCallsEnd(b))
+	calls, err := s.planCallsBefore(ctx, s.sealedCallsEnd(b))
 	if err != nil {
 		return err
 	}
 	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{
-		"a": a, "b": b, "lo": a.Add(-planLookback), "hi": b.Add(planLookback),
+		"a": a, "b": b, "lo": a.Add(-s.cfg.PlanMaxDuration), "hi": b.Add(s.cfg.PlanMaxDuration), "blo": b.Add(-s.cfg.PlanMaxDuration),
 	})
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
 	// failures are this seal's failed plans with a workflow and the
@@ -207,7 +230,7 @@ func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 	for i, q := range []string{
 		`TRUNCATE TABLE plans_seal_scratch`,
 		// The plans that started in [a, b), with every call (they end
-		// within planLookback).
+		// within the bound).
 		`INSERT INTO plans_seal_scratch (plan, wf, start, blocked, failed, bad, first_fail)
 		SELECT plan, any(workflow_id), min(start) AS st, sum(blocked), sum(failed), sum(bad), min(first_fail)
 		FROM spans_plans_1h
@@ -248,12 +271,12 @@ func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 	var tail []string
 	if err := s.conn.QueryRow(qctx, `SELECT groupArray(hex(plan)) FROM (
 		SELECT plan FROM spans_plans_1h
-		WHERE hour >= toDateTime({b:DateTime64(9, 'UTC')}, 'UTC') - INTERVAL 24 HOUR AND hour < toDateTime({hi:DateTime64(9, 'UTC')}, 'UTC')
+		WHERE hour >= toDateTime({blo:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hi:DateTime64(9, 'UTC')}, 'UTC')
 		GROUP BY plan HAVING min(start) < {b:DateTime64(9, 'UTC')} AND max(hour) >= toDateTime({b:DateTime64(9, 'UTC')}, 'UTC'))`).Scan(&tail); err != nil {
 		return fmt.Errorf("seal plans: the plans still going at %s: %w", b, err)
 	}
-	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_state (id, sealed_to, calls, tail, updated) VALUES (1, ?, ?, ?, now64(9))`,
-		b, calls, tail); err != nil {
+	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_state (id, sealed_to, calls, tail, max_plan_s, updated) VALUES (1, ?, ?, ?, ?, now64(9))`,
+		b, calls, tail, uint32(s.cfg.PlanMaxDuration/time.Second)); err != nil {
 		return fmt.Errorf("seal plans: state: %w", err)
 	}
 	if err := s.conn.Exec(ctx, `TRUNCATE TABLE plans_seal_scratch`); err != nil {

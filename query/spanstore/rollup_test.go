@@ -308,7 +308,7 @@ func checkPlansAgainstCalls(t *testing.T, s *Store, calls []call, windows []plan
 		blocked, failed, bad int
 	}
 	plansIn := func(from, to time.Time) map[string]*plan {
-		lo := from.Truncate(time.Hour).Add(-planLookback)
+		lo := from.Truncate(time.Hour).Add(-s.cfg.PlanMaxDuration)
 		out := map[string]*plan{}
 		for _, c := range calls {
 			if c.plan == "" || c.start.Before(lo) || !c.start.Before(to) {
@@ -473,7 +473,7 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	calls := randomPlanCalls(now, 13)
 	// Plans that start just before and after the hour that will be the
 	// sealed-to hour, some of them failing after it.
-	w := now.Truncate(time.Hour).Add(-planSealGap) // the latest call, at now, is in now's hour
+	w := now.Truncate(time.Hour).Add(-s.planSealGap()) // the latest call, at now, is in now's hour
 	for i, off := range []time.Duration{-40 * time.Minute, -3 * time.Minute, 2 * time.Minute, 25 * time.Minute} {
 		id := fmt.Sprintf("seal-edge-%d", i)
 		calls = append(calls,
@@ -505,7 +505,7 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := sealedTo(); !got.Equal(w) {
-		t.Fatalf("sealed to %s, want %s (26 hours before the latest call's hour)", got, w)
+		t.Fatalf("sealed to %s, want %s (the bound and 2 hours before the latest call's hour)", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
 
@@ -563,6 +563,104 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		t.Fatalf("sealed again to %s, want %s", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
+}
+
+// withPlanBound is s (its engine and tables) opened with another longest
+// plan duration, as a serve restarted with --plan-max-duration would be.
+func withPlanBound(s *Store, d time.Duration) *Store {
+	cfg := s.cfg
+	cfg.PlanMaxDuration = d
+	return &Store{cfg: cfg, table: s.table, catalogTable: s.catalogTable, tables: s.tables, conn: s.conn, engine: s.engine, log: s.log}
+}
+
+// TestPlanBoundIsKeptWithTheSeal: plans are grouped and sealed under the
+// store's longest plan duration. A seal made under another bound is not
+// read (the KPI groups every plan meanwhile) and the sealer starts over;
+// under a bound of a day, a plan of ten hours is one plan, counted with
+// all its calls in the window of its first, in the sealed hours as in
+// the grouped ones.
+func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
+	ctx := context.Background()
+	short := testStore(t)
+	if short.cfg.PlanMaxDuration != DefaultPlanMaxDuration {
+		t.Fatalf("the test store's bound is %v, want the default %v", short.cfg.PlanMaxDuration, DefaultPlanMaxDuration)
+	}
+	long := withPlanBound(short, 24*time.Hour)
+	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
+	calls := randomPlanCalls(now, 17)
+	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
+	insertCalls(t, short, calls)
+	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
+	sealed := func(s *Store) (to time.Time, bound time.Duration) {
+		t.Helper()
+		seal, err := s.planSeal(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := s.sealState(ctx)
+		if err != nil || st == nil {
+			t.Fatalf("seal state: %v, %v", st, err)
+		}
+		if seal == nil {
+			return time.Time{}, st.bound
+		}
+		return seal.to, st.bound
+	}
+	if err := short.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if to, bound := sealed(short); !to.Equal(now.Truncate(time.Hour).Add(-4*time.Hour)) || bound != 2*time.Hour {
+		t.Fatalf("under the default bound: sealed to %s under %v, want 4 hours before the latest call's hour, under 2h", to, bound)
+	}
+	checkPlansAgainstCalls(t, short, calls, windows)
+
+	if to, _ := sealed(long); !to.IsZero() {
+		t.Fatalf("a store with a bound of a day reads the seal made under 2h (to %s)", to)
+	}
+	checkPlansAgainstCalls(t, long, calls, windows)
+	if err := long.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if to, bound := sealed(long); !to.Equal(now.Truncate(time.Hour).Add(-26*time.Hour)) || bound != 24*time.Hour {
+		t.Fatalf("under a day: sealed to %s under %v, want a day and 2 hours before the latest call's hour, under 24h", to, bound)
+	}
+	checkPlansAgainstCalls(t, long, calls, windows)
+
+	// Plans of up to ten hours, failing at their end, each one plan under
+	// a day: one across the sealed-to hour, by more than 2 hours; one
+	// that began 5 hours before the second window's series (whose steps
+	// of 6 hours start at a 6-hour boundary; the weeks at a Monday) and
+	// failed in it (not in that series); one in the last hours (grouped
+	// at each query).
+	ser, err := AlignSeries(windows[1].from, windows[1].to, 6*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := now.Truncate(time.Hour).Add(-26 * time.Hour)
+	long3 := func(id string, start time.Time, offs ...time.Duration) {
+		for i, off := range offs {
+			st := ""
+			if i == len(offs)-1 {
+				st = "tool_error"
+			}
+			calls = append(calls, call{id: fmt.Sprintf("%s-%d", id, i), tool: "t", workflow: "wf-long", plan: id, start: start.Add(off), dur: time.Millisecond, status: st})
+		}
+	}
+	n0 := len(calls)
+	long3("across-the-seal", w.Add(-3*time.Hour), 0, 5*time.Hour, 10*time.Hour)
+	long3("before-the-window", ser.From.Add(-5*time.Hour), 0, 7*time.Hour)
+	// A window whose series ends before the sealed plans' last calls
+	// (then grouped whole, from the bound before it).
+	windows = append(windows, planWindow{windows[1].from, ser.From.Add(12 * time.Hour)})
+	long3("recent", now.Add(-11*time.Hour), 0, 5*time.Hour, 10*time.Hour)
+	insertCallsFrom(t, long, uint64(n0), calls[n0:])
+	if err := long.SealPlans(ctx); err != nil { // the first is late: sealed again from the start
+		t.Fatal(err)
+	}
+	if to, _ := sealed(long); !to.Equal(w) {
+		t.Fatalf("after late calls, sealed again to %s, want a day and 2 hours before the latest call's hour", to)
+	}
+	checkPlansAgainstCalls(t, long, calls, windows)
 }
 
 // TestFailureAndPlanCallRollupsMatchSpans: the month's top failure causes

@@ -3,7 +3,8 @@
 -- at query time (1.67M at 10M spans) took a second; the sealer
 -- (Store.SealPlans) counts each hour's plans once, a day after they
 -- started (plans are taken to last under a day), and the query groups
--- only the plans since.
+-- only the plans since. (Migration 0037 made the day a setting,
+-- Config.PlanMaxDuration.)
 --
 -- plans_sealed_1h: per hour of the plans' start, counts and sums the KPI
 -- adds up (plans, policy blocks, system errors, time to detect, time to
