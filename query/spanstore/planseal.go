@@ -45,7 +45,9 @@ const planSealChunk = 7 * 24 * time.Hour
 // sealedCallsEnd is the end of the hours that hold every call of the
 // plans sealed up to w: the plan calls before it are counted with the
 // seal, and a change to that count is a late call.
-func (s *Store) sealedCallsEnd(w time.Time) time.Time { return w.Add(s.cfg.PlanMaxDuration + time.Hour) }
+func (s *Store) sealedCallsEnd(w time.Time) time.Time {
+	return w.Add(s.cfg.PlanMaxDuration + time.Hour)
+}
 
 // planSeal is the sealed state a query can use.
 type planSeal struct {
