@@ -473,7 +473,9 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	calls := randomPlanCalls(now, 13)
 	// Plans that start just before and after the hour that will be the
 	// sealed-to hour, some of them failing after it.
-	w := now.Truncate(time.Hour).Add(-s.planSealGap()) // the latest call, at now, is in now's hour
+	// The latest call is at now or, a plan's calls going on up to 90
+	// minutes after its first, up to an hour and a half later.
+	w := latestHour(append(calls, call{start: now})).Add(-s.planSealGap())
 	for i, off := range []time.Duration{-40 * time.Minute, -3 * time.Minute, 2 * time.Minute, 25 * time.Minute} {
 		id := fmt.Sprintf("seal-edge-%d", i)
 		calls = append(calls,
@@ -565,6 +567,18 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	checkPlansAgainstCalls(t, s, calls, windows)
 }
 
+// latestHour is the hour of the latest call, which the sealed-to hour
+// follows.
+func latestHour(calls []call) time.Time {
+	var h time.Time
+	for _, c := range calls {
+		if c.start.After(h) {
+			h = c.start
+		}
+	}
+	return h.Truncate(time.Hour)
+}
+
 // withPlanBound is s (its engine and tables) opened with another longest
 // plan duration, as a serve restarted with --plan-max-duration would be.
 func withPlanBound(s *Store, d time.Duration) *Store {
@@ -590,6 +604,9 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	calls := randomPlanCalls(now, 17)
 	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
 	insertCalls(t, short, calls)
+	// The sealed-to hour follows the latest call's hour (a plan's calls
+	// go on up to 90 minutes after now).
+	latest := latestHour(calls)
 	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
 	sealed := func(s *Store) (to time.Time, bound time.Duration) {
 		t.Helper()
@@ -609,7 +626,7 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err := short.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if to, bound := sealed(short); !to.Equal(now.Truncate(time.Hour).Add(-4*time.Hour)) || bound != 2*time.Hour {
+	if to, bound := sealed(short); !to.Equal(latest.Add(-4*time.Hour)) || bound != 2*time.Hour {
 		t.Fatalf("under the default bound: sealed to %s under %v, want 4 hours before the latest call's hour, under 2h", to, bound)
 	}
 	checkPlansAgainstCalls(t, short, calls, windows)
@@ -621,7 +638,7 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err := long.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if to, bound := sealed(long); !to.Equal(now.Truncate(time.Hour).Add(-26*time.Hour)) || bound != 24*time.Hour {
+	if to, bound := sealed(long); !to.Equal(latest.Add(-26*time.Hour)) || bound != 24*time.Hour {
 		t.Fatalf("under a day: sealed to %s under %v, want a day and 2 hours before the latest call's hour, under 24h", to, bound)
 	}
 	checkPlansAgainstCalls(t, long, calls, windows)
@@ -636,7 +653,7 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := now.Truncate(time.Hour).Add(-26 * time.Hour)
+	w := latest.Add(-26 * time.Hour)
 	long3 := func(id string, start time.Time, offs ...time.Duration) {
 		for i, off := range offs {
 			st := ""
