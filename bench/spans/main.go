@@ -69,10 +69,11 @@ func main() {
 	nTools := flag.Int("tools", 8, "tools")
 	nServers := flag.Int("servers", 8, "servers the tools are spread over")
 	compare := flag.Bool("compare", true, "also insert into spans_raw and otel_traces (storage and insert ratios); false times the KPIs only")
+	planMax := flag.Duration("plan-max-duration", spanstore.DefaultPlanMaxDuration, "the store's longest plan duration (serve's --plan-max-duration): the plans KPI groups that and 2 hours of plans at each query")
 	dataDir := flag.String("dir", "", "keep the engine's data in this directory; when it already holds spans, time the KPIs over them without inserting (iterate on queries without re-inserting 10M spans)")
 	flag.Parse()
 	shape := shape{days: *days, tools: *nTools, servers: *nServers}
-	if err := run(context.Background(), *n, *chunk, *queries, *out, shape, *compare, *dataDir); err != nil {
+	if err := run(context.Background(), *n, *chunk, *queries, *out, shape, *compare, *dataDir, *planMax); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -81,7 +82,7 @@ func main() {
 // shape is how the spans spread: over days ending now, tools on servers.
 type shape struct{ days, tools, servers int }
 
-func run(ctx context.Context, n, chunk, queries int, out string, sh shape, compare bool, dir string) error {
+func run(ctx context.Context, n, chunk, queries int, out string, sh shape, compare bool, dir string, planMax time.Duration) error {
 	if dir == "" {
 		tmp, err := os.MkdirTemp("", "proofline-bench-spans")
 		if err != nil {
@@ -92,7 +93,7 @@ func run(ctx context.Context, n, chunk, queries int, out string, sh shape, compa
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	st, err := spanstore.Open(ctx, spanstore.Config{DataDir: dir})
+	st, err := spanstore.Open(ctx, spanstore.Config{DataDir: dir, PlanMaxDuration: planMax})
 	if err != nil {
 		return err
 	}

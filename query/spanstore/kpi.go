@@ -469,6 +469,35 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	from = from.UTC().Truncate(24 * time.Hour)
 	from = from.AddDate(0, 0, -((int(from.Weekday()) + 6) % 7)) // back to Monday
 	rep := &PlanReport{From: from, Weeks: []PlanWeek{}, TopCauses: []FailureCause{}}
+	// The top causes are read while the weeks are: the engine has the
+	// second core for them.
+	type causes struct {
+		top []FailureCause
+		err error
+	}
+	topc := make(chan causes, 1)
+	go func() {
+		top, err := s.topCauses(ctx, now)
+		topc <- causes{top, err}
+	}()
+	weeks, err := s.plansByWeek(ctx, from, now)
+	tc := <-topc
+	if err != nil {
+		return nil, err
+	}
+	if tc.err != nil {
+		return nil, tc.err
+	}
+	for _, w := range weeks {
+		rep.Weeks = append(rep.Weeks, w.report())
+	}
+	rep.TopCauses = append(rep.TopCauses, tc.top...)
+	return rep, nil
+}
+
+// plansByWeek is Plans' weeks, from the sealed hours where they can be
+// used.
+func (s *Store) plansByWeek(ctx context.Context, from, now time.Time) ([]*planSums, error) {
 	seal, err := s.planSeal(ctx, now)
 	if err != nil {
 		return nil, err
@@ -476,16 +505,13 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 	if seal != nil && !from.Before(seal.to) {
 		seal = nil // nothing sealed in the window
 	}
-	weeks, err := s.planWeeks(ctx, from, now, seal)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range weeks {
-		rep.Weeks = append(rep.Weeks, w.report())
-	}
-	// The month's top causes: whole hours from the failure rollup
-	// (migration 0034), the part-hour before now from spans — from the
-	// recent spans when it is in them.
+	return s.planWeeks(ctx, from, now, seal)
+}
+
+// topCauses is the top three failure causes of the calendar month of now:
+// whole hours from the failure rollup (migration 0034), the part-hour
+// before now from spans — from the recent spans when it is in them.
+func (s *Store) topCauses(ctx context.Context, now time.Time) ([]FailureCause, error) {
 	n := now.UTC()
 	m0 := time.Date(n.Year(), n.Month(), 1, 0, 0, 0, 0, time.UTC)
 	cut := n.Truncate(time.Hour)
@@ -502,14 +528,15 @@ func (s *Store) Plans(ctx context.Context, from, now time.Time) (*PlanReport, er
 		return nil, fmt.Errorf("top failure causes: %w", err)
 	}
 	defer rows.Close()
+	var out []FailureCause
 	for rows.Next() {
 		var c FailureCause
 		if err := rows.Scan(&c.Status, &c.ErrorCode, &c.Calls); err != nil {
 			return nil, err
 		}
-		rep.TopCauses = append(rep.TopCauses, c)
+		out = append(out, c)
 	}
-	return rep, rows.Err()
+	return out, rows.Err()
 }
 
 // planSums is what a week's plans add up to: the sealed hours' counts
@@ -554,35 +581,26 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	liveFrom := from
 	// The sealed failures still waiting: one by one (pending), with the
 	// live ones, and summed (open).
-	pending, open := "", ""
+	pending, open, sealed := "", "", ""
 	p := clickhouse.Parameters{}
 	if seal != nil {
 		liveFrom = seal.to
 		p = timeParams(p, map[string]time.Time{"from": from, "w": seal.to})
-		rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
-			SELECT toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected), sum(recover_ms), sum(recovered)
-			FROM plans_sealed_1h
-			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
-				AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
-			GROUP BY week`)
-		if err != nil {
-			return nil, fmt.Errorf("sealed plans per week: %w", err)
-		}
-		for rows.Next() {
-			var week time.Time
-			var x planSums
-			if err := rows.Scan(&week, &x.plans, &x.policy, &x.system, &x.detectMs, &x.detected, &x.recoverMs, &x.recovered); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			w := at(week)
-			w.plans, w.policy, w.system, w.detectMs, w.detected, w.recoverMs, w.recovered = x.plans, x.policy, x.system, x.detectMs, x.detected, x.recoverMs, x.recovered
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, err
-		}
+		// The sealed hours' counts (kind 2) and recoveries (kind 3), in
+		// the same query: a round trip less.
+		sealed = `
+		UNION ALL
+		SELECT 2, toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected)
+		FROM plans_sealed_1h
+		WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+			AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY week
+		UNION ALL
+		SELECT 3, toMonday(hour) AS week, 0, 0, 0, sum(recover_ms), sum(recovered)
+		FROM plans_sealed_1h
+		WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+			AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+		GROUP BY week`
 		pending = `
 			UNION ALL
 			SELECT any(wf), toUnixTimestamp64Milli(any(first_fail)), toUInt8(1), toMonday(any(start)) FROM plans_pending
@@ -624,12 +642,13 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 			GROUP BY wf)
 		ARRAY JOIN ev.1 AS t, ev.2 AS failed, ev.3 AS week, nexts AS next
 		WHERE failed = 1 AND next != 0
-		GROUP BY week`+open)
+		GROUP BY week`+open+sealed)
 	if err != nil {
 		return nil, fmt.Errorf("plans per week: %w", err)
 	}
-	// Kind 0 rows are weeks of plans, kind 1 recoveries (ms, n4 their
-	// sum and count); a recovery is added once its week's plans are in.
+	// Kind 0 rows are weeks of plans grouped here, kind 2 of sealed
+	// plans; kind 1 recoveries here (ms, n4 their sum and count), added
+	// once the week's plans are in, kind 3 the sealed hours' recoveries.
 	var recoveries []planSums
 	for rows.Next() {
 		var kind uint8
@@ -640,16 +659,21 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 			rows.Close()
 			return nil, err
 		}
-		if kind == 1 {
+		switch kind {
+		case 1:
 			recoveries = append(recoveries, planSums{week: week, recoverMs: ms, recovered: n4})
-			continue
+		case 3:
+			w := at(week)
+			w.recoverMs += ms
+			w.recovered += n4
+		default:
+			w := at(week)
+			w.plans += n1
+			w.policy += n2
+			w.system += n3
+			w.detectMs += ms
+			w.detected += n4
 		}
-		w := at(week)
-		w.plans += n1
-		w.policy += n2
-		w.system += n3
-		w.detectMs += ms
-		w.detected += n4
 	}
 	err = rows.Err()
 	rows.Close()

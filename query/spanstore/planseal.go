@@ -3,6 +3,7 @@ package spanstore
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
@@ -63,11 +64,23 @@ type sealState struct {
 	calls uint64    // plan calls before sealedCallsEnd(to) when sealed
 	tail  []string  // see planSeal
 	bound time.Duration
+	// callsNow is the plan calls before sealedCallsEnd(to) now, under
+	// this store's bound: calls, unless some arrived late (or the bound
+	// is another).
+	callsNow uint64
 }
 
-// sealState reads plans_seal_state (nil before the first seal).
+// sealState reads plans_seal_state, and the plan calls before the end of
+// the sealed plans' hours now, in one query (nil before the first seal).
 func (s *Store) sealState(ctx context.Context) (*sealState, error) {
-	rows, err := s.query(ctx, `SELECT sealed_to, calls, tail, max_plan_s FROM plans_seal_state FINAL WHERE id = 1`)
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{
+		"calls_after_s": strconv.FormatInt(int64((s.cfg.PlanMaxDuration+time.Hour)/time.Second), 10),
+	}))
+	rows, err := s.query(qctx, `
+		SELECT sealed_to, calls, tail, max_plan_s, (
+			SELECT sum(calls) FROM plans_calls_1h
+			WHERE hour < (SELECT any(sealed_to) FROM plans_seal_state FINAL WHERE id = 1) + toIntervalSecond({calls_after_s:UInt32}))
+		FROM plans_seal_state FINAL WHERE id = 1`)
 	if err != nil {
 		return nil, fmt.Errorf("plan seal state: %w", err)
 	}
@@ -77,7 +90,7 @@ func (s *Store) sealState(ctx context.Context) (*sealState, error) {
 	}
 	var st sealState
 	var bound uint32
-	if err := rows.Scan(&st.to, &st.calls, &st.tail, &bound); err != nil {
+	if err := rows.Scan(&st.to, &st.calls, &st.tail, &bound, &st.callsNow); err != nil {
 		return nil, err
 	}
 	st.to, st.bound = st.to.UTC(), time.Duration(bound)*time.Second
@@ -103,11 +116,7 @@ func (s *Store) planSeal(ctx context.Context, to time.Time) (*planSeal, error) {
 		return nil, nil
 	}
 	st, err := s.sealState(ctx)
-	if err != nil || st == nil || st.bound != s.cfg.PlanMaxDuration || to.Before(s.sealedCallsEnd(st.to)) {
-		return nil, err
-	}
-	now, err := s.planCallsBefore(ctx, s.sealedCallsEnd(st.to))
-	if err != nil || now != st.calls {
+	if err != nil || st == nil || st.bound != s.cfg.PlanMaxDuration || to.Before(s.sealedCallsEnd(st.to)) || st.callsNow != st.calls {
 		return nil, err
 	}
 	return &planSeal{to: st.to, tail: st.tail}, nil
@@ -143,15 +152,9 @@ func (s *Store) SealPlans(ctx context.Context) error {
 		if st.bound != s.cfg.PlanMaxDuration {
 			restart = "the plans were sealed under another longest plan duration: sealing again from the start"
 			s.log.WarnContext(ctx, restart, "sealed_to", st.to, "sealed_under", st.bound.String(), "now", s.cfg.PlanMaxDuration.String())
-		} else {
-			now, err := s.planCallsBefore(ctx, s.sealedCallsEnd(st.to))
-			if err != nil {
-				return err
-			}
-			if now != st.calls {
-				restart = "plan calls arrived after their hours were sealed: sealing again from the start"
-				s.log.WarnContext(ctx, restart, "sealed_to", st.to, "calls_then", st.calls, "calls_now", now)
-			}
+		} else if st.callsNow != st.calls {
+			restart = "plan calls arrived after their hours were sealed: sealing again from the start"
+			s.log.WarnContext(ctx, restart, "sealed_to", st.to, "calls_then", st.calls, "calls_now", st.callsNow)
 		}
 		if restart != "" {
 			for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state"} {
