@@ -394,15 +394,21 @@ const plansSQL = `
 			if(outcome_status != 'ok', ts_end, toDateTime64('2262-01-01 00:00:00', 9, 'UTC'))
 		FROM {{spans}} FINAL
 		WHERE plan_id != '' AND ts_start >= {pcut:DateTime64(9, 'UTC')} AND ts_start < {pto:DateTime64(9, 'UTC')})
-	WHERE NOT has({ptail:Array(String)}, hex(plan))
+	{{tail}}
 	GROUP BY plan
 	HAVING start >= {pfrom:DateTime64(9, 'UTC')} AND start < {pto:DateTime64(9, 'UTC')}`
 
 // plansSQLTo is plansSQL for a window ending at to: the part-hour before
 // to is read from the recent spans when they hold it (a read of their
-// last granules, where spans is read a granule per tool).
-func plansSQLTo(to time.Time) string {
-	return strings.Replace(plansSQL, "{{spans}}", spansHolding(to.UTC().Truncate(time.Hour), to), 1)
+// last granules, where spans is read a granule per tool). Plans in the
+// seal's tail are left out by comparing keys, not their hex (a string
+// made per row), and not at all when there are none.
+func plansSQLTo(to time.Time, seal *planSeal) string {
+	tail := ""
+	if seal != nil && len(seal.tail) > 0 {
+		tail = `WHERE NOT has(arrayMap(x -> CAST(unhex(x) AS FixedString(16)), {ptail:Array(String)}), plan)`
+	}
+	return strings.NewReplacer("{{spans}}", spansHolding(to.UTC().Truncate(time.Hour), to), "{{tail}}", tail).Replace(plansSQL)
 }
 
 // planParams adds plansSQL's parameters for the plans that started in
@@ -627,7 +633,7 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	// twice as long.
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(s.planParams(p, liveFrom, to, seal)))
 	rows, err := s.query(qctx, `
-		WITH plans AS MATERIALIZED (`+plansSQLTo(to)+`)
+		WITH plans AS MATERIALIZED (`+plansSQLTo(to, seal)+`)
 		SELECT 0 AS kind, toMonday(start) AS week, count() AS n1, countIf(blocked > 0) AS n2, countIf(blocked = 0 AND failed > 0) AS n3,
 			sumIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS ms, countIf(blocked + failed > 0) AS n4
 		FROM plans GROUP BY week

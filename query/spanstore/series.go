@@ -353,7 +353,7 @@ func (st *Store) PlanSeries(ctx context.Context, s Series) ([]PlanPoint, error) 
 	if err := scan(`
 		SELECT intDiv(toUnixTimestamp(start) - {from_unix:Int64}, {step:Int64}) AS b, count(),
 			countIf(blocked > 0), countIf(blocked = 0 AND failed > 0)
-		FROM (`+plansSQLTo(s.To)+`)
+		FROM (`+plansSQLTo(s.To, seal)+`)
 		GROUP BY b`, st.planParams(s.params(nil), liveFrom, s.To, seal)); err != nil {
 		return nil, err
 	}
