@@ -18,14 +18,14 @@ import (
 // start, into plans_sealed_1h; the plans KPI and its series add those
 // counts up and group only the plans since.
 //
-// The sealed-to hour W moves forward only to the bound and two hours
-// before the latest hour the plan rollup holds, so the rollup's hours
-// before W+bound+1h — all the calls of sealed plans — are at least an
-// hour old. The number of plan calls in those hours is kept with W; a
-// call that arrives later (a producer delivering late, a replay) changes
-// it, and then the sealed counts are not used (planSeal) and SealPlans
-// starts over. So does a store opened with another bound: the bound is
-// kept with W too.
+// The sealed-to hour W moves forward only to the bound before the hour
+// that ended half an hour (planSealSlack) before the latest plan call (or
+// now, when the latest call is later), so the calls of sealed plans, all
+// before W+bound, are at least that old. The number of plan calls in the
+// hours before W+bound is kept with W; a call that arrives later (a
+// producer delivering late, a replay) changes it, and then the sealed
+// counts are not used (planSeal) and SealPlans starts over. So does a
+// store opened with another bound: the bound is kept with W too.
 //
 // A failed plan's recovery is the start of its workflow's next successful
 // plan, which may come much later. A seal resolves the failed plans it
@@ -34,20 +34,27 @@ import (
 // each later seal's; the query resolves those still waiting against the
 // plans it groups itself.
 
-// planSealGap is how far the sealed-to hour stays behind the rollup's
-// latest hour: the plans of an hour take the bound to finish, and the
-// calls of the hour after that may still be arriving.
-func (s *Store) planSealGap() time.Duration { return s.cfg.PlanMaxDuration + 2*time.Hour }
+// planSealSlack is how long after the latest plan call the calls of an
+// earlier hour are taken to be all in: a producer's delivery delay,
+// beyond which a call counts as late (and costs a seal from the start).
+const planSealSlack = 30 * time.Minute
+
+// sealTarget is the hour SealPlans seals up to when the latest plan call
+// is at latest (see the comment at the top of this file).
+func (s *Store) sealTarget(latest time.Time) time.Time {
+	return latest.UTC().Add(-planSealSlack).Truncate(time.Hour).Add(-s.cfg.PlanMaxDuration)
+}
 
 // planSealChunk bounds one step of a seal, so that sealing a long
 // history groups a week of plans at a time.
 const planSealChunk = 7 * 24 * time.Hour
 
 // sealedCallsEnd is the end of the hours that hold every call of the
-// plans sealed up to w: the plan calls before it are counted with the
-// seal, and a change to that count is a late call.
+// plans sealed up to w (they started before w and lasted under the
+// bound): the plan calls before it are counted with the seal, and a
+// change to that count is a late call.
 func (s *Store) sealedCallsEnd(w time.Time) time.Time {
-	return w.Add(s.cfg.PlanMaxDuration + time.Hour)
+	return w.Add(s.cfg.PlanMaxDuration)
 }
 
 // planSeal is the sealed state a query can use.
@@ -74,7 +81,7 @@ type sealState struct {
 // the sealed plans' hours now, in one query (nil before the first seal).
 func (s *Store) sealState(ctx context.Context) (*sealState, error) {
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(clickhouse.Parameters{
-		"calls_after_s": strconv.FormatInt(int64((s.cfg.PlanMaxDuration+time.Hour)/time.Second), 10),
+		"calls_after_s": strconv.FormatInt(int64(s.cfg.PlanMaxDuration/time.Second), 10), // sealedCallsEnd
 	}))
 	rows, err := s.query(qctx, `
 		SELECT sealed_to, calls, tail, max_plan_s, (
@@ -136,13 +143,25 @@ func (s *Store) SealPlans(ctx context.Context) error {
 	defer s.sealMu.Unlock()
 	var first, latest time.Time
 	var n uint64
-	if err := s.queryRow(ctx, `SELECT min(hour), max(hour), count() FROM spans_plans_1h`).Scan(&first, &latest, &n); err != nil {
+	// The latest plan call: the latest first call of a plan in the
+	// rollup's latest hour (a little earlier than the latest call, so
+	// on the safe side), not after now (a producer's clock ahead).
+	if err := s.queryRow(ctx, `SELECT min(hour), count(), (
+			SELECT max(start) FROM spans_plans_1h WHERE hour = (SELECT max(hour) FROM spans_plans_1h))
+		FROM spans_plans_1h`).Scan(&first, &n, &latest); err != nil {
 		return fmt.Errorf("plan rollup's hours: %w", err)
 	}
 	if n == 0 {
 		return nil
 	}
-	target := latest.UTC().Add(-s.planSealGap())
+	now := time.Now
+	if s.clock != nil {
+		now = s.clock
+	}
+	if n := now(); n.Before(latest) {
+		latest = n
+	}
+	target := s.sealTarget(latest)
 	st, err := s.sealState(ctx)
 	if err != nil {
 		return err

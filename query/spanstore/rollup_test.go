@@ -474,8 +474,11 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	// Plans that start just before and after the hour that will be the
 	// sealed-to hour, some of them failing after it.
 	// The latest call is at now or, a plan's calls going on up to 90
-	// minutes after its first, up to an hour and a half later.
-	w := latestHour(append(calls, call{start: now})).Add(-s.planSealGap())
+	// minutes after its first, up to an hour and a half later: the seal
+	// follows now, the earlier.
+	s.clock = func() time.Time { return now }
+	t.Cleanup(func() { s.clock = nil })
+	w := s.sealTarget(now)
 	for i, off := range []time.Duration{-40 * time.Minute, -3 * time.Minute, 2 * time.Minute, 25 * time.Minute} {
 		id := fmt.Sprintf("seal-edge-%d", i)
 		calls = append(calls,
@@ -507,7 +510,7 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := sealedTo(); !got.Equal(w) {
-		t.Fatalf("sealed to %s, want %s (the bound and 2 hours before the latest call's hour)", got, w)
+		t.Fatalf("sealed to %s, want %s (the bound before the hour ended half an hour before the latest call)", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
 
@@ -567,18 +570,6 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	checkPlansAgainstCalls(t, s, calls, windows)
 }
 
-// latestHour is the hour of the latest call, which the sealed-to hour
-// follows.
-func latestHour(calls []call) time.Time {
-	var h time.Time
-	for _, c := range calls {
-		if c.start.After(h) {
-			h = c.start
-		}
-	}
-	return h.Truncate(time.Hour)
-}
-
 // withPlanBound is s (its engine and tables) opened with another longest
 // plan duration, as a serve restarted with --plan-max-duration would be.
 func withPlanBound(s *Store, d time.Duration) *Store {
@@ -604,9 +595,11 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	calls := randomPlanCalls(now, 17)
 	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
 	insertCalls(t, short, calls)
-	// The sealed-to hour follows the latest call's hour (a plan's calls
-	// go on up to 90 minutes after now).
-	latest := latestHour(calls)
+	// The sealed-to hour follows the latest call, at now (others, up to
+	// 90 minutes later, are after the store's now).
+	short.clock = func() time.Time { return now }
+	long.clock = short.clock
+	t.Cleanup(func() { short.clock = nil })
 	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
 	sealed := func(s *Store) (to time.Time, bound time.Duration) {
 		t.Helper()
@@ -626,8 +619,9 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err := short.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if to, bound := sealed(short); !to.Equal(latest.Add(-4*time.Hour)) || bound != 2*time.Hour {
-		t.Fatalf("under the default bound: sealed to %s under %v, want 4 hours before the latest call's hour, under 2h", to, bound)
+	hourBefore := now.Add(-planSealSlack).Truncate(time.Hour) // the hour that ended half an hour before
+	if to, bound := sealed(short); !to.Equal(hourBefore.Add(-2*time.Hour)) || bound != 2*time.Hour {
+		t.Fatalf("under the default bound: sealed to %s under %v, want 2 hours before %s, under 2h", to, bound, hourBefore)
 	}
 	checkPlansAgainstCalls(t, short, calls, windows)
 
@@ -638,8 +632,8 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err := long.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if to, bound := sealed(long); !to.Equal(latest.Add(-26*time.Hour)) || bound != 24*time.Hour {
-		t.Fatalf("under a day: sealed to %s under %v, want a day and 2 hours before the latest call's hour, under 24h", to, bound)
+	if to, bound := sealed(long); !to.Equal(hourBefore.Add(-24*time.Hour)) || bound != 24*time.Hour {
+		t.Fatalf("under a day: sealed to %s under %v, want a day before %s, under 24h", to, bound, hourBefore)
 	}
 	checkPlansAgainstCalls(t, long, calls, windows)
 
@@ -653,7 +647,7 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := latest.Add(-26 * time.Hour)
+	w := hourBefore.Add(-24 * time.Hour)
 	long3 := func(id string, start time.Time, offs ...time.Duration) {
 		for i, off := range offs {
 			st := ""
@@ -675,7 +669,7 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if to, _ := sealed(long); !to.Equal(w) {
-		t.Fatalf("after late calls, sealed again to %s, want a day and 2 hours before the latest call's hour", to)
+		t.Fatalf("after late calls, sealed again to %s, want %s", to, w)
 	}
 	checkPlansAgainstCalls(t, long, calls, windows)
 }

@@ -108,6 +108,9 @@ type Store struct {
 	tables *strings.Replacer
 	// sealMu makes SealPlans one at a time.
 	sealMu sync.Mutex
+	// clock is SealPlans' now (nil: time.Now), set by tests whose calls
+	// are timed from a fixed now.
+	clock func() time.Time
 	// mu guards maxLeaf: one past the highest leaf index this store knows
 	// to be in the table (from the table itself on first use, then from
 	// its own inserts). Spans at or above it cannot be stored yet.
