@@ -69,7 +69,7 @@ func main() {
 	nTools := flag.Int("tools", 8, "tools")
 	nServers := flag.Int("servers", 8, "servers the tools are spread over")
 	compare := flag.Bool("compare", true, "also insert into spans_raw and otel_traces (storage and insert ratios); false times the KPIs only")
-	planMax := flag.Duration("plan-max-duration", spanstore.DefaultPlanMaxDuration, "the store's longest plan duration (serve's --plan-max-duration): the plans KPI groups that and 2 hours of plans at each query")
+	planMax := flag.Duration("plan-max-duration", spanstore.DefaultPlanMaxDuration, "the store's longest plan duration (serve's --plan-max-duration): the plans KPI groups that and another 0.5-1.5 hours of plans at each query")
 	dataDir := flag.String("dir", "", "keep the engine's data in this directory; when it already holds spans, time the KPIs over them without inserting (iterate on queries without re-inserting 10M spans)")
 	flag.Parse()
 	shape := shape{days: *days, tools: *nTools, servers: *nServers}

@@ -100,7 +100,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Float64Var(&f.costNewToolCapShare, "cost-new-tool-cap-share", 0.1, "flag a tool with no 7-day baseline whose last hour spent more than this share of --cost-monthly-cap")
 	fs.StringVar(&f.sloFile, "slo", "", "YAML file of SLOs per tool group for the error budget KPI")
 	fs.DurationVar(&f.planSealEvery, "plan-seal-every", time.Minute, "how often the span store seals the plans of finished hours for the plans KPI")
-	fs.DurationVar(&f.planMaxDuration, "plan-max-duration", spanstore.DefaultPlanMaxDuration, "the longest a plan (calls sharing a plan_id) is taken to last, in whole hours (1h to 168h): the plans KPI groups that much and 2 hours at each query, and counts the calls of a longer plan wrongly")
+	fs.DurationVar(&f.planMaxDuration, "plan-max-duration", spanstore.DefaultPlanMaxDuration, "the longest a plan (calls sharing a plan_id) is taken to last, in whole hours (1h to 168h): the plans KPI groups that much and another 0.5-1.5 hours of plans at each query, and counts the calls of a longer plan wrongly")
 	fs.StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at /metrics on this address (its own port: keep it private); off by default")
 	fs.StringVar(&f.debugListen, "debug-listen", "", "serve Go pprof on this address (keep it on loopback); off by default")
 	f.witness.register(fs)

@@ -84,10 +84,11 @@ func (c Config) Validate() error {
 const maxRetentionDays = 36500
 
 // DefaultPlanMaxDuration is Config.PlanMaxDuration's default. Agents'
-// plans take seconds to minutes; the bound is what the plans KPI groups
-// at each query (the unsealed plans, the bound and two hours), so a
-// longer one costs query time: at 10M spans a week, 2h keeps the plans
-// KPI's p95 under 150 ms where 24h took 375-588 ms (bench/RESULTS.md).
+// plans take seconds to minutes; the bound sets what the plans KPI
+// groups at each query (the unsealed plans: the bound and another half
+// hour to an hour and a half), so a longer one costs query time: at 10M
+// spans a week, 2h keeps the plans KPI's p95 at 111-129 ms where
+// grouping 26 hours took 375-588 ms (bench/RESULTS.md).
 const DefaultPlanMaxDuration = 2 * time.Hour
 
 // maxPlanDuration is the longest PlanMaxDuration: a seal groups a week
