@@ -10,7 +10,8 @@
 //     frame + fsync per batch).
 //
 // It reports events/s and CPU µs per event for both and their ratio, then
-// the export lag (append → delivered) at a steady ingest rate. Records are
+// the export lag (append → delivered) at a steady ingest rate, to HEC (its
+// test receiver decoding every event on the same cores) and to files. Records are
 // realistic: random UUIDv7 ids, random SHA-256 digests and W3C ids.
 package main
 
@@ -170,8 +171,18 @@ func run(n, batch, rate, lagSecs int) error {
 	}
 	report("file", rm, bm)
 
-	// Lag: append at a steady rate while a runner delivers to HEC.
-	return lagRun(ctx, l, src, filepath.Join(dir, "state-lag"), batch, rate, lagSecs, n)
+	// Lag: append at a steady rate while a runner delivers to HEC (its
+	// receiver on the same two cores), then to files (no receiver).
+	lagHEC := hectest.New("t", true)
+	defer lagHEC.Close()
+	inner, _ := splunkhec.New(splunkhec.Config{URL: lagHEC.URL, Token: "t", Ack: true, AckPoll: 2 * time.Millisecond})
+	if err := lagRun(ctx, l, src, filepath.Join(dir, "state-lag"), "HEC with indexer ack, its test receiver in this process",
+		inner, batch, rate, lagSecs, n); err != nil {
+		return err
+	}
+	lagFiles, _ := filesink.New(filesink.Config{Dir: filepath.Join(dir, "files-lag")})
+	return lagRun(ctx, l, src, filepath.Join(dir, "state-lag-files"), "files: rotated NDJSON, fsynced per batch",
+		lagFiles, batch, rate, lagSecs, n+rate*lagSecs)
 }
 
 func avgLen(es []exporters.Event) float64 {
@@ -306,10 +317,7 @@ func (s *timingSink) Send(ctx context.Context, b exporters.Batch) error {
 	return err
 }
 
-func lagRun(ctx context.Context, l *ledger.Log, src *exporters.Source, state string, batch, rate, secs, base int) error {
-	hec := hectest.New("t", true)
-	defer hec.Close()
-	inner, _ := splunkhec.New(splunkhec.Config{URL: hec.URL, Token: "t", Ack: true, AckPoll: 2 * time.Millisecond})
+func lagRun(ctx context.Context, l *ledger.Log, src *exporters.Source, state, label string, inner exporters.Sink, batch, rate, secs, base int) error {
 	ts := &timingSink{Sink: inner, at: map[uint64]time.Time{}}
 	st, err := exporters.OpenStateDir(state)
 	if err != nil {
@@ -397,7 +405,7 @@ func lagRun(ctx context.Context, l *ledger.Log, src *exporters.Source, state str
 		return fmt.Errorf("lag run: nothing delivered")
 	}
 	q := func(p float64) time.Duration { return lags[min(len(lags)-1, int(p*float64(len(lags))))] }
-	fmt.Printf("\nlag at %d records/s for %ds (HEC with indexer ack; append returned → acknowledged by the receiver; includes the log's 100 ms checkpoint interval and the runner's 50 ms poll):\n", rate, secs)
+	fmt.Printf("\nlag at %d records/s for %ds (%s; append returned → the sink's Send returned; includes the log's 100 ms checkpoint interval and the runner's 50 ms poll):\n", rate, secs, label)
 	fmt.Printf("  delivered %d of %d; p50 %s  p99 %s  max %s\n", len(lags), total, q(0.50).Round(time.Millisecond), q(0.99).Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond))
 	return nil
 }
