@@ -623,8 +623,11 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 		INNER JOIN (SELECT wf, toUnixTimestamp64Milli(min(start)) AS first FROM plans WHERE bad = 0 AND wf != '' GROUP BY wf) AS ok ON g.wf = ok.wf
 		GROUP BY week`
 	}
-	// The plans grouped here are grouped once (a materialized CTE) for
-	// both their weeks and their recoveries. A failed plan's recovery is
+	// The plans grouped here give their weeks and their recoveries (the
+	// embedded engine evaluates the CTE once per use even so marked:
+	// enable_materialized_cte is off by default and did not help when on;
+	// one pass carrying every plan's counters through the recoveries'
+	// arrays was slower, bench/RESULTS.md). A failed plan's recovery is
 	// the first successful plan of its workflow that started after the
 	// failure: per workflow, failures (at their end) and successes (at
 	// their start) in time order, successes first at the same

@@ -158,8 +158,8 @@ func (s *Store) SealPlans(ctx context.Context) error {
 	if s.clock != nil {
 		now = s.clock
 	}
-	if n := now(); n.Before(latest) {
-		latest = n
+	if t := now(); t.Before(latest) {
+		latest = t
 	}
 	target := s.sealTarget(latest)
 	st, err := s.sealState(ctx)
