@@ -212,9 +212,9 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 		t.Fatalf("post plans: %d %+v %v", code, pr, err)
 	}
 	waitSpans(t, s, q, []string{"plan-0", "plan-1"})
-	// plan-0's hour is more than 4 hours (the default longest plan and 2
-	// hours) before the latest: serve seals
-	// it, and the answers below come from the sealed counts for it.
+	// plan-0 began more than the default longest plan (2 hours) before
+	// the hour that ended half an hour before the latest call: serve
+	// seals it, and the answers below come from the sealed counts for it.
 	waitFor(t, "the span role seals the plans of finished hours", func() (bool, string) {
 		return strings.Contains(s.logs(), `"msg":"plans sealed"`), ""
 	})

@@ -46,9 +46,9 @@ type Config struct {
 	// plan_id) is taken to last, a whole number of hours (default 2h, at
 	// most a week): the plans KPI looks that far before a window for a
 	// plan's first call, and the plans of an hour are sealed (counted
-	// once, for good) that long after it. Calls of a plan made later than
-	// that after its first are not counted right: they may count as a
-	// plan of their own, or be left out.
+	// once, for good) that long and half an hour after it. Calls of a
+	// plan made later than that after its first are not counted right:
+	// they may count as a plan of their own, or be left out.
 	PlanMaxDuration time.Duration
 	Logger          *slog.Logger
 }
