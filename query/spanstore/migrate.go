@@ -119,6 +119,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"plans_pending_engine":    "MergeTree",
 		"plans_state_engine":      "ReplacingMergeTree(updated)",
 		"plans_scratch_engine":    "MergeTree",
+		"plans_marks_engine":      "MergeTree",
 		"plan_calls_engine":       "AggregatingMergeTree",
 		"plan_calls":              "plans_calls_1h",
 		"failures_engine":         "AggregatingMergeTree",
@@ -164,6 +165,7 @@ func DDLVars(cfg Config) (map[string]string, error) {
 			{"plans_pending_engine", "ReplicatedMergeTree", "plans_pending"},
 			{"plans_state_engine", "ReplicatedReplacingMergeTree", "plans_seal_state"},
 			{"plans_scratch_engine", "ReplicatedMergeTree", "plans_seal_scratch"},
+			{"plans_marks_engine", "ReplicatedMergeTree", "plans_seal_marks"},
 			{"plan_calls_engine", "ReplicatedAggregatingMergeTree", "plans_calls_1h"},
 			{"failures_engine", "ReplicatedAggregatingMergeTree", "spans_failures_1h"},
 		} {

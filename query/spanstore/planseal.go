@@ -24,8 +24,11 @@ import (
 // before W+bound, are at least that old. The number of plan calls in the
 // hours before W+bound is kept with W; a call that arrives later (a
 // producer delivering late, a replay) changes it, and then the sealed
-// counts are not used (planSeal) and SealPlans starts over. So does a
-// store opened with another bound: the bound is kept with W too.
+// counts are not used (planSeal) and SealPlans goes back to the latest
+// earlier seal whose count still holds (each seal step leaves a mark with
+// its hour, count and tail: migration 0038), or starts over when none
+// does. So does a store opened with another bound: the bound is kept
+// with W too.
 //
 // A failed plan's recovery is the start of its workflow's next successful
 // plan, which may come much later. A seal resolves the failed plans it
@@ -104,6 +107,77 @@ func (s *Store) sealState(ctx context.Context) (*sealState, error) {
 	return &st, rows.Err()
 }
 
+// writeSealState makes w the sealed-to hour, with the plan calls before
+// sealedCallsEnd(w) and the plans still going at w.
+func (s *Store) writeSealState(ctx context.Context, w time.Time, calls uint64, tail []string) error {
+	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_state (id, sealed_to, calls, tail, max_plan_s, updated) VALUES (1, ?, ?, ?, ?, now64(9))`,
+		w, calls, tail, uint32(s.cfg.PlanMaxDuration/time.Second)); err != nil {
+		return fmt.Errorf("seal plans: state: %w", err)
+	}
+	return nil
+}
+
+// lastGoodMark is the latest seal mark at or before w (migration 0038)
+// made under this store's bound whose count of plan calls still holds:
+// no call arrived since in the hours its sealed plans' calls are in, so
+// sealing can go on from there. Nil when none does.
+func (s *Store) lastGoodMark(ctx context.Context, w time.Time) (*sealState, error) {
+	// The plan calls per hour, summed here into the count before each
+	// mark's end: a few thousand rows (one an hour), where a correlated
+	// subquery per mark is not what this engine does well.
+	rows, err := s.query(ctx, `SELECT hour, sum(calls) FROM plans_calls_1h GROUP BY hour ORDER BY hour`)
+	if err != nil {
+		return nil, fmt.Errorf("plan seal: plan calls per hour: %w", err)
+	}
+	type hourCalls struct {
+		hour  time.Time
+		calls uint64
+	}
+	var hours []hourCalls
+	for rows.Next() {
+		var h hourCalls
+		if err := rows.Scan(&h.hour, &h.calls); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		hours = append(hours, h)
+	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return nil, err
+	}
+	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{
+		"bound_s": strconv.FormatInt(int64(s.cfg.PlanMaxDuration/time.Second), 10),
+	}, map[string]time.Time{"w": w})))
+	rows, err = s.query(qctx, `SELECT chunk, calls, tail FROM plans_seal_marks
+		WHERE max_plan_s = {bound_s:UInt32} AND chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
+		ORDER BY chunk DESC`)
+	if err != nil {
+		return nil, fmt.Errorf("plan seal: marks: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m sealState
+		if err := rows.Scan(&m.to, &m.calls, &m.tail); err != nil {
+			return nil, err
+		}
+		m.to, m.bound = m.to.UTC(), s.cfg.PlanMaxDuration
+		var before uint64
+		for _, h := range hours {
+			if !h.hour.Before(s.sealedCallsEnd(m.to)) {
+				break
+			}
+			before += h.calls
+		}
+		if before == m.calls {
+			m.callsNow = before
+			return &m, rows.Err()
+		}
+	}
+	return nil, rows.Err()
+}
+
 // planCallsBefore is the number of plan calls in the hours before t
 // (plans_calls_1h, migration 0034).
 func (s *Store) planCallsBefore(ctx context.Context, t time.Time) (uint64, error) {
@@ -172,11 +246,24 @@ func (s *Store) SealPlans(ctx context.Context) error {
 			restart = "the plans were sealed under another longest plan duration: sealing again from the start"
 			s.log.WarnContext(ctx, restart, "sealed_to", st.to, "sealed_under", st.bound.String(), "now", s.cfg.PlanMaxDuration.String())
 		} else if st.callsNow != st.calls {
-			restart = "plan calls arrived after their hours were sealed: sealing again from the start"
-			s.log.WarnContext(ctx, restart, "sealed_to", st.to, "calls_then", st.calls, "calls_now", st.callsNow)
+			back, err := s.lastGoodMark(ctx, st.to)
+			if err != nil {
+				return err
+			}
+			if back != nil {
+				s.log.WarnContext(ctx, "plan calls arrived after their hours were sealed: sealing again from the last seal before them",
+					"sealed_to", st.to, "back_to", back.to, "calls_then", st.calls, "calls_now", st.callsNow)
+				if err := s.writeSealState(ctx, back.to, back.calls, back.tail); err != nil {
+					return err
+				}
+				st = back // the rows of later seals are deleted below
+			} else {
+				restart = "plan calls arrived after their hours were sealed: sealing again from the start"
+				s.log.WarnContext(ctx, restart, "sealed_to", st.to, "calls_then", st.calls, "calls_now", st.callsNow)
+			}
 		}
 		if restart != "" {
-			for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state"} {
+			for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_marks"} {
 				if err := s.conn.Exec(ctx, "TRUNCATE TABLE "+t); err != nil {
 					return fmt.Errorf("plan seal: empty %s: %w", t, err)
 				}
@@ -188,9 +275,10 @@ func (s *Store) SealPlans(ctx context.Context) error {
 	if st != nil {
 		w = st.to
 	}
-	// A seal that stopped part-way left rows past the state's hour.
+	// A seal that stopped part-way, or one gone back from, left rows
+	// past the state's hour.
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(timeParams(clickhouse.Parameters{}, map[string]time.Time{"w": w})))
-	for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending"} {
+	for _, t := range []string{"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_marks"} {
 		const past = ` WHERE chunk > toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')`
 		var left uint64
 		if err := s.queryRow(qctx, `SELECT count() FROM `+t+past).Scan(&left); err != nil {
@@ -299,9 +387,14 @@ func (s *Store) sealChunk(ctx context.Context, a, b time.Time) error {
 		GROUP BY plan HAVING min(start) < {b:DateTime64(9, 'UTC')} AND max(hour) >= toDateTime({b:DateTime64(9, 'UTC')}, 'UTC'))`).Scan(&tail); err != nil {
 		return fmt.Errorf("seal plans: the plans still going at %s: %w", b, err)
 	}
-	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_state (id, sealed_to, calls, tail, max_plan_s, updated) VALUES (1, ?, ?, ?, ?, now64(9))`,
+	if err := s.writeSealState(ctx, b, calls, tail); err != nil {
+		return err
+	}
+	// The mark after the state: a mark past the state's hour (a stop in
+	// between) is deleted by the next seal.
+	if err := s.conn.Exec(ctx, `INSERT INTO plans_seal_marks (chunk, calls, tail, max_plan_s) VALUES (?, ?, ?, ?)`,
 		b, calls, tail, uint32(s.cfg.PlanMaxDuration/time.Second)); err != nil {
-		return fmt.Errorf("seal plans: state: %w", err)
+		return fmt.Errorf("seal plans: mark: %w", err)
 	}
 	if err := s.conn.Exec(ctx, `TRUNCATE TABLE plans_seal_scratch`); err != nil {
 		return fmt.Errorf("seal plans: %w", err)

@@ -1,8 +1,10 @@
 package spanstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -672,6 +674,95 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 		t.Fatalf("after late calls, sealed again to %s, want %s", to, w)
 	}
 	checkPlansAgainstCalls(t, long, calls, windows)
+}
+
+// TestLateCallGoesBackToTheLastGoodSeal: a plan call that arrives after
+// its hour was sealed sends the sealer back to the latest seal whose
+// plans' hours it is not in (migration 0038's marks), not to the start;
+// one in the hours of the first seal's plans sends it to the start. Both
+// times the sealed counts are not used until sealed again, and the KPI
+// and its series match the calls after.
+func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	var logs bytes.Buffer
+	s.log = slog.New(slog.NewTextHandler(&logs, nil))
+	now := time.Now().UTC().Truncate(time.Minute).Add(-17 * time.Second)
+	t.Cleanup(func() { s.clock, s.log = nil, slog.Default() })
+	calls := randomPlanCalls(now, 21)
+	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
+	insertCalls(t, s, calls)
+	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
+	sealedTo := func() time.Time {
+		t.Helper()
+		seal, err := s.planSeal(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seal == nil {
+			return time.Time{}
+		}
+		return seal.to
+	}
+	// Two days ago, then now: a mark at each seal's hour.
+	earlier := s.sealTarget(now.Add(-48 * time.Hour))
+	s.clock = func() time.Time { return now.Add(-48 * time.Hour) }
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := s.sealTarget(now)
+	s.clock = func() time.Time { return now }
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := sealedTo(); !got.Equal(w) {
+		t.Fatalf("sealed to %s, want %s", got, w)
+	}
+
+	// A call an hour after the earlier seal's plans' hours, in a plan of
+	// its own: the later seal no longer holds, the earlier one does.
+	late := []call{{id: "late-recent", tool: "t", workflow: "wf-a", plan: "plan-late-recent",
+		start: s.sealedCallsEnd(earlier).Add(time.Hour), dur: time.Millisecond, status: "tool_error", code: "L"}}
+	insertCallsFrom(t, s, uint64(len(calls)), late)
+	calls = append(calls, late...)
+	if got := sealedTo(); !got.IsZero() {
+		t.Fatalf("after a late call the sealed counts (to %s) are still used", got)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
+	logs.Reset()
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "from the last seal before them") || !strings.Contains(logs.String(), "back_to="+earlier.Format("2006-01-02T15:04:05.000Z07:00")) {
+		t.Fatalf("the sealer did not go back to the seal at %s:\n%s", earlier.Format(time.RFC3339), logs.String())
+	}
+	if got := sealedTo(); !got.Equal(w) {
+		t.Fatalf("sealed again to %s, want %s", got, w)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
+
+	// A call in the hours of the first seal's plans: to the start.
+	var first time.Time
+	for _, c := range calls {
+		if first.IsZero() || c.start.Before(first) {
+			first = c.start
+		}
+	}
+	late = []call{{id: "late-old", tool: "t", workflow: "wf-b", plan: "plan-late-old",
+		start: first.Add(time.Minute), dur: time.Millisecond, status: "policy_blocked", code: "L"}}
+	insertCallsFrom(t, s, uint64(len(calls)), late)
+	calls = append(calls, late...)
+	logs.Reset()
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "sealing again from the start") {
+		t.Fatalf("a call in the first seal's hours did not send the sealer to the start:\n%s", logs.String())
+	}
+	if got := sealedTo(); !got.Equal(w) {
+		t.Fatalf("sealed again to %s, want %s", got, w)
+	}
+	checkPlansAgainstCalls(t, s, calls, windows)
 }
 
 // TestFailureAndPlanCallRollupsMatchSpans: the month's top failure causes

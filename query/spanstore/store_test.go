@@ -57,7 +57,7 @@ func testStore(t *testing.T) *Store {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
 	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h", "spans_recent",
-		"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_scratch",
+		"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_scratch", "plans_seal_marks",
 		"plans_calls_1h", "spans_failures_1h"} {
 		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
 			t.Fatal(err)
