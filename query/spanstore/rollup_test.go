@@ -497,21 +497,10 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		{now.Add(-30 * time.Hour), now},
 		{now.Add(-5 * 24 * time.Hour), now.Add(-20 * time.Hour)}, // ends before the sealed plans' calls do: not sealed
 	}
-	sealedTo := func() time.Time {
-		t.Helper()
-		seal, err := s.planSeal(ctx, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seal == nil {
-			return time.Time{}
-		}
-		return seal.to
-	}
 	if err := s.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := sealedTo(); !got.Equal(w) {
+	if got := sealedTo(t, s, now); !got.Equal(w) {
 		t.Fatalf("sealed to %s, want %s (the bound before the hour ended half an hour before the latest call)", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
@@ -523,8 +512,8 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = s.queryRow(ctx, `SELECT count() FROM plans_sealed_1h`).Scan(&rowsAfter)
-	if rowsAfter != rowsBefore || !sealedTo().Equal(w) {
-		t.Fatalf("a second seal: %d rows (was %d), sealed to %s", rowsAfter, rowsBefore, sealedTo())
+	if rowsAfter != rowsBefore || !sealedTo(t, s, now).Equal(w) {
+		t.Fatalf("a second seal: %d rows (was %d), sealed to %s", rowsAfter, rowsBefore, sealedTo(t, s, now))
 	}
 
 	// Rows of a seal that stopped before its state was written (chunk
@@ -559,17 +548,31 @@ func TestSealedPlansMatchCalls(t *testing.T) {
 	// Leaves after the others'.
 	insertCallsFrom(t, s, uint64(len(calls)), late)
 	calls = append(calls, late...)
-	if got := sealedTo(); !got.IsZero() {
+	if got := sealedTo(t, s, now); !got.IsZero() {
 		t.Fatalf("after late calls the sealed counts (to %s) are still used", got)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
 	if err := s.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := sealedTo(); !got.Equal(w) {
+	if got := sealedTo(t, s, now); !got.Equal(w) {
 		t.Fatalf("sealed again to %s, want %s", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
+}
+
+// sealedTo is the sealed-to hour the plans KPI of a window ending at
+// `at` uses (zero when it groups every plan).
+func sealedTo(t *testing.T, s *Store, at time.Time) time.Time {
+	t.Helper()
+	seal, err := s.planSeal(context.Background(), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seal == nil {
+		return time.Time{}
+	}
+	return seal.to
 }
 
 // withPlanBound is s (its engine and tables) opened with another longest
@@ -605,18 +608,11 @@ func TestPlanBoundIsKeptWithTheSeal(t *testing.T) {
 	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
 	sealed := func(s *Store) (to time.Time, bound time.Duration) {
 		t.Helper()
-		seal, err := s.planSeal(ctx, now)
-		if err != nil {
-			t.Fatal(err)
-		}
 		st, err := s.sealState(ctx)
 		if err != nil || st == nil {
 			t.Fatalf("seal state: %v, %v", st, err)
 		}
-		if seal == nil {
-			return time.Time{}, st.bound
-		}
-		return seal.to, st.bound
+		return sealedTo(t, s, now), st.bound
 	}
 	if err := short.SealPlans(ctx); err != nil {
 		t.Fatal(err)
@@ -693,17 +689,6 @@ func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
 	calls = append(calls, call{id: "latest", tool: "t", plan: "latest", start: now, dur: time.Millisecond})
 	insertCalls(t, s, calls)
 	windows := []planWindow{{now.Add(-14 * 24 * time.Hour), now}, {now.Add(-30 * time.Hour), now}}
-	sealedTo := func() time.Time {
-		t.Helper()
-		seal, err := s.planSeal(ctx, now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if seal == nil {
-			return time.Time{}
-		}
-		return seal.to
-	}
 	// Two days ago, then now: a mark at each seal's hour.
 	earlier := s.sealTarget(now.Add(-48 * time.Hour))
 	s.clock = func() time.Time { return now.Add(-48 * time.Hour) }
@@ -715,7 +700,7 @@ func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
 	if err := s.SealPlans(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := sealedTo(); !got.Equal(w) {
+	if got := sealedTo(t, s, now); !got.Equal(w) {
 		t.Fatalf("sealed to %s, want %s", got, w)
 	}
 
@@ -725,7 +710,7 @@ func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
 		start: s.sealedCallsEnd(earlier).Add(time.Hour), dur: time.Millisecond, status: "tool_error", code: "L"}}
 	insertCallsFrom(t, s, uint64(len(calls)), late)
 	calls = append(calls, late...)
-	if got := sealedTo(); !got.IsZero() {
+	if got := sealedTo(t, s, now); !got.IsZero() {
 		t.Fatalf("after a late call the sealed counts (to %s) are still used", got)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
@@ -736,7 +721,7 @@ func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
 	if !strings.Contains(logs.String(), "from the last seal before them") || !strings.Contains(logs.String(), "back_to="+earlier.Format("2006-01-02T15:04:05.000Z07:00")) {
 		t.Fatalf("the sealer did not go back to the seal at %s:\n%s", earlier.Format(time.RFC3339), logs.String())
 	}
-	if got := sealedTo(); !got.Equal(w) {
+	if got := sealedTo(t, s, now); !got.Equal(w) {
 		t.Fatalf("sealed again to %s, want %s", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
@@ -759,7 +744,7 @@ func TestLateCallGoesBackToTheLastGoodSeal(t *testing.T) {
 	if !strings.Contains(logs.String(), "sealing again from the start") {
 		t.Fatalf("a call in the first seal's hours did not send the sealer to the start:\n%s", logs.String())
 	}
-	if got := sealedTo(); !got.Equal(w) {
+	if got := sealedTo(t, s, now); !got.Equal(w) {
 		t.Fatalf("sealed again to %s, want %s", got, w)
 	}
 	checkPlansAgainstCalls(t, s, calls, windows)
