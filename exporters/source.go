@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/tidwall/gjson"
 	"github.com/transparency-dev/merkle/compact"
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
@@ -254,13 +254,44 @@ type fields struct {
 	TSStart   string `json:"ts_start"`
 }
 
-// leafFields reads what the runner needs from a leaf's canonical record,
-// with encoding/json/v2's decoder (about 3× cheaper than encoding/json,
-// and this runs once per leaf per sink).
+// leafFields reads what the runner needs from a leaf's top level. It runs
+// once per leaf per sink, so it scans with gjson (which skips nested
+// values without decoding them: 4–5× cheaper than a struct decode with
+// encoding/json/v2). It does not validate the whole leaf: the leaf was
+// checked strictly at ingest, and the Merkle proof in Read shows it is
+// that leaf byte for byte.
 func leafFields(leaf []byte) (fields, error) {
 	var f fields
-	if err := jsonv2.Unmarshal(leaf, &f); err != nil || f.RecordID == "" {
-		return f, fmt.Errorf("not a call record")
+	r := gjson.ParseBytes(leaf)
+	if !r.IsObject() {
+		return f, errNotACallRecord
+	}
+	ok := true
+	r.ForEach(func(k, v gjson.Result) bool {
+		var dst *string
+		switch k.Str {
+		case "record_id":
+			dst = &f.RecordID
+		case "region":
+			dst = &f.Region
+		case "data_class":
+			dst = &f.DataClass
+		case "ts_start":
+			dst = &f.TSStart
+		default:
+			return true
+		}
+		if v.Type != gjson.String {
+			ok = false
+			return false
+		}
+		*dst = v.Str
+		return true
+	})
+	if !ok || f.RecordID == "" {
+		return f, errNotACallRecord
 	}
 	return f, nil
 }
+
+var errNotACallRecord = errors.New("not a call record")
