@@ -34,8 +34,13 @@ const (
 // the leaf's canonical JSON already, and Marshal would re-validate and
 // re-compact it for every event (the largest cost of a file sink).
 func EncodeNative(e Event) ([]byte, error) {
+	return AppendNative(make([]byte, 0, len(e.Record)+160), e), nil
+}
+
+// AppendNative appends EncodeNative's encoding of e to b: a sink that
+// writes many events into one buffer encodes each without allocating.
+func AppendNative(b []byte, e Event) []byte {
 	ev := e.Evidence
-	b := make([]byte, 0, len(e.Record)+160)
 	b = append(b, `{"type":"`+TypeCall+`","evidence":{"log_origin":`...)
 	b = appendJSONString(b, ev.Origin)
 	b = append(b, `,"leaf_index":`...)
@@ -46,7 +51,7 @@ func EncodeNative(e Event) ([]byte, error) {
 	b = appendJSONString(b, ev.RecordID)
 	b = append(b, `},"record":`...)
 	b = append(b, e.Record...)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // EncodeNativeAnchor encodes a as one JSON object (no trailing newline).
