@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -193,5 +194,61 @@ func TestTornFileIsRecoveredOnOpen(t *testing.T) {
 	}
 	if lines := decode(t, closed[0]); len(lines) != 8 {
 		t.Fatalf("recovered %d lines, want the 8 acknowledged", len(lines))
+	}
+}
+
+// TestAnEventItCannotEncodeIsRefusedAlone: an event the configured
+// encoding fails on is reported by its index (for the dead-letter file),
+// and the batch's other events are written whole, in order, also across
+// batches that reuse the sink's buffers.
+func TestAnEventItCannotEncodeIsRefusedAlone(t *testing.T) {
+	out := t.TempDir()
+	sink, err := filesink.New(filesink.Config{Dir: out, MaxBytes: 1 << 30, Encode: func(e exporters.Event) ([]byte, error) {
+		if strings.Contains(string(e.Record), "poison") {
+			return []byte("half a li"), fmt.Errorf("cannot encode")
+		}
+		return exporters.EncodeNative(e)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for batch := range 3 {
+		var b exporters.Batch
+		for i := range 4 {
+			leaf := uint64(batch*4 + i)
+			rec := fmt.Sprintf(`{"record_id":"r%d"}`, leaf)
+			if i == 1 {
+				rec = fmt.Sprintf(`{"record_id":"r%d","poison":true}`, leaf)
+			} else {
+				want = append(want, fmt.Sprintf("r%d", leaf))
+			}
+			b.Events = append(b.Events, exporters.Event{Evidence: exporters.Evidence{Origin: "o", LeafIndex: leaf, TreeSize: 12, RecordID: fmt.Sprintf("r%d", leaf)}, Record: []byte(rec)})
+		}
+		err := sink.Send(context.Background(), b)
+		var rej *exporters.RejectedError
+		if !errors.As(err, &rej) || len(rej.Reasons) != 1 || rej.Reasons[1] == "" {
+			t.Fatalf("batch %d: Send = %v, want event 1 refused", batch, err)
+		}
+	}
+	if err := sink.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(out, "*.ndjson.zst"))
+	if len(files) != 1 {
+		t.Fatalf("files %v, want one", files)
+	}
+	var got []string
+	for _, line := range decode(t, files[0]) {
+		var ev exporters.NativeEvent
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		if ev.Type == exporters.TypeCall {
+			got = append(got, ev.Evidence.RecordID)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("file holds %v, want %v", got, want)
 	}
 }
