@@ -466,6 +466,15 @@ func TestSourceRejectsTamperedEntriesAndTiles(t *testing.T) {
 			t.Fatalf("a tampered entry was read: %v", err)
 		}
 	})
+	t.Run("entry bundle, no longer a record", func(t *testing.T) {
+		// The altered leaf has no record id: still the log's
+		// inconsistency (the proof is checked first), not a bad record.
+		tamper(t, "tile/entries/001", `"record_id":"t-00350"`, `"record_ix":"t-00350"`)
+		_, err := src.Read(context.Background(), a, 300, 400)
+		if !errors.Is(err, exporters.ErrInconsistent) {
+			t.Fatalf("a tampered entry was read: %v", err)
+		}
+	})
 	t.Run("hash tile", func(t *testing.T) {
 		raw, _ := os.ReadFile(filepath.Join(l.log.TilesDir(), "tile/0/001"))
 		tamper(t, "tile/0/001", string(raw[100:104]), "\x00\x01\x02\x03") // leaf 259's hash, below the batch

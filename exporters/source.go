@@ -132,6 +132,7 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 		return nil, fmt.Errorf("compact range [0, %d): %w", from, err)
 	}
 	out := make([]Event, 0, to-from)
+	var badLeaf error
 	for i := from; i < to; {
 		bundleIdx := i / 256
 		b, err := client.GetEntryBundle(ctx, s.fetcher.ReadEntryBundle, bundleIdx, a.TreeSize)
@@ -148,8 +149,10 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 				return nil, err
 			}
 			f, err := leafFields(leaf)
-			if err != nil {
-				return nil, fmt.Errorf("leaf %d: %w", i, err)
+			if err != nil && badLeaf == nil {
+				// Reported once the batch is proven: a leaf altered on
+				// disk is the log's inconsistency, not a bad record.
+				badLeaf = fmt.Errorf("leaf %d: %w", i, err)
 			}
 			out = append(out, Event{
 				Evidence: Evidence{Origin: s.origin, LeafIndex: i, TreeSize: a.TreeSize, RecordID: f.RecordID},
@@ -165,6 +168,9 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 		if !bytes.Equal(root, a.RootHash) {
 			return nil, fmt.Errorf("%w: leaves [%d, %d) do not give the checkpoint's root at size %d", ErrInconsistent, from, to, a.TreeSize)
 		}
+		if badLeaf != nil {
+			return nil, badLeaf
+		}
 		return out, nil
 	}
 	p, err := s.consistencyProof(ctx, to, a.TreeSize)
@@ -173,6 +179,9 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, to, a.TreeSize, p, root, a.RootHash); err != nil {
 		return nil, fmt.Errorf("%w: leaves [%d, %d) are not the first %d leaves of the checkpoint at size %d: %v", ErrInconsistent, from, to, to, a.TreeSize, err)
+	}
+	if badLeaf != nil {
+		return nil, badLeaf
 	}
 	return out, nil
 }
