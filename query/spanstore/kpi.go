@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -184,10 +185,12 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
 	// The month's total and the amounts without a currency, and the last
 	// 7 days' spend, from the cost rollup (costSums).
-	mtd, err := s.costSums(ctx, monthStart, now)
+	d7 := now.Add(-7 * 24 * time.Hour)
+	sums, err := s.costSums(ctx, [2]time.Time{monthStart, now}, [2]time.Time{d7, now})
 	if err != nil {
 		return nil, err
 	}
+	mtd, week := sums[0], sums[1]
 	rep.Total = mtd[cfg.Currency].amount
 	rep.WithoutCurrency.Calls, rep.WithoutCurrency.Amount = mtd[""].calls, mtd[""].amount
 	// The projection adds to the month so far the rest of the month at the
@@ -198,11 +201,6 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// over a day at least: minutes after a deployment's first call, their
 	// spend over those minutes is no rate (it projected 13.50 USD spent in
 	// five minutes to 113,000 for the month).
-	d7 := now.Add(-7 * 24 * time.Hour)
-	week, err := s.costSums(ctx, d7, now)
-	if err != nil {
-		return nil, err
-	}
 	recent := week[cfg.Currency].amount
 	// The store's first call, from the onboarding rollup rather than a
 	// read of every span. (When it is after now, no span is before now and
@@ -330,48 +328,54 @@ type costSum struct {
 	amount float64
 }
 
-// costSums is the spend per currency ("" for amounts without one) of the
-// calls that started in [from, to): the whole minutes from the cost
-// rollup, the seconds before the first and after the last from the
-// spans.
-func (s *Store) costSums(ctx context.Context, from, to time.Time) (map[string]costSum, error) {
-	w := splitWindow(from, to) // the whole minutes, as the latency rollups are read
-	first, last := w.mfrom, w.mto
-	p := timeParams(clickhouse.Parameters{}, map[string]time.Time{"from": from, "to": to, "first": first, "last": last})
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
-	out := map[string]costSum{}
-	for _, q := range []string{
-		`SELECT cost_currency, sum(calls), sum(amount) FROM {{cost_rollup}}
-		WHERE minute >= toDateTime({first:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({last:DateTime64(9, 'UTC')}, 'UTC')
-		GROUP BY cost_currency`,
-		`SELECT cost_currency, count(), sum(cost_amount) FROM {{spans}} FINAL
-		WHERE cost_amount != 0 AND ((ts_start >= {from:DateTime64(9, 'UTC')} AND ts_start < {first:DateTime64(9, 'UTC')})
-			OR (ts_start >= {last:DateTime64(9, 'UTC')} AND ts_start < {to:DateTime64(9, 'UTC')}))
-		GROUP BY cost_currency`,
-	} {
-		rows, err := s.query(qctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("cost sums: %w", err)
-		}
-		for rows.Next() {
-			var cur string
-			var c costSum
-			if err := rows.Scan(&cur, &c.calls, &c.amount); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			acc := out[cur]
-			acc.calls += c.calls
-			acc.amount += c.amount
-			out[cur] = acc
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
+// costSums is, for each window [from, to), the spend per currency ("" for
+// amounts without one) of the calls that started in it: the whole minutes
+// from the cost rollup, the seconds before the first and after the last
+// from the spans. All windows are one query: in the embedded engine a
+// query costs a few milliseconds before it reads anything, and the cost
+// KPI asks for two windows.
+func (s *Store) costSums(ctx context.Context, windows ...[2]time.Time) ([]map[string]costSum, error) {
+	p := clickhouse.Parameters{}
+	var parts []string
+	for i, w := range windows {
+		from, to := w[0], w[1]
+		sw := splitWindow(from, to) // the whole minutes, as the latency rollups are read
+		k := strconv.Itoa(i)
+		p = timeParams(p, map[string]time.Time{"from" + k: from, "to" + k: to, "first" + k: sw.mfrom, "last" + k: sw.mto})
+		parts = append(parts, strings.NewReplacer("{i}", k).Replace(`
+		SELECT toUInt8({i}) AS w, cost_currency, calls AS n, amount AS a FROM {{cost_rollup}}
+		WHERE minute >= toDateTime({first{i}:DateTime64(9, 'UTC')}, 'UTC') AND minute < toDateTime({last{i}:DateTime64(9, 'UTC')}, 'UTC')
+		UNION ALL
+		SELECT toUInt8({i}), cost_currency, toUInt64(1), cost_amount FROM {{spans}} FINAL
+		WHERE cost_amount != 0 AND ((ts_start >= {from{i}:DateTime64(9, 'UTC')} AND ts_start < {first{i}:DateTime64(9, 'UTC')})
+			OR (ts_start >= {last{i}:DateTime64(9, 'UTC')} AND ts_start < {to{i}:DateTime64(9, 'UTC')}))`))
+	}
+	out := make([]map[string]costSum, len(windows))
+	for i := range out {
+		out[i] = map[string]costSum{}
+	}
+	if len(windows) == 0 {
+		return out, nil
+	}
+	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)),
+		`SELECT w, cost_currency, sum(n), sum(a) FROM (`+strings.Join(parts, "\n\t\tUNION ALL")+`)
+		GROUP BY w, cost_currency`)
+	if err != nil {
+		return nil, fmt.Errorf("cost sums: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var w uint8
+		var cur string
+		var c costSum
+		if err := rows.Scan(&w, &cur, &c.calls, &c.amount); err != nil {
 			return nil, err
 		}
+		if int(w) < len(out) {
+			out[w][cur] = c
+		}
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // plansSQL is the plans whose first call is in [{pfrom}, {pto}), a row

@@ -188,20 +188,31 @@ func TestCostRollupMatchesSpans(t *testing.T) {
 		}
 		return true
 	}
-	for _, r := range []struct{ from, to time.Time }{
+	windows := [][2]time.Time{
 		{now.Add(-40 * time.Second), now},
 		{now.Add(-10 * time.Second), now.Add(-5 * time.Second)},
 		{now.Add(-90 * time.Minute), now},
 		{now.Add(-90*time.Minute - 13*time.Second), now.Add(-7 * time.Minute)},
 		{now.Add(-7 * 24 * time.Hour), now},
 		{now.Truncate(time.Minute).Add(-time.Hour), now.Truncate(time.Minute)},
-	} {
-		got, err := s.costSums(ctx, r.from, r.to)
+	}
+	// Each window alone, and all of them in one query (as the cost KPI
+	// asks for its two).
+	all, err := s.costSums(ctx, windows...)
+	if err != nil || len(all) != len(windows) {
+		t.Fatalf("costSums of %d windows: %d, %v", len(windows), len(all), err)
+	}
+	for i, r := range windows {
+		one, err := s.costSums(ctx, r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := direct(r.from, r.to); !same(got, want) {
-			t.Errorf("[%s, %s): rollup %+v, spans %+v", r.from, r.to, got, want)
+		want := direct(r[0], r[1])
+		if !same(one[0], want) {
+			t.Errorf("[%s, %s): rollup %+v, spans %+v", r[0], r[1], one[0], want)
+		}
+		if !same(all[i], want) {
+			t.Errorf("[%s, %s) among %d windows: rollup %+v, spans %+v", r[0], r[1], len(windows), all[i], want)
 		}
 	}
 	ser, _ := AlignSeries(now.Add(-2*24*time.Hour), now, time.Hour)
