@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"golang.org/x/sync/errgroup"
 )
 
 const paramTime = "2006-01-02 15:04:05.000000000"
@@ -180,14 +181,38 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 	monthEnd := monthStart.AddDate(0, 1, 0)
 	rep := &CostReport{Currency: cfg.Currency, MonthStart: monthStart, MonthlyCap: cfg.MonthlyCap, Workflows: []WorkflowCost{}, Anomalies: []CostAnomaly{}}
-	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)},
-		map[string]time.Time{"m0": monthStart, "now": now, "hcut": now.Truncate(time.Hour)})
-	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(p))
-	// The month's total and the amounts without a currency, and the last
-	// 7 days' spend, from the cost rollup (costSums).
+	// The month's and the 7 days' sums, the store's first call, the
+	// top workflows and the anomalies are four queries on their own: they
+	// run at once (the engine has the second core, and each query costs a
+	// few milliseconds before it reads anything).
 	d7 := now.Add(-7 * 24 * time.Hour)
-	sums, err := s.costSums(ctx, [2]time.Time{monthStart, now}, [2]time.Time{d7, now})
-	if err != nil {
+	var sums []map[string]costSum
+	var first time.Time
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		// The month's total and the amounts without a currency, and the
+		// last 7 days' spend, from the cost rollup.
+		sums, err = s.costSums(gctx, [2]time.Time{monthStart, now}, [2]time.Time{d7, now})
+		return err
+	})
+	g.Go(func() error {
+		// The store's first call, from the onboarding rollup rather than a
+		// read of every span. (When it is after now, no span is before now
+		// and the 7 days' spend is 0: the projection does not use it.)
+		if err := s.queryRow(gctx, `SELECT min(first_call) FROM {{onboarding}}`).Scan(&first); err != nil {
+			return fmt.Errorf("the store's first call: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() (err error) {
+		rep.Workflows, err = s.costWorkflows(gctx, cfg, monthStart, now)
+		return err
+	})
+	g.Go(func() (err error) {
+		rep.Anomalies, err = s.costAnomalies(gctx, cfg, now)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 	mtd, week := sums[0], sums[1]
@@ -202,13 +227,6 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// spend over those minutes is no rate (it projected 13.50 USD spent in
 	// five minutes to 113,000 for the month).
 	recent := week[cfg.Currency].amount
-	// The store's first call, from the onboarding rollup rather than a
-	// read of every span. (When it is after now, no span is before now and
-	// recent is 0: the projection does not use it.)
-	var first time.Time
-	if err := s.queryRow(ctx, `SELECT min(first_call) FROM {{onboarding}}`).Scan(&first); err != nil {
-		return nil, fmt.Errorf("the store's first call: %w", err)
-	}
 	if first.Before(d7) {
 		first = d7
 	}
@@ -220,10 +238,17 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		rep.ProjectedTotal += recent * float64(monthEnd.Sub(now)) / float64(period)
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
+	return rep, nil
+}
+
+// costWorkflows is Cost's top workflows by spend since monthStart.
+func (s *Store) costWorkflows(ctx context.Context, cfg CostConfig, monthStart, now time.Time) ([]WorkflowCost, error) {
+	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency, "top": fmt.Sprint(cfg.TopWorkflows)},
+		map[string]time.Time{"m0": monthStart, "now": now, "hcut": now.Truncate(time.Hour)})
 	// The month's workflows: whole hours from the per-workflow rollup, the
 	// part-hour before now from spans (the recent ones when they hold it).
 	edge := spansHolding(now.Truncate(time.Hour), now)
-	rows, err := s.query(qctx, `SELECT workflow_id, sum(a) AS c, sum(n) FROM (
+	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `SELECT workflow_id, sum(a) AS c, sum(n) FROM (
 			SELECT workflow_id, amount AS a, calls AS n FROM {{cost_workflow_rollup}}
 			WHERE cost_currency = {cur:String} AND hour >= toDateTime({m0:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({hcut:DateTime64(9, 'UTC')}, 'UTC')
 			UNION ALL
@@ -233,18 +258,26 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	if err != nil {
 		return nil, fmt.Errorf("cost per workflow: %w", err)
 	}
+	defer rows.Close()
+	out := []WorkflowCost{}
 	for rows.Next() {
 		var w WorkflowCost
 		if err := rows.Scan(&w.Workflow, &w.Cost, &w.Calls); err != nil {
-			rows.Close()
 			return nil, err
 		}
-		rep.Workflows = append(rep.Workflows, w)
+		out = append(out, w)
 	}
-	rows.Close()
+	return out, rows.Err()
+}
+
+// costAnomalies is Cost's tools whose last hour's cost per call is
+// AnomalyFactor times their 7 days' before (or their group's, for a tool
+// without its own), and new tools that spent a large share of the cap.
+func (s *Store) costAnomalies(ctx context.Context, cfg CostConfig, now time.Time) ([]CostAnomaly, error) {
 	h1, d7 := now.Add(-time.Hour), now.Add(-time.Hour-7*24*time.Hour)
 	base, last := splitWindow(d7, h1), splitWindow(h1, now)
-	p = timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"h1": h1, "d7": d7, "now": now,
+	out := []CostAnomaly{}
+	p := timeParams(clickhouse.Parameters{"cur": cfg.Currency}, map[string]time.Time{"h1": h1, "d7": d7, "now": now,
 		"bm0": base.mfrom, "bh0": base.hfrom, "bh1": base.hto, "bm1": base.mto,
 		"rm0": last.mfrom, "rh0": last.hfrom, "rh1": last.hto, "rm1": last.mto})
 	// Per tool: the last hour's spend and calls, and the 7 days' before;
@@ -254,7 +287,7 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	// their edges from the per-tool minute rollup, the seconds from spans.
 	// The group's baseline is a window sum over the per-tool rows: one
 	// read of them (a WITH … JOIN of the same subquery read them twice).
-	rows, err = s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
+	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(p)), `
 		SELECT tool_server, tool_name, rsum, rn, bsum, bn, gsum, gn FROM (
 			SELECT tool_server, tool_name, rsum, rn, bsum, bn,
 				sum(bsum) OVER (PARTITION BY tool_group) AS gsum, sum(bn) OVER (PARTITION BY tool_group) AS gn
@@ -305,21 +338,21 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		}
 		if a.BaselinePerCall > 0 && a.RecentPerCall > cfg.AnomalyFactor*a.BaselinePerCall {
 			a.RatioToBaseline = a.RecentPerCall / a.BaselinePerCall
-			rep.Anomalies = append(rep.Anomalies, a)
+			out = append(out, a)
 			continue
 		}
 		// A tool with no baseline of its own whose last hour alone spent
 		// a large share of the monthly cap.
 		if bn == 0 && cfg.MonthlyCap > 0 && rsum > cfg.NewToolCapShare*cfg.MonthlyCap {
 			a.Reason, a.RatioToBaseline = "cap_share", 0
-			rep.Anomalies = append(rep.Anomalies, a)
+			out = append(out, a)
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(rep.Anomalies, func(i, j int) bool { return rep.Anomalies[i].RatioToBaseline > rep.Anomalies[j].RatioToBaseline })
-	return rep, nil
+	sort.SliceStable(out, func(i, j int) bool { return out[i].RatioToBaseline > out[j].RatioToBaseline })
+	return out, nil
 }
 
 // costSum is the calls with a cost in one currency and their sum.
