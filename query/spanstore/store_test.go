@@ -302,6 +302,64 @@ func TestSpansPagesOverTime(t *testing.T) {
 	}
 }
 
+// TestSpansFirstPageAfterCallsStopped: when no call started in the last
+// hour (the recent spans hold none), the first page is the newest spans
+// however old, in order, each once, paged to the end — with and without
+// a filter, and with a filter that matches none of the newest.
+func TestSpansFirstPageAfterCallsStopped(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC()
+	ages := []time.Duration{4 * time.Hour, 4*time.Hour + 20*time.Minute, 5*time.Hour + 30*time.Minute, 2 * 24 * time.Hour, 10 * 24 * time.Hour}
+	var spans []Span
+	var all []string
+	for i, age := range ages {
+		tool := "a"
+		if i%2 == 1 {
+			tool = "b"
+		}
+		spans = append(spans, span(fmt.Sprintf("q-%d", i), tool, "g", now.Add(-age), time.Millisecond, uint64(i)))
+		all = append(all, fmt.Sprintf("q-%d", i))
+	}
+	if err := s.Insert(ctx, spans); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		f    SpanFilter
+		want []string
+	}{
+		{SpanFilter{Limit: 1}, all},
+		{SpanFilter{Limit: 2}, all},
+		{SpanFilter{Limit: 3}, all},
+		{SpanFilter{Limit: 100}, all},
+		{SpanFilter{Limit: 1, Tool: "b"}, []string{all[1], all[3]}},
+		{SpanFilter{Limit: 1, Tool: "a"}, []string{all[0], all[2], all[4]}},
+		{SpanFilter{Limit: 2, From: now.Add(-3 * 24 * time.Hour)}, all[:4]},
+	} {
+		var got []string
+		f := c.f
+		for n := 0; n < 10; n++ {
+			p, err := s.Spans(ctx, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Spans) > f.Limit {
+				t.Fatalf("%+v: page of %d", c.f, len(p.Spans))
+			}
+			for _, r := range p.Spans {
+				got = append(got, r.RecordID)
+			}
+			if p.Next == "" {
+				break
+			}
+			f.Cursor = p.Next
+		}
+		if strings.Join(got, ",") != strings.Join(c.want, ",") {
+			t.Errorf("%+v: paged %v, want %v", c.f, got, c.want)
+		}
+	}
+}
+
 func TestSpansPagingAndFilters(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
