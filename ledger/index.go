@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -27,6 +28,8 @@ import (
 // how a crash between sequencing and indexing is repaired.
 type index struct {
 	db *bolt.DB
+	// absent answers for ids certainly not held, without a search.
+	absent idFilter
 }
 
 var (
@@ -90,10 +93,20 @@ func openIndex(path string) (*index, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("init index: %w", err)
 	}
-	return &index{db: db}, nil
+	x := &index{db: db}
+	hw, err := x.highWater()
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("index high-water: %w", err)
+	}
+	x.absent.start(db, hw)
+	return x, nil
 }
 
-func (x *index) close() error { return x.db.Close() }
+func (x *index) close() error {
+	x.absent.close()
+	return x.db.Close()
+}
 
 // holders returns what the index holds for each id already in the log.
 func (x *index) holders(ids []string) (map[string]held, error) {
@@ -101,6 +114,9 @@ func (x *index) holders(ids []string) (map[string]held, error) {
 	err := x.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		for _, id := range ids {
+			if x.absent.absent(id) {
+				continue
+			}
 			if v := b.Get([]byte(id)); len(v) >= 8 {
 				found[id] = decodeHeld(v)
 			}
@@ -152,15 +168,34 @@ func (x *index) put(entries map[string]held, hw uint64) error {
 	if len(entries) == 0 && hw == 0 {
 		return nil
 	}
+	x.absent.putMu.Lock()
+	defer x.absent.putMu.Unlock()
+	// In key order: consecutive puts meet the same pages. An id the
+	// filter knows is new is put without looking for it first; the
+	// filter learns the ids before they commit, so a lookup never finds
+	// them committed and unknown to it.
+	ids := make([]string, 0, len(entries))
+	for id := range entries {
+		if id == "" {
+			return errors.New("empty record id")
+		}
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	isNew := make([]bool, len(ids))
+	for i, id := range ids {
+		isNew[i] = x.absent.absent(id)
+	}
+	x.absent.add(entries)
 	return x.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
-		for id, h := range entries {
-			if id == "" {
-				return errors.New("empty record id")
-			}
-			if v := b.Get([]byte(id)); len(v) >= 8 {
-				if old := decodeHeld(v); old.hasHash || old.leaf != h.leaf || !h.hasHash {
-					continue
+		for i, id := range ids {
+			h := entries[id]
+			if !isNew[i] {
+				if v := b.Get([]byte(id)); len(v) >= 8 {
+					if old := decodeHeld(v); old.hasHash || old.leaf != h.leaf || !h.hasHash {
+						continue
+					}
 				}
 			}
 			if err := b.Put([]byte(id), h.encode()); err != nil {

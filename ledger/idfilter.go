@@ -1,0 +1,133 @@
+package ledger
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/bits-and-blooms/bloom/v3"
+	bolt "go.etcd.io/bbolt"
+)
+
+// idFilter answers "is this record id certainly not in the index?" from
+// memory, so that a new record (nearly every record: ids are random) costs
+// no B+tree search. Every record is looked up twice (ingest's conflict
+// check and the signer's dedup) and, when indexed, once more; with random
+// ids each search lands on a different page of the index, and the three
+// were ~18% of the server's CPU at 30k records/s (bench/RESULTS.md).
+//
+// It is a Bloom filter (bits-and-blooms/bloom: a well-kept implementation
+// of a structure whose subtle part is the sizing): "absent" is certain,
+// "maybe" falls back to the index. Correctness never depends on it: a
+// false positive costs the search it would have cost anyway, and it
+// answers only once it holds every id the index holds.
+//
+// It is built from the index in the background when the log opens, and
+// ids are added to it before their index transaction commits. Until it is
+// built, every lookup searches the index.
+type idFilter struct {
+	// putMu is held by index.put for its whole transaction, and by start
+	// while it switches the filter on: a put either sees the filter and
+	// adds its ids to it, or committed before the scan's snapshot.
+	putMu sync.Mutex
+	mu    sync.RWMutex // guards f's bits
+	f     *bloom.BloomFilter
+	ready atomic.Bool // f holds every id the index has committed
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// Filter sizing: room for twice the log's size at open (it is rebuilt at
+// each open), at least minFilterIDs, at a 1% false-positive rate (9.6
+// bits an id); never more than maxFilterIDs (~256 MiB). Past its room the
+// false-positive rate rises and more lookups fall back to the index:
+// slower, never wrong.
+const (
+	minFilterIDs = 4 << 20
+	maxFilterIDs = 220 << 20
+	filterFP     = 0.01
+	// filterScanChunk ids are added per hold of the write lock while the
+	// filter is built, so lookups are not held up for the whole scan.
+	filterScanChunk = 4096
+)
+
+func filterCapacity(size uint64) uint {
+	n := max(2*size, minFilterIDs)
+	return uint(min(n, maxFilterIDs))
+}
+
+// start builds the filter from db in the background. size is the number
+// of ids the index is expected to hold (its high-water mark).
+func (x *idFilter) start(db *bolt.DB, size uint64) {
+	x.stop, x.done = make(chan struct{}), make(chan struct{})
+	f := bloom.NewWithEstimates(filterCapacity(size), filterFP)
+	x.putMu.Lock()
+	x.mu.Lock()
+	x.f = f
+	x.mu.Unlock()
+	x.putMu.Unlock()
+	go func() {
+		defer close(x.done)
+		if x.load(db) {
+			x.ready.Store(true)
+		}
+	}()
+}
+
+// load adds every id the index holds to the filter; false when stopped or
+// when the index could not be read (the filter then never answers).
+func (x *idFilter) load(db *bolt.DB) bool {
+	complete := false
+	_ = db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRecords).Cursor()
+		k, _ := c.First()
+		for k != nil {
+			select {
+			case <-x.stop:
+				return nil
+			default:
+			}
+			x.mu.Lock()
+			for n := 0; k != nil && n < filterScanChunk; n++ {
+				x.f.Add(k)
+				k, _ = c.Next()
+			}
+			x.mu.Unlock()
+		}
+		complete = true
+		return nil
+	})
+	return complete
+}
+
+// close stops a build under way; the filter answers nothing afterwards.
+func (x *idFilter) close() {
+	x.ready.Store(false)
+	if x.stop == nil {
+		return
+	}
+	close(x.stop)
+	<-x.done
+}
+
+// absent reports whether id is certainly not in the index.
+func (x *idFilter) absent(id string) bool {
+	if !x.ready.Load() {
+		return false
+	}
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return !x.f.TestString(id)
+}
+
+// add records ids about to be committed to the index. Called with putMu
+// held.
+func (x *idFilter) add(ids map[string]held) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.f == nil {
+		return
+	}
+	for id := range ids {
+		x.f.AddString(id)
+	}
+}
