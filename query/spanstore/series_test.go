@@ -144,8 +144,10 @@ func TestLatencyPerServerWithoutPolicyBlocks(t *testing.T) {
 }
 
 // TestHistogramQuantilesSQL: the engine reads the same quantiles off a
-// histogram as histogramQuantiles does here, for histograms whose buckets
-// come in any order, sparse or dense, small or large.
+// histogram as histogramQuantiles does here, sparse or dense, small or
+// large. The histogram is made as the store makes every one it keeps or
+// sums (sumMap over buckets arriving in any order); TestStoredHistograms-
+// AreInBucketOrder checks the rollups hold nothing else.
 func TestHistogramQuantilesSQL(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
@@ -155,15 +157,14 @@ func TestHistogramQuantilesSQL(t *testing.T) {
 		for range 1 + r.IntN(300) {
 			hist[uint16(r.IntN(900))] += 1 + uint64(r.IntN([]int{1, 5, 1000}[i%3]))
 		}
-		var keys []string
-		var vals []string
+		var buckets []string
 		var n uint64
 		for k, v := range hist { // map order: not sorted
-			keys, vals = append(keys, fmt.Sprint(k)), append(vals, fmt.Sprint(v))
+			buckets = append(buckets, fmt.Sprintf("map(toUInt16(%d), toUInt64(%d))", k, v))
 			n += v
 		}
-		q := `SELECT ` + histogramQuantilesSQL("h", "n") + ` FROM (SELECT mapFromArrays(CAST([` + strings.Join(keys, ",") + `] AS Array(UInt16)), CAST([` +
-			strings.Join(vals, ",") + `] AS Array(UInt64))) AS h, toUInt64(` + fmt.Sprint(n) + `) AS n)`
+		q := `SELECT ` + histogramQuantilesSQL("h", "n") + ` FROM (SELECT sumMap(m) AS h, toUInt64(` + fmt.Sprint(n) + `) AS n FROM (SELECT arrayJoin([` +
+			strings.Join(buckets, ",") + `]) AS m))`
 		var got [3]float64
 		if err := s.queryRow(ctx, q).Scan(&got[0], &got[1], &got[2]); err != nil {
 			t.Fatal(err)
@@ -172,6 +173,44 @@ func TestHistogramQuantilesSQL(t *testing.T) {
 		for j := range want {
 			if math.Round(got[j]) != math.Round(want[j]) {
 				t.Fatalf("histogram %d (%d buckets, %d calls), quantile %d: engine %v, Go %v", i, len(hist), n, j, got[j], want[j])
+			}
+		}
+	}
+}
+
+// TestStoredHistogramsAreInBucketOrder: every latency histogram the
+// rollups hold — as inserted, and merged — has its buckets in key order,
+// which histogramQuantilesSQL relies on (it does not sort them again).
+func TestStoredHistogramsAreInBucketOrder(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	r := rand.New(rand.NewPCG(3, 5))
+	base := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Hour)
+	for part := 0; part < 2; part++ {
+		var spans []Span
+		for i := 0; i < 300; i++ {
+			at := base.Add(time.Duration(r.IntN(7200)) * time.Second)
+			latency := time.Duration(r.IntN(5_000_000)) * time.Microsecond
+			spans = append(spans, span(fmt.Sprintf("h-%d-%d", part, i), []string{"a", "b"}[i%2], "g", at, latency, uint64(part*300+i)))
+		}
+		if err := s.Insert(ctx, spans); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, table := range []string{"spans_latency_1m", "spans_latency_1h"} {
+		for _, merged := range []bool{false, true} {
+			if merged {
+				if err := s.conn.Exec(ctx, "OPTIMIZE TABLE "+table+" FINAL"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var rows, unordered, calls uint64
+			q := `SELECT count(), countIf(mapKeys(latency_hist) != arraySort(mapKeys(latency_hist))), sum(calls) FROM ` + table
+			if err := s.queryRow(ctx, q).Scan(&rows, &unordered, &calls); err != nil {
+				t.Fatal(err)
+			}
+			if rows == 0 || calls != 600 || unordered != 0 {
+				t.Errorf("%s (merged %v): %d rows, %d calls, %d histograms out of bucket order", table, merged, rows, calls, unordered)
 			}
 		}
 	}
