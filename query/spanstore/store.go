@@ -573,13 +573,15 @@ const LatencyAccuracy = 0.01
 // sorted latencies — so that a rolled-up answer differs from the exact
 // one only by the bucket width: for each q, the value of the first bucket,
 // in bucket order, whose running count passes rank min(⌊q·n⌋, n − 1).
-// mapSort puts the buckets in order whatever order the map came in. The
-// tests' histogramQuantiles is the same rule in Go, the reference this is
-// checked against.
+// h's buckets must be in key order: every histogram the store keeps or
+// sums is a sumMap result, which is (TestStoredHistogramsAreInBucketOrder).
+// Sorting each map again (mapSort) was ~20% of the latency series query at
+// 10M spans (bench/RESULTS.md). The tests' histogramQuantiles is the same
+// rule in Go, the reference this is checked against.
 func histogramQuantilesSQL(h, n string) string {
 	var qs []string
 	for _, q := range []string{"0.5", "0.95", "0.99"} {
-		qs = append(qs, fmt.Sprintf("pow(%v, mapKeys(mapSort(%s))[arrayFirstIndex(c -> c > least(toUInt64(%s * %s), %s - 1), arrayCumSum(mapValues(mapSort(%s))))])",
+		qs = append(qs, fmt.Sprintf("pow(%v, mapKeys(%s)[arrayFirstIndex(c -> c > least(toUInt64(%s * %s), %s - 1), arrayCumSum(mapValues(%s)))])",
 			latencyBucketBase, h, q, n, n, h))
 	}
 	return strings.Join(qs, ", ")
