@@ -264,26 +264,6 @@ func TestSpansPagesOverTime(t *testing.T) {
 	if err := s.Insert(ctx, spans); err != nil {
 		t.Fatal(err)
 	}
-	pageAll := func(f SpanFilter) []string {
-		t.Helper()
-		var seen []string
-		for n := 0; ; n++ {
-			p, err := s.Spans(ctx, f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(p.Spans) > f.Limit {
-				t.Fatalf("page of %d, limit %d", len(p.Spans), f.Limit)
-			}
-			for _, r := range p.Spans {
-				seen = append(seen, r.RecordID)
-			}
-			if p.Next == "" || n > 10 {
-				return seen
-			}
-			f.Cursor = p.Next
-		}
-	}
 	for _, c := range []struct {
 		f    SpanFilter
 		want []string
@@ -296,9 +276,33 @@ func TestSpansPagesOverTime(t *testing.T) {
 		{SpanFilter{Limit: 2, From: now.Add(-7 * 24 * time.Hour), To: now.Add(-time.Hour)}, all[2:5]},
 		{SpanFilter{Limit: 1, To: now.Add(-8 * 24 * time.Hour)}, all[5:]},
 	} {
-		if got := pageAll(c.f); strings.Join(got, ",") != strings.Join(c.want, ",") {
+		if got := pageAll(t, s, c.f); strings.Join(got, ",") != strings.Join(c.want, ",") {
 			t.Errorf("%+v: paged %v, want %v", c.f, got, c.want)
 		}
+	}
+}
+
+// pageAll pages through s with f from its first page, checking each page
+// keeps to the limit, and returns the record ids in the order served (at
+// most a dozen pages).
+func pageAll(t *testing.T, s *Store, f SpanFilter) []string {
+	t.Helper()
+	var seen []string
+	for n := 0; ; n++ {
+		p, err := s.Spans(context.Background(), f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Spans) > f.Limit {
+			t.Fatalf("%+v: page of %d, limit %d", f, len(p.Spans), f.Limit)
+		}
+		for _, r := range p.Spans {
+			seen = append(seen, r.RecordID)
+		}
+		if p.Next == "" || n > 10 {
+			return seen
+		}
+		f.Cursor = p.Next
 	}
 }
 
@@ -336,24 +340,7 @@ func TestSpansFirstPageAfterCallsStopped(t *testing.T) {
 		{SpanFilter{Limit: 1, Tool: "a"}, []string{all[0], all[2], all[4]}},
 		{SpanFilter{Limit: 2, From: now.Add(-3 * 24 * time.Hour)}, all[:4]},
 	} {
-		var got []string
-		f := c.f
-		for n := 0; n < 10; n++ {
-			p, err := s.Spans(ctx, f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(p.Spans) > f.Limit {
-				t.Fatalf("%+v: page of %d", c.f, len(p.Spans))
-			}
-			for _, r := range p.Spans {
-				got = append(got, r.RecordID)
-			}
-			if p.Next == "" {
-				break
-			}
-			f.Cursor = p.Next
-		}
+		got := pageAll(t, s, c.f)
 		if strings.Join(got, ",") != strings.Join(c.want, ",") {
 			t.Errorf("%+v: paged %v, want %v", c.f, got, c.want)
 		}
