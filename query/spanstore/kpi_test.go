@@ -213,6 +213,58 @@ func TestCostAnomaliesPerServer(t *testing.T) {
 	}
 }
 
+// TestPlanRecoveryIsTheNextSuccessAfterTheFailure: a failed plan recovers
+// at the start of its workflow's first successful plan that starts after
+// the failure ended — not one starting at that same instant, not one
+// before — both when the plans are grouped at query time and when they
+// are sealed.
+func TestPlanRecoveryIsTheNextSuccessAfterTheFailure(t *testing.T) {
+	s := testStore(t)
+	ctx := context.Background()
+	now := fixedNow()
+	T := now.Add(-30 * time.Hour)
+	ms := time.Millisecond
+	insertCalls(t, s, []call{
+		{id: "a0", tool: "x", workflow: "wf", plan: "a0", start: T.Add(-time.Second), dur: ms},
+		// a1 fails from T to T+200ms; a2 starts as it ends; a3 at T+3s.
+		{id: "a1", tool: "x", workflow: "wf", plan: "a1", start: T, dur: 200 * ms, status: "system_error", code: "E1"},
+		{id: "a2", tool: "x", workflow: "wf", plan: "a2", start: T.Add(200 * ms), dur: ms},
+		// b1 fails from T+100ms to T+400ms, after a2 started: a3 too.
+		{id: "b1", tool: "x", workflow: "wf", plan: "b1", start: T.Add(100 * ms), dur: 300 * ms, status: "timeout", code: "T1"},
+		{id: "a3", tool: "x", workflow: "wf", plan: "a3", start: T.Add(3 * time.Second), dur: ms},
+		// Another workflow's success resolves nothing of wf's.
+		{id: "c1", tool: "x", workflow: "other", plan: "c1", start: T.Add(time.Second), dur: ms},
+		// A later call, so that a seal covers T's hour.
+		{id: "z", tool: "x", workflow: "other", plan: "z", start: now.Add(-time.Hour), dur: ms},
+	})
+	// a1: a2 started when a1 ended, so a3 resolves it: 2800 ms. b1 ended
+	// at T+400ms: a3, 2600 ms.
+	check := func(when string) {
+		t.Helper()
+		rep, err := s.Plans(ctx, now.Add(-3*24*time.Hour), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var recovered uint64
+		var sum float64
+		for _, w := range rep.Weeks {
+			recovered += w.Recovered
+			sum += w.MeanTimeToRecoverMs * float64(w.Recovered)
+		}
+		if recovered != 2 || sum != 2800+2600 {
+			t.Fatalf("%s: %d recovered, %v ms in all; want 2 in 5400 ms (weeks %+v)", when, recovered, sum, rep.Weeks)
+		}
+	}
+	check("grouped at query time")
+	if err := s.SealPlans(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if seal, err := s.planSeal(ctx, now); err != nil || seal == nil || !seal.to.After(T.Add(time.Hour)) {
+		t.Fatalf("seal %+v %v: want one past T's hour", seal, err)
+	}
+	check("sealed")
+}
+
 func TestPlansKPI(t *testing.T) {
 	s := testStore(t)
 	now := fixedNow()
