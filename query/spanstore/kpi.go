@@ -611,6 +611,9 @@ func (w *planSums) report() PlanWeek {
 // seal.to (when seal is set) and from the plans grouped from then on (or
 // from from), whose failures, with those of sealed plans still waiting
 // for a recovery, are resolved against the plans grouped here.
+// noNext is the running minimum's value before any success: no recovery.
+const noNext = "0x7fffffffffffffff"
+
 func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSeal) ([]*planSums, error) {
 	byWeek := map[int64]*planSums{}
 	at := func(week time.Time) *planSums {
@@ -622,115 +625,91 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 		return w
 	}
 	liveFrom := from
-	// The sealed failures still waiting: one by one (pending), with the
-	// live ones, and summed (open).
-	pending, open, sealed := "", "", ""
+	waiting, sealed := "", ""
 	p := clickhouse.Parameters{}
 	if seal != nil {
 		liveFrom = seal.to
 		p = timeParams(p, map[string]time.Time{"from": from, "w": seal.to})
-		// The sealed hours' counts (kind 2) and recoveries (kind 3), in
-		// the same query: a round trip less.
+		// The sealed hours' counts and recoveries (kind 2), in the same
+		// query: a round trip less.
 		sealed = `
 		UNION ALL
-		SELECT 2, toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected)
-		FROM plans_sealed_1h
-		WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
-			AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
-		GROUP BY week
-		UNION ALL
-		SELECT 3, toMonday(hour) AS week, 0, 0, 0, sum(recover_ms), sum(recovered)
+		SELECT 2, toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected), sum(recover_ms), sum(recovered)
 		FROM plans_sealed_1h
 		WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
 			AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
 		GROUP BY week`
-		pending = `
-			UNION ALL
-			SELECT any(wf), toUnixTimestamp64Milli(any(first_fail)), toUInt8(1), toMonday(any(start)) FROM plans_pending
-			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND start >= {from:DateTime64(9, 'UTC')}
-			GROUP BY plan HAVING max(resolved) = 0`
-		// The summed waiting failures (all ended before seal.to) are
-		// resolved by their workflow's first successful plan here.
-		open = `
-		UNION ALL
-		SELECT 1, toMonday(g.hour) AS week, 0, 0, 0, sum(g.n * ok.first - g.ff), toUInt64(sum(g.n))
-		FROM (SELECT wf, hour, sum(n) AS n, sum(ff_ms) AS ff FROM plans_open_1h
-			WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC')
-			GROUP BY wf, hour HAVING n > 0) AS g
-		INNER JOIN (SELECT wf, toUnixTimestamp64Milli(min(start)) AS first FROM plans WHERE bad = 0 AND wf != '' GROUP BY wf) AS ok ON g.wf = ok.wf
-		GROUP BY week`
+		// The sealed failures still waiting are events too (live = 0,
+		// counted only as failures to resolve): one by one (pending), and
+		// summed per hour (open: all ended before seal.to, so before any
+		// plan grouped here started, and the workflow's first successful
+		// plan here resolves them all; n failures whose ends add up to ff
+		// recover in n·next − ff).
+		waiting = `
+				UNION ALL
+				SELECT any(wf), toMonday(any(start)), 0, 0, 0, 0, 0, 1, toUnixTimestamp64Milli(any(first_fail)) AS ffp, 1, ffp
+				FROM plans_pending
+				WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND start >= {from:DateTime64(9, 'UTC')}
+				GROUP BY plan HAVING max(resolved) = 0
+				UNION ALL
+				SELECT wf, toMonday(hour), 0, 0, 0, 0, 0, 1, toInt64(toUnixTimestamp(hour)) * 1000, sum(n) AS sn, sum(ff_ms)
+				FROM plans_open_1h
+				WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC') AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC')
+				GROUP BY wf, hour HAVING sn > 0`
 	}
-	// The plans grouped here give their weeks and their recoveries (the
-	// embedded engine evaluates the CTE once per use even so marked:
-	// enable_materialized_cte is off by default and did not help when on;
-	// one pass carrying every plan's counters through the recoveries'
-	// arrays was slower, bench/RESULTS.md). A failed plan's recovery is
-	// the first successful plan of its workflow that started after the
-	// failure: per workflow, failures (at their end) and successes (at
-	// their start) in time order, successes first at the same
-	// millisecond, and each failure takes the next success's start
-	// (arrayReverseFill) — a sort per workflow, where an ASOF join took
-	// twice as long.
+	// The plans grouped here give their weeks and, in the same pass, their
+	// recoveries (the embedded engine evaluates a CTE once per use, even
+	// marked MATERIALIZED, so each use is another grouping of every plan).
+	// A failed plan's recovery is the first successful plan of its
+	// workflow that started after the failure. An event is a plan (its
+	// failure's end when it failed, else its start) or sealed failures
+	// still waiting; per workflow, in time order with failures first at
+	// the same millisecond when read backwards, a running minimum over
+	// the successes' starts is each failure's next success (an ASOF join
+	// took twice as long, and sorting arrays per workflow or carrying the
+	// plans to Go about as long again: bench/RESULTS.md).
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(s.planParams(p, liveFrom, to, seal)))
 	rows, err := s.query(qctx, `
-		WITH plans AS MATERIALIZED (`+plansSQLTo(to, seal)+`)
-		SELECT 0 AS kind, toMonday(start) AS week, count() AS n1, countIf(blocked > 0) AS n2, countIf(blocked = 0 AND failed > 0) AS n3,
-			sumIf(dateDiff('millisecond', start, first_fail), blocked + failed > 0) AS ms, countIf(blocked + failed > 0) AS n4
-		FROM plans GROUP BY week
-		UNION ALL
-		SELECT 1, week, 0, 0, 0, sum(next - t), count() FROM (
-			SELECT arraySort(groupArray((t, failed, week))) AS ev,
-				arrayReverseFill(x -> x != 0, arrayMap(e -> if(e.2 = 1, 0, e.1), ev)) AS nexts
+		WITH plans AS (`+plansSQLTo(to, seal)+`)
+		SELECT 0 AS kind, week, toUInt64(sum(live)), toUInt64(sum(pol)), toUInt64(sum(sys)), sum(det), toUInt64(sum(detn)),
+			sumIf(n * next - ff, rec), toUInt64(sumIf(n, rec))
+		FROM (
+			SELECT week, live, pol, sys, det, detn, n, ff, min(if(isfail = 0, t, `+noNext+`)) OVER (
+					PARTITION BY wf ORDER BY t DESC, isfail DESC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS next,
+				isfail = 1 AND wf != '' AND next != `+noNext+` AS rec
 			FROM (
-				SELECT wf, if(bad > 0, toUnixTimestamp64Milli(first_fail), toUnixTimestamp64Milli(start)) AS t,
-					toUInt8(bad > 0) AS failed, toMonday(start) AS week
-				FROM plans WHERE wf != ''`+pending+`)
-			GROUP BY wf)
-		ARRAY JOIN ev.1 AS t, ev.2 AS failed, ev.3 AS week, nexts AS next
-		WHERE failed = 1 AND next != 0
-		GROUP BY week`+open+sealed)
+				SELECT wf, toMonday(start) AS week, toUInt8(1) AS live, toUInt8(blocked > 0) AS pol, toUInt8(blocked = 0 AND failed > 0) AS sys,
+					if(blocked + failed > 0, dateDiff('millisecond', start, first_fail), 0) AS det, toUInt8(blocked + failed > 0) AS detn,
+					toUInt8(bad > 0) AS isfail, if(bad > 0, toUnixTimestamp64Milli(first_fail), toUnixTimestamp64Milli(start)) AS t,
+					toInt64(1) AS n, t AS ff
+				FROM plans`+waiting+`))
+		GROUP BY week`+sealed)
 	if err != nil {
 		return nil, fmt.Errorf("plans per week: %w", err)
 	}
-	// Kind 0 rows are weeks of plans grouped here, kind 2 of sealed
-	// plans; kind 1 recoveries here (ms, n4 their sum and count), added
-	// once the week's plans are in, kind 3 the sealed hours' recoveries.
-	var recoveries []planSums
+	// Kind 0 rows are the weeks of the events here (a week with only
+	// sealed failures resolved here has no plans of its own here, but
+	// has its sealed plans: kind 2 rows).
 	for rows.Next() {
 		var kind uint8
-		var week time.Time
-		var n1, n2, n3, n4 uint64
-		var ms int64
-		if err := rows.Scan(&kind, &week, &n1, &n2, &n3, &ms, &n4); err != nil {
+		var r planSums
+		if err := rows.Scan(&kind, &r.week, &r.plans, &r.policy, &r.system, &r.detectMs, &r.detected, &r.recoverMs, &r.recovered); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		switch kind {
-		case 1:
-			recoveries = append(recoveries, planSums{week: week, recoverMs: ms, recovered: n4})
-		case 3:
-			w := at(week)
-			w.recoverMs += ms
-			w.recovered += n4
-		default:
-			w := at(week)
-			w.plans += n1
-			w.policy += n2
-			w.system += n3
-			w.detectMs += ms
-			w.detected += n4
-		}
+		w := at(r.week)
+		w.plans += r.plans
+		w.policy += r.policy
+		w.system += r.system
+		w.detectMs += r.detectMs
+		w.detected += r.detected
+		w.recoverMs += r.recoverMs
+		w.recovered += r.recovered
 	}
 	err = rows.Err()
 	rows.Close()
 	if err != nil {
 		return nil, err
-	}
-	for _, r := range recoveries {
-		if w := byWeek[r.week.Unix()]; w != nil { // a failure's week has its plan in it
-			w.recoverMs += r.recoverMs
-			w.recovered += r.recovered
-		}
 	}
 	out := make([]*planSums, 0, len(byWeek))
 	for _, w := range byWeek {
