@@ -607,13 +607,13 @@ func (w *planSums) report() PlanWeek {
 	return r
 }
 
+// noNext is the running minimum's value before any success: no recovery.
+const noNext = "0x7fffffffffffffff"
+
 // planWeeks adds up the weeks of [from, to): from the sealed hours before
 // seal.to (when seal is set) and from the plans grouped from then on (or
 // from from), whose failures, with those of sealed plans still waiting
 // for a recovery, are resolved against the plans grouped here.
-// noNext is the running minimum's value before any success: no recovery.
-const noNext = "0x7fffffffffffffff"
-
 func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSeal) ([]*planSums, error) {
 	byWeek := map[int64]*planSums{}
 	at := func(week time.Time) *planSums {
@@ -630,11 +630,11 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	if seal != nil {
 		liveFrom = seal.to
 		p = timeParams(p, map[string]time.Time{"from": from, "w": seal.to})
-		// The sealed hours' counts and recoveries (kind 2), in the same
-		// query: a round trip less.
+		// The sealed hours' counts and recoveries, in the same query: a
+		// round trip less.
 		sealed = `
 		UNION ALL
-		SELECT 2, toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected), sum(recover_ms), sum(recovered)
+		SELECT toMonday(hour) AS week, sum(plans), sum(policy), sum(system), sum(detect_ms), sum(detected), sum(recover_ms), sum(recovered)
 		FROM plans_sealed_1h
 		WHERE chunk <= toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
 			AND hour >= toDateTime({from:DateTime64(9, 'UTC')}, 'UTC') AND hour < toDateTime({w:DateTime64(9, 'UTC')}, 'UTC')
@@ -666,12 +666,12 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	// still waiting; per workflow, in time order with failures first at
 	// the same millisecond when read backwards, a running minimum over
 	// the successes' starts is each failure's next success (an ASOF join
-	// took twice as long, and sorting arrays per workflow or carrying the
-	// plans to Go about as long again: bench/RESULTS.md).
+	// took twice as long; sorted arrays per workflow, or the plans carried
+	// to Go, were slower: bench/RESULTS.md).
 	qctx := clickhouse.Context(ctx, clickhouse.WithParameters(s.planParams(p, liveFrom, to, seal)))
 	rows, err := s.query(qctx, `
 		WITH plans AS (`+plansSQLTo(to, seal)+`)
-		SELECT 0 AS kind, week, toUInt64(sum(live)), toUInt64(sum(pol)), toUInt64(sum(sys)), sum(det), toUInt64(sum(detn)),
+		SELECT week, toUInt64(sum(live)), toUInt64(sum(pol)), toUInt64(sum(sys)), sum(det), toUInt64(sum(detn)),
 			sumIf(n * next - ff, rec), toUInt64(sumIf(n, rec))
 		FROM (
 			SELECT week, live, pol, sys, det, detn, n, ff, min(if(isfail = 0, t, `+noNext+`)) OVER (
@@ -687,13 +687,12 @@ func (s *Store) planWeeks(ctx context.Context, from, to time.Time, seal *planSea
 	if err != nil {
 		return nil, fmt.Errorf("plans per week: %w", err)
 	}
-	// Kind 0 rows are the weeks of the events here (a week with only
-	// sealed failures resolved here has no plans of its own here, but
-	// has its sealed plans: kind 2 rows).
+	// A week's rows: its plans grouped here with their recoveries and the
+	// waiting failures of its sealed plans resolved here, and its sealed
+	// hours' counts.
 	for rows.Next() {
-		var kind uint8
 		var r planSums
-		if err := rows.Scan(&kind, &r.week, &r.plans, &r.policy, &r.system, &r.detectMs, &r.detected, &r.recoverMs, &r.recovered); err != nil {
+		if err := rows.Scan(&r.week, &r.plans, &r.policy, &r.system, &r.detectMs, &r.detected, &r.recoverMs, &r.recovered); err != nil {
 			rows.Close()
 			return nil, err
 		}
