@@ -147,3 +147,28 @@ func BenchmarkStrictFastPathChecks(b *testing.B) {
 		b.Fatal("no work done")
 	}
 }
+
+// BenchmarkIsCanonicalRecord is the check the signer and the span store
+// make on every record they read: decode, re-encode, compare.
+func BenchmarkIsCanonicalRecord(b *testing.B) {
+	recs := realisticRecords(4096)
+	for i, in := range recs {
+		r, err := Decode(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if recs[i], err = r.Canonical(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	i := 0
+	cpu0 := cpuNs(b)
+	for b.Loop() {
+		if _, ok := IsCanonicalRecord(recs[i%len(recs)]); !ok {
+			b.Fatalf("not canonical: %s", recs[i%len(recs)])
+		}
+		i++
+	}
+	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}

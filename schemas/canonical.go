@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/gowebpki/jcs"
 	"github.com/transparency-dev/merkle/rfc6962"
 )
@@ -26,20 +25,29 @@ func (r *CallRecord) canonicalViaJCS() ([]byte, error) {
 
 // IsCanonicalRecord reports whether data is exactly the canonical form of
 // a call record, and returns the record. The signer checks every message
-// with it: a leaf must be the bytes an auditor re-derives from the record.
+// with it: a leaf must be the bytes an auditor re-derives from the record;
+// the span store and the exporters check every leaf they read.
+//
+// It decodes with Decode's scanner where it can (canonical bytes are
+// what it handles: no escapes but those RFC 8785 writes, plain numbers),
+// JSON v2 otherwise; the scanner decodes what it accepts as JSON v2 does
+// (FuzzDecodeCanonical), and whichever decoded, the record's canonical
+// form must then be data byte for byte.
 func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
 	if !utf8.Valid(data) {
 		return nil, false
 	}
-	var r CallRecord
-	if err := jsonv2.Unmarshal(data, &r, jsonv2.RejectUnknownMembers(true)); err != nil {
-		return nil, false
+	r, ok := decodeScan(data)
+	if !ok {
+		if r, ok = decodeV2(data); !ok {
+			return nil, false
+		}
 	}
 	c, err := r.canonical()
 	if err != nil || !bytes.Equal(c, data) {
 		return nil, false
 	}
-	return &r, true
+	return r, true
 }
 
 // Canonicalize returns the RFC 8785 canonical form of any JSON text. The

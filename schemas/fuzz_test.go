@@ -25,6 +25,23 @@ import (
 // that is not I-JSON (duplicate names, lone surrogates, numbers a double
 // does not hold, over-long fractions), which the fallback rejects, is
 // never taken by the fast path either.
+// isCanonicalViaV2 is IsCanonicalRecord decoding with JSON v2 only: the
+// reference the scanner's use in it is held to.
+func isCanonicalViaV2(data []byte) (*CallRecord, bool) {
+	if !utf8.Valid(data) {
+		return nil, false
+	}
+	r, ok := decodeV2(data)
+	if !ok {
+		return nil, false
+	}
+	c, err := r.canonical()
+	if err != nil || !bytes.Equal(c, data) {
+		return nil, false
+	}
+	return r, true
+}
+
 func FuzzDecodeCanonical(f *testing.F) {
 	for _, s := range []string{
 		fullRecord, minimalRecord, `{}`, `[]`, `null`, `{"record_id":1}`,
@@ -39,7 +56,27 @@ func FuzzDecodeCanonical(f *testing.F) {
 	for _, c := range ijsonCases() {
 		f.Add([]byte(c.in))
 	}
+	// Canonical forms, which IsCanonicalRecord accepts: the seeds above
+	// that are records, and realistic ones.
+	for _, in := range append([][]byte{[]byte(fullRecord), []byte(minimalRecord)}, realisticRecords(4)...) {
+		r, err := Decode(in)
+		if err != nil {
+			f.Fatal(err)
+		}
+		c, err := r.Canonical()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(c)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// IsCanonicalRecord decodes with the scanner where it can: it must
+		// answer as with JSON v2 alone, on every input.
+		got, gotOK := IsCanonicalRecord(data)
+		want, wantOK := isCanonicalViaV2(data)
+		if gotOK != wantOK || gotOK && !reflect.DeepEqual(got, want) {
+			t.Fatalf("IsCanonicalRecord %v %+v, with JSON v2 alone %v %+v:\n%s", gotOK, got, wantOK, want, data)
+		}
 		// The one-pass scanner must agree with JSON v2 on all it accepts;
 		// like the fast path, it is only given valid UTF-8 (Decode's check).
 		valid := utf8.Valid(data)
