@@ -464,6 +464,14 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 		kept := events[:0:0]
 		var unfiltered []DeadLetter
 		for _, e := range events {
+			if e.notRecord != nil {
+				// No route or filter can read it: every sink records it as
+				// a dead letter, so the log and each sink's deliveries and
+				// dead letters still add up.
+				unfiltered = append(unfiltered, DeadLetter{Time: time.Now().UTC(), Sink: spec.Name, LeafIndex: e.Evidence.LeafIndex, Reason: e.notRecord.Error()})
+				log.Warn("leaf dead-lettered", "leaf_index", e.Evidence.LeafIndex, "reason", e.notRecord.Error())
+				continue
+			}
 			if !spec.Route.Match(e.region, e.dataClass) {
 				continue
 			}

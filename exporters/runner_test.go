@@ -372,6 +372,42 @@ func TestRunnerFiltersWithCEL(t *testing.T) {
 	}
 }
 
+// TestRunnerDeadLettersALeafThatIsNotARecord: a leaf in the log that is
+// not a call record (a log written by other software, or by a signer
+// that let one through) is proven like every leaf, then dead-lettered in
+// every sink, routed or not, naming the leaf; delivery goes on past it instead of
+// retrying a read that cannot succeed.
+func TestRunnerDeadLettersALeafThatIsNotARecord(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	l.appendRecords(t, "a", 3, nil, nil)
+	if _, err := l.log.Append(context.Background(), []ledger.Entry{{ID: "not-a-record", Data: []byte(`["record_id","x"]`)}}); err != nil {
+		t.Fatal(err)
+	}
+	l.appendRecords(t, "b", 3, nil, nil)
+	all, eu := &faultSink{}, &faultSink{}
+	state := t.TempDir()
+	startRunner(t, l, state,
+		exporters.SinkSpec{Name: "all", Sink: all, BatchSize: 2},
+		exporters.SinkSpec{Name: "eu", Sink: eu, Route: exporters.Route{Regions: []string{"eu"}}},
+	)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		dl, _ := exporters.ReadDeadLetters(state, "eu")
+		return len(all.leaves()) == 6 && len(eu.leaves()) == 6 && len(dl) == 1
+	}, "six records delivered past the leaf that is not one, which is dead-lettered")
+	for _, got := range [][]uint64{all.leaves(), eu.leaves()} {
+		if want := []uint64{0, 1, 2, 4, 5, 6}; !slices.Equal(got, want) {
+			t.Fatalf("delivered leaves %v, want %v", got, want)
+		}
+	}
+	for _, sink := range []string{"all", "eu"} {
+		dl, err := exporters.ReadDeadLetters(state, sink)
+		if err != nil || len(dl) != 1 || dl[0].LeafIndex != 3 || !strings.Contains(dl[0].Reason, "leaf 3: not a call record") {
+			t.Fatalf("%s: dead letters %+v %v; want leaf 3, not a call record", sink, dl, err)
+		}
+	}
+}
+
 func TestRunnerStopsOnAForkedLog(t *testing.T) {
 	s, v := newKeys(t)
 	dir := t.TempDir()

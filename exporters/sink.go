@@ -35,6 +35,9 @@ type Event struct {
 	// The record's routing fields and start time, read once when the leaf
 	// is read.
 	region, dataClass, tsStart string
+	// notRecord says why a proven leaf is not a call record (the runner
+	// dead-letters it); nil for a record.
+	notRecord error
 }
 
 // StartTime is the call's ts_start (zero when the event was not read from

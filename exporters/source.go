@@ -132,7 +132,6 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 		return nil, fmt.Errorf("compact range [0, %d): %w", from, err)
 	}
 	out := make([]Event, 0, to-from)
-	var badLeaf error
 	for i := from; i < to; {
 		bundleIdx := i / 256
 		b, err := client.GetEntryBundle(ctx, s.fetcher.ReadEntryBundle, bundleIdx, a.TreeSize)
@@ -148,15 +147,17 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 			if err := rng.Append(rfc6962.DefaultHasher.HashLeaf(leaf), nil); err != nil {
 				return nil, err
 			}
+			// A leaf that is not a call record stays an event, marked:
+			// once the batch is proven it is in the log for good, and the
+			// runner dead-letters it rather than retrying a read that can
+			// only fail again (a leaf altered on disk fails the proof).
 			f, err := leafFields(leaf)
-			if err != nil && badLeaf == nil {
-				// Reported once the batch is proven: a leaf altered on
-				// disk is the log's inconsistency, not a bad record.
-				badLeaf = fmt.Errorf("leaf %d: %w", i, err)
+			if err != nil {
+				err = fmt.Errorf("leaf %d: %w", i, err)
 			}
 			out = append(out, Event{
 				Evidence: Evidence{Origin: s.origin, LeafIndex: i, TreeSize: a.TreeSize, RecordID: f.RecordID},
-				Record:   leaf, region: f.Region, dataClass: f.DataClass, tsStart: f.TSStart,
+				Record:   leaf, region: f.Region, dataClass: f.DataClass, tsStart: f.TSStart, notRecord: err,
 			})
 		}
 	}
@@ -168,9 +169,6 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 		if !bytes.Equal(root, a.RootHash) {
 			return nil, fmt.Errorf("%w: leaves [%d, %d) do not give the checkpoint's root at size %d", ErrInconsistent, from, to, a.TreeSize)
 		}
-		if badLeaf != nil {
-			return nil, badLeaf
-		}
 		return out, nil
 	}
 	p, err := s.consistencyProof(ctx, to, a.TreeSize)
@@ -179,9 +177,6 @@ func (s *Source) Read(ctx context.Context, a *Anchor, from, to uint64) ([]Event,
 	}
 	if err := proof.VerifyConsistency(rfc6962.DefaultHasher, to, a.TreeSize, p, root, a.RootHash); err != nil {
 		return nil, fmt.Errorf("%w: leaves [%d, %d) are not the first %d leaves of the checkpoint at size %d: %v", ErrInconsistent, from, to, to, a.TreeSize, err)
-	}
-	if badLeaf != nil {
-		return nil, badLeaf
 	}
 	return out, nil
 }
