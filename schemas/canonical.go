@@ -25,12 +25,12 @@ func (r *CallRecord) canonicalViaJCS() ([]byte, error) {
 
 // IsCanonicalRecord reports whether data is exactly the canonical form of
 // a call record, and returns the record. The signer checks every message
-// with it: a leaf must be the bytes an auditor re-derives from the record;
-// the span store and the exporters check every leaf they read.
+// with it (unless attested by ingest): a leaf must be the bytes an auditor
+// re-derives from the record; the span store checks every leaf it reads.
 //
-// It decodes with Decode's scanner where it can (canonical bytes are
-// what it handles: no escapes but those RFC 8785 writes, plain numbers),
-// JSON v2 otherwise; the scanner decodes what it accepts as JSON v2 does
+// It decodes with Decode's scanner where it can (an ordinary record's
+// canonical bytes are what it handles: strings without escapes, plain
+// numbers), JSON v2 otherwise; the scanner decodes what it accepts as JSON v2 does
 // (FuzzDecodeCanonical), and whichever decoded, the record's canonical
 // form must then be data byte for byte.
 func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
