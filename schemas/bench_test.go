@@ -76,6 +76,22 @@ func realisticRecords(n int) [][]byte {
 	return out
 }
 
+// canonicalForms decodes each record and returns its canonical form.
+func canonicalForms(tb testing.TB, records [][]byte) [][]byte {
+	tb.Helper()
+	out := make([][]byte, len(records))
+	for i, in := range records {
+		r, err := Decode(in)
+		if err != nil {
+			tb.Fatalf("%v\n%s", err, in)
+		}
+		if out[i], err = r.Canonical(); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return out
+}
+
 // BenchmarkDecodeRealistic is Decode plus Canonical of one record, the
 // fast path's work per record at ingest.
 func BenchmarkDecodeRealistic(b *testing.B) {
@@ -151,16 +167,7 @@ func BenchmarkStrictFastPathChecks(b *testing.B) {
 // BenchmarkIsCanonicalRecord is the check the signer and the span store
 // make on every record they read: decode, re-encode, compare.
 func BenchmarkIsCanonicalRecord(b *testing.B) {
-	recs := realisticRecords(4096)
-	for i, in := range recs {
-		r, err := Decode(in)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if recs[i], err = r.Canonical(); err != nil {
-			b.Fatal(err)
-		}
-	}
+	recs := canonicalForms(b, realisticRecords(4096))
 	b.ReportAllocs()
 	i := 0
 	cpu0 := cpuNs(b)

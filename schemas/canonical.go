@@ -30,9 +30,9 @@ func (r *CallRecord) canonicalViaJCS() ([]byte, error) {
 //
 // It decodes with Decode's scanner where it can (an ordinary record's
 // canonical bytes are what it handles: strings without escapes, plain
-// numbers), JSON v2 otherwise; the scanner decodes what it accepts as JSON v2 does
-// (FuzzDecodeCanonical), and whichever decoded, the record's canonical
-// form must then be data byte for byte.
+// numbers), JSON v2 otherwise; the scanner decodes what it accepts as
+// JSON v2 does (FuzzDecodeCanonical), and whichever decoded, the
+// record's canonical form must then be data byte for byte.
 func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
 	if !utf8.Valid(data) {
 		return nil, false

@@ -8,23 +8,6 @@ import (
 	"unicode/utf8"
 )
 
-// FuzzDecodeCanonical checks that the decoder never panics, and that for
-// every record it accepts, the canonical form is stable: decoding it again
-// gives the same canonical bytes, and canonicalising it is a no-op. A leaf
-// hash that depended on anything but the record's content would break
-// every proof.
-//
-// It also holds Decode's two decoders to one reading of every input: the
-// fast path (the scanner, else JSON v2) and the fallback (encoding/json
-// under the JSON Schema validator) agree on accept/reject and on the
-// canonical bytes. The fast path may say "not sure" (its validity checks
-// are conservative), so agreement is: Decode, whichever path answered,
-// accepts exactly what the fallback accepts, with the same bytes; what
-// the fast path accepts the fallback accepts; and for whatever the
-// fallback accepts, the fast decoders decode the same record — so input
-// that is not I-JSON (duplicate names, lone surrogates, numbers a double
-// does not hold, over-long fractions), which the fallback rejects, is
-// never taken by the fast path either.
 // isCanonicalViaV2 is IsCanonicalRecord decoding with JSON v2 only: the
 // reference the scanner's use in it is held to.
 func isCanonicalViaV2(data []byte) (*CallRecord, bool) {
@@ -42,6 +25,23 @@ func isCanonicalViaV2(data []byte) (*CallRecord, bool) {
 	return r, true
 }
 
+// FuzzDecodeCanonical checks that the decoder never panics, and that for
+// every record it accepts, the canonical form is stable: decoding it again
+// gives the same canonical bytes, and canonicalising it is a no-op. A leaf
+// hash that depended on anything but the record's content would break
+// every proof.
+//
+// It also holds Decode's two decoders to one reading of every input: the
+// fast path (the scanner, else JSON v2) and the fallback (encoding/json
+// under the JSON Schema validator) agree on accept/reject and on the
+// canonical bytes. The fast path may say "not sure" (its validity checks
+// are conservative), so agreement is: Decode, whichever path answered,
+// accepts exactly what the fallback accepts, with the same bytes; what
+// the fast path accepts the fallback accepts; and for whatever the
+// fallback accepts, the fast decoders decode the same record — so input
+// that is not I-JSON (duplicate names, lone surrogates, numbers a double
+// does not hold, over-long fractions), which the fallback rejects, is
+// never taken by the fast path either.
 func FuzzDecodeCanonical(f *testing.F) {
 	for _, s := range []string{
 		fullRecord, minimalRecord, `{}`, `[]`, `null`, `{"record_id":1}`,
@@ -58,15 +58,7 @@ func FuzzDecodeCanonical(f *testing.F) {
 	}
 	// Canonical forms, which IsCanonicalRecord accepts: the seeds above
 	// that are records, and realistic ones.
-	for _, in := range append([][]byte{[]byte(fullRecord), []byte(minimalRecord)}, realisticRecords(4)...) {
-		r, err := Decode(in)
-		if err != nil {
-			f.Fatal(err)
-		}
-		c, err := r.Canonical()
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, c := range canonicalForms(f, append([][]byte{[]byte(fullRecord), []byte(minimalRecord)}, realisticRecords(4)...)) {
 		f.Add(c)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
