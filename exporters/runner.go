@@ -463,13 +463,16 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 		}
 		kept := events[:0:0]
 		var unfiltered []DeadLetter
+		deadLetter := func(e Event, reason error) {
+			unfiltered = append(unfiltered, DeadLetter{Time: time.Now().UTC(), Sink: spec.Name, LeafIndex: e.Evidence.LeafIndex, RecordID: e.Evidence.RecordID, Reason: reason.Error()})
+			log.Warn("event dead-lettered", "leaf_index", e.Evidence.LeafIndex, "record_id", e.Evidence.RecordID, "reason", reason.Error())
+		}
 		for _, e := range events {
 			if e.notRecord != nil {
 				// No route or filter can read it: every sink records it as
 				// a dead letter, so the log and each sink's deliveries and
 				// dead letters still add up.
-				unfiltered = append(unfiltered, DeadLetter{Time: time.Now().UTC(), Sink: spec.Name, LeafIndex: e.Evidence.LeafIndex, Reason: e.notRecord.Error()})
-				log.Warn("leaf dead-lettered", "leaf_index", e.Evidence.LeafIndex, "reason", e.notRecord.Error())
+				deadLetter(e, e.notRecord)
 				continue
 			}
 			if !spec.Route.Match(e.region, e.dataClass) {
@@ -478,8 +481,7 @@ func (r *Runner) sinkHeld(ctx context.Context, spec SinkSpec, wake <-chan struct
 			if spec.Route.Filter != nil {
 				ok, err := spec.Route.Filter(e.Record)
 				if err != nil {
-					unfiltered = append(unfiltered, DeadLetter{Time: time.Now().UTC(), Sink: spec.Name, LeafIndex: e.Evidence.LeafIndex, RecordID: e.Evidence.RecordID, Reason: err.Error()})
-					log.Warn("event dead-lettered", "leaf_index", e.Evidence.LeafIndex, "record_id", e.Evidence.RecordID, "reason", err.Error())
+					deadLetter(e, err)
 					continue
 				}
 				if !ok {

@@ -375,8 +375,8 @@ func TestRunnerFiltersWithCEL(t *testing.T) {
 // TestRunnerDeadLettersALeafThatIsNotARecord: a leaf in the log that is
 // not a call record (a log written by other software, or by a signer
 // that let one through) is proven like every leaf, then dead-lettered in
-// every sink, routed or not, naming the leaf; delivery goes on past it instead of
-// retrying a read that cannot succeed.
+// every sink, routed or not, naming the leaf; delivery goes on past it
+// instead of retrying a read that cannot succeed.
 func TestRunnerDeadLettersALeafThatIsNotARecord(t *testing.T) {
 	s, v := newKeys(t)
 	l := openLog(t, t.TempDir(), s, v)
