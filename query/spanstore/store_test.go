@@ -498,28 +498,44 @@ func TestRecentSpansHoldTheLastHours(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The same page from the spans table alone.
-		where, params := []string{"1"}, clickhouse.Parameters{"limit": fmt.Sprint(f.Limit + 1)}
-		if f.Tool != "" {
-			where, params["tool"] = append(where, "tool_name = {tool:String}"), f.Tool
-		}
-		if f.Status != "" {
-			where, params["status"] = append(where, "outcome_status = {status:String}"), f.Status
-		}
-		want, err := s.spansPage(ctx, "{{spans}}", where, params, time.Time{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		want.Spans = want.Spans[:min(len(want.Spans), f.Limit)]
-		ids := func(p *SpanPage) string {
-			var out []string
-			for _, r := range p.Spans {
-				out = append(out, r.RecordID)
-			}
-			return strings.Join(out, ",")
-		}
-		if ids(got) != ids(want) {
-			t.Errorf("%+v: first page %s, from spans %s", f, ids(got), ids(want))
+		want := pageFromSpans(t, s, f)
+		if pageIDs(got) != pageIDs(want) {
+			t.Errorf("%+v: first page %s, from spans %s", f, pageIDs(got), pageIDs(want))
 		}
 	}
+}
+
+// spansWhere is the condition and parameters of f's tool and status
+// filters, as Spans builds them, with f's page size.
+func spansWhere(f SpanFilter) ([]string, clickhouse.Parameters) {
+	where, params := []string{"1"}, clickhouse.Parameters{"limit": fmt.Sprint(f.Limit + 1)}
+	if f.Tool != "" {
+		where, params["tool"] = append(where, "tool_name = {tool:String}"), f.Tool
+	}
+	if f.Status != "" {
+		where, params["status"] = append(where, "outcome_status = {status:String}"), f.Status
+	}
+	return where, params
+}
+
+// pageFromSpans is the first page for f (tool and status filters only)
+// read from the spans table alone, the answer Spans' shortcuts must give.
+func pageFromSpans(t *testing.T, s *Store, f SpanFilter) *SpanPage {
+	t.Helper()
+	where, params := spansWhere(f)
+	p, err := s.spansPage(context.Background(), "{{spans}}", where, params, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Spans = p.Spans[:min(len(p.Spans), f.Limit)]
+	return p
+}
+
+// pageIDs is the record ids of a page, in order.
+func pageIDs(p *SpanPage) string {
+	var out []string
+	for _, r := range p.Spans {
+		out = append(out, r.RecordID)
+	}
+	return strings.Join(out, ",")
 }
