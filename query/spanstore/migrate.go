@@ -114,6 +114,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		"cost_tool_hourly_rollup": "spans_cost_tool_1h",
 		"recent_engine":           "ReplacingMergeTree",
 		"recent":                  "spans_recent",
+		"latest_engine":           "ReplacingMergeTree(leaf_index)",
+		"latest":                  "spans_latest",
 		"plans_sealed_engine":     "AggregatingMergeTree",
 		"plans_open_engine":       "AggregatingMergeTree",
 		"plans_pending_engine":    "MergeTree",
@@ -157,6 +159,8 @@ func DDLVars(cfg Config) (map[string]string, error) {
 		vars["cost_tool_hourly_rollup"] = "spans_cost_tool_1h_all"
 		vars["recent_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans_recent', '{replica}')"
 		vars["recent"] = "spans_recent_all"
+		vars["latest_engine"] = "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/spans_latest', '{replica}', leaf_index)"
+		vars["latest"] = "spans_latest_all"
 		vars["plan_calls"] = "plans_calls_1h_all"
 		vars["failures_rollup"] = "spans_failures_1h_all"
 		for _, t := range []struct{ v, engine, table string }{

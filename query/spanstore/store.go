@@ -158,7 +158,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		"{{onboarding}}", "tool_onboarding"+suffix, "{{cost_rollup}}", "spans_cost_1m"+suffix,
 		"{{plans_rollup}}", "spans_plans_1h"+suffix, "{{cost_tool_rollup}}", "spans_cost_tool_1m"+suffix,
 		"{{cost_workflow_rollup}}", "spans_cost_workflow_1h"+suffix, "{{cost_tool_hourly_rollup}}", "spans_cost_tool_1h"+suffix,
-		"{{recent}}", "spans_recent"+suffix, "{{failures_rollup}}", "spans_failures_1h"+suffix)
+		"{{recent}}", "spans_recent"+suffix, "{{latest}}", "spans_latest"+suffix, "{{failures_rollup}}", "spans_failures_1h"+suffix)
 	var opts *clickhouse.Options
 	if cfg.DSN != "" {
 		o, err := clickhouse.ParseDSN(cfg.DSN)

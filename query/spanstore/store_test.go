@@ -56,7 +56,7 @@ func testStore(t *testing.T) *Store {
 	if err != nil {
 		t.Fatalf("open span store on the embedded engine: %v", err)
 	}
-	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h", "spans_recent",
+	for _, table := range []string{"spans", "spans_latency_1m", "spans_latency_1h", "tool_catalog", "tool_onboarding", "spans_slo_1m", "slo_objectives", "spans_cost_1m", "spans_plans_1h", "spans_cost_tool_1m", "spans_cost_workflow_1h", "spans_cost_tool_1h", "spans_recent", "spans_latest",
 		"plans_sealed_1h", "plans_open_1h", "plans_pending", "plans_seal_state", "plans_seal_scratch", "plans_seal_marks",
 		"plans_calls_1h", "spans_failures_1h"} {
 		if err := s.conn.Exec(context.Background(), "TRUNCATE TABLE "+table); err != nil {
@@ -201,6 +201,13 @@ func TestClusterDDLParses(t *testing.T) {
 				}
 			case strings.HasPrefix(st, "INSERT INTO"):
 				// The backfill reads and writes the whole cluster.
+				if strings.Contains(st, "INSERT INTO spans_latest_all") {
+					// Its target keeps one row per slot: no FINAL needed.
+					if !strings.Contains(st, "FROM spans_all") {
+						t.Fatalf("cluster backfill does not go through the Distributed tables:\n%s", st)
+					}
+					break
+				}
 				if !strings.Contains(st, "INSERT INTO spans_latency_1m_all") && !strings.Contains(st, "INSERT INTO spans_latency_1h_all") &&
 					!strings.Contains(st, "INSERT INTO tool_onboarding_all") && !strings.Contains(st, "INSERT INTO spans_cost_1m_all") &&
 					!strings.Contains(st, "INSERT INTO spans_plans_1h_all") && !strings.Contains(st, "INSERT INTO spans_cost_tool_1m_all") &&
@@ -227,12 +234,12 @@ func TestClusterDDLParses(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range lms {
-		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 || m.version == 31 || m.version == 35 {
+		if m.version == 2 || m.version == 4 || m.version == 7 || m.version == 9 || m.version == 10 || m.version == 13 || m.version == 15 || m.version == 19 || m.version == 22 || m.version == 25 || m.version == 28 || m.version == 31 || m.version == 35 || m.version == 40 {
 			t.Fatalf("single-node migrations include the cluster-only %04d_%s", m.version, m.name)
 		}
 	}
-	if len(lms) != len(ms)-13 {
-		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the thirteen Distributed-table ones apart", len(lms), len(ms))
+	if len(lms) != len(ms)-14 {
+		t.Fatalf("%d single-node migrations, %d cluster ones: want exactly the fourteen Distributed-table ones apart", len(lms), len(ms))
 	}
 	if _, err := DDLVars(Config{RetentionDays: 30, Cluster: "x; DROP"}); err == nil {
 		t.Fatal("a cluster name with SQL in it was accepted")
@@ -502,6 +509,97 @@ func TestRecentSpansHoldTheLastHours(t *testing.T) {
 		if pageIDs(got) != pageIDs(want) {
 			t.Errorf("%+v: first page %s, from spans %s", f, pageIDs(got), pageIDs(want))
 		}
+	}
+}
+
+// TestLatestSpansHoldTheNewestLeaves: spans_latest holds the newest leaf
+// of each of its 4096 slots — inserted through its view or by its
+// backfill (migration 0041) — and when no call started in the last hour
+// a first page is read from it only when spans proves it whole: never
+// when a call that started later lost its slot to a newer leaf, nor when
+// a filter leaves fewer than a page; either way the page is the one the
+// spans table gives.
+func TestLatestSpansHoldTheNewestLeaves(t *testing.T) {
+	ctx := context.Background()
+	s := testStore(t)
+	now := time.Now().UTC()
+	const n = 10000
+	var spans []Span
+	for i := 0; i < n; i++ {
+		// Started 6 to 3.2 hours ago, in leaf order.
+		sp := span(fmt.Sprintf("l-%05d", i), []string{"a", "b"}[i%2], "g", now.Add(-6*time.Hour+time.Duration(i)*time.Second), time.Millisecond, uint64(i))
+		if i%1000 == 999 {
+			sp.Record.Outcome = schemas.Outcome{Status: schemas.StatusToolError, ErrorCode: "E1"}
+		}
+		spans = append(spans, sp)
+	}
+	insert := func(sp []Span) {
+		t.Helper()
+		if err := s.Insert(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func(upTo uint64) {
+		t.Helper()
+		var rows, oldest uint64
+		if err := s.queryRow(ctx, `SELECT count(), min(leaf_index) FROM spans_latest FINAL`).Scan(&rows, &oldest); err != nil {
+			t.Fatal(err)
+		}
+		if rows != 4096 || oldest != upTo-4096 {
+			t.Fatalf("spans_latest holds %d leaves from %d, want 4096 from %d", rows, oldest, upTo-4096)
+		}
+	}
+	// Half in one insert through the view (more than it keeps), then
+	// again by the backfill, then the rest in inserts of 700.
+	insert(spans[:n/2])
+	held(n / 2)
+	rerunBackfill(t, s, []string{"spans_latest"}, 41)
+	held(n / 2)
+	for i := n / 2; i < n; i += 700 {
+		insert(spans[i:min(i+700, n)])
+	}
+	held(n)
+	check := func(when string, f SpanFilter, fromLatest bool) {
+		t.Helper()
+		where, params := spansWhere(f)
+		latest, err := s.latestPage(ctx, where, params, f.Limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (latest != nil) != fromLatest {
+			t.Errorf("%s, %+v: page from spans_latest %v, want %v", when, f, latest != nil, fromLatest)
+		}
+		got, err := s.Spans(ctx, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := pageFromSpans(t, s, f); pageIDs(got) != pageIDs(want) {
+			t.Errorf("%s, %+v: first page %s, from spans %s", when, f, pageIDs(got), pageIDs(want))
+		}
+	}
+	for _, c := range []struct {
+		f          SpanFilter
+		fromLatest bool
+	}{
+		{SpanFilter{Limit: 100}, true},
+		{SpanFilter{Limit: MaxPage}, true},
+		{SpanFilter{Limit: 10, Tool: "b"}, true},
+		// Four errors among the newest leaves: not a page of 10.
+		{SpanFilter{Limit: 10, Status: "tool_error"}, false},
+	} {
+		check("leaves in start order", c.f, c.fromLatest)
+	}
+	// A call of another log that started after all of them, with a leaf
+	// index whose slot holds a newer leaf of the first log: the first
+	// page starts with it, which only spans knows.
+	late := span("late", "a", "g", now.Add(-90*time.Minute), time.Millisecond, 100)
+	late.LogOrigin = "other.proofline/log"
+	insert([]Span{late})
+	for _, f := range []SpanFilter{{Limit: 100}, {Limit: 10, Tool: "a"}} {
+		check("a late call", f, false)
+	}
+	if p, err := s.Spans(ctx, SpanFilter{Limit: 1}); err != nil || len(p.Spans) != 1 || p.Spans[0].RecordID != "late" {
+		t.Fatalf("first page after a late call: %+v, %v", p, err)
 	}
 }
 
