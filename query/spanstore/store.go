@@ -179,6 +179,14 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			Protocol:      clickhouse.HTTP,
 			Addr:          []string{"chdb.embedded:8123"},
 			TransportFunc: func(*http.Transport) (http.RoundTripper, error) { return eng.Transport(), nil },
+			// The engine compiles an expression to machine code (LLVM)
+			// once it has seen it a few times, inside the query that
+			// does: at 10M spans the 2nd and 4th plans KPI of a new
+			// process took 130–210 and 200–380 ms instead of 75–90, and
+			// the compiled code bought nothing measurable afterwards
+			// (bench/RESULTS 2026-12-03 13:45). A ClickHouse server
+			// (DSN) keeps the settings its operator chose.
+			Settings: clickhouse.Settings{"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0},
 		}
 	}
 	conn, err := clickhouse.Open(opts)
