@@ -184,7 +184,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			// does: at 10M spans the 2nd and 4th plans KPI of a new
 			// process took 130–210 and 200–380 ms instead of 75–90, and
 			// the compiled code bought nothing measurable afterwards
-			// (bench/RESULTS 2026-12-03 13:45). A ClickHouse server
+			// (bench/RESULTS 2026-12-03 13:24). A ClickHouse server
 			// (DSN) keeps the settings its operator chose.
 			Settings: clickhouse.Settings{"compile_expressions": 0, "compile_aggregate_expressions": 0, "compile_sort_description": 0},
 		}
