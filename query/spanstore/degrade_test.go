@@ -208,6 +208,29 @@ func TestRetentionFollowsConfig(t *testing.T) {
 		if err != nil || got != days {
 			t.Fatalf("--retention-days %d: the table's TTL is %d days (%v)", days, got, err)
 		}
+		// Every table kept for days — the rollups and plan tables too.
+		rows, err := s.conn.Query(ctx, `SELECT name FROM system.tables
+			WHERE database = currentDatabase() AND match(create_table_query, 'TTL .*toIntervalDay') ORDER BY name`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		for rows.Next() {
+			var table string
+			if err := rows.Scan(&table); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			if _, got, err := s.tableRetention(ctx, table); err != nil || got != days {
+				t.Errorf("--retention-days %d: the TTL of %s is %d days (%v)", days, table, got, err)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if n < 14 {
+			t.Fatalf("%d tables kept for days, want spans, spans_latest and 12 rollup and plan tables", n)
+		}
 	}
 }
 

@@ -238,45 +238,96 @@ func (s *Store) Migrate(ctx context.Context) error {
 	return s.applyRetention(ctx, vars)
 }
 
-// ttlDaysRE finds the spans table's TTL in its CREATE statement, as
-// ClickHouse normalises it (toIntervalDay(N)) or as written.
-var ttlDaysRE = regexp.MustCompile(`(?i)TTL\s+toDateTime\(ts_start\)\s*\+\s*(?:toIntervalDay\((\d+)\)|INTERVAL\s+(\d+)\s+DAY)`)
+// ttlDaysRE finds a table's retention TTL in its CREATE statement, as
+// ClickHouse normalises it (toIntervalDay(N)) or as written: the
+// expression it counts from, and the days.
+var ttlDaysRE = regexp.MustCompile(`(?i)\bTTL\s+(.+?)\s*\+\s*(?:toIntervalDay\((\d+)\)|INTERVAL\s+(\d+)\s+DAY)`)
 
-// applyRetention makes the existing spans table's TTL follow
-// RetentionDays. The TTL is written by migration 0001 when the table is
-// made; without this a later --retention-days would be ignored for good.
-// ClickHouse removes expired parts on its own once the TTL is changed
-// (ttl_only_drop_parts: whole days at a time).
+// createTableRE names the table a CREATE TABLE statement makes.
+var createTableRE = regexp.MustCompile(`(?is)^\s*CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+(\w+)`)
+
+// retentionTables are the tables whose TTL is --retention-days: those a
+// migration creates with {{retention_days}} in the statement (spans and
+// the rollups and plan tables made from it), so a new one follows
+// without a list to keep.
+func retentionTables() ([]string, error) {
+	entries, err := fs.ReadDir(schemas.ClickHouseMigrations, "clickhouse")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		raw, err := fs.ReadFile(schemas.ClickHouseMigrations, path.Join("clickhouse", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		for _, st := range splitStatements(string(raw)) {
+			if m := createTableRE.FindStringSubmatch(st); m != nil && strings.Contains(st, "{{retention_days}}") {
+				out = append(out, m[1])
+			}
+		}
+	}
+	return out, nil
+}
+
+// applyRetention makes the TTL of every existing retention table follow
+// RetentionDays. The TTLs are written by the migrations when the tables
+// are made; without this a later --retention-days would be ignored for
+// good. Each table is compared on its own, so a start that stopped
+// halfway is finished by the next. ClickHouse removes expired parts on
+// its own once the TTL is changed (ttl_only_drop_parts: whole days or
+// hours at a time).
 func (s *Store) applyRetention(ctx context.Context, vars map[string]string) error {
-	days, err := s.RetentionDays(ctx)
+	tables, err := retentionTables()
 	if err != nil {
 		return err
 	}
-	if days == s.cfg.RetentionDays {
-		return nil
+	for _, table := range tables {
+		from, days, err := s.tableRetention(ctx, table)
+		if err != nil {
+			return err
+		}
+		if days == s.cfg.RetentionDays {
+			continue
+		}
+		if from == "" {
+			// Made by hand or by a build that wrote no TTL: say so,
+			// and serve; refusing to start would help nobody.
+			s.log.WarnContext(ctx, "table has no retention TTL to change", "table", table, "want_days", s.cfg.RetentionDays)
+			continue
+		}
+		// The table is one of the migrations' and the expression is the
+		// engine's own rendering of the TTL they wrote: no user input.
+		if err := s.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s %s MODIFY TTL %s + INTERVAL %d DAY DELETE`,
+			table, vars["on_cluster"], from, s.cfg.RetentionDays)); err != nil {
+			return fmt.Errorf("set %s retention to %d days: %w", table, s.cfg.RetentionDays, err)
+		}
+		s.log.InfoContext(ctx, "retention changed", "table", table, "from_days", days, "to_days", s.cfg.RetentionDays)
 	}
-	if err := s.conn.Exec(ctx, fmt.Sprintf(`ALTER TABLE spans %s MODIFY TTL toDateTime(ts_start) + INTERVAL %d DAY DELETE`,
-		vars["on_cluster"], s.cfg.RetentionDays)); err != nil {
-		return fmt.Errorf("set span retention to %d days: %w", s.cfg.RetentionDays, err)
-	}
-	s.log.InfoContext(ctx, "span retention changed", "from_days", days, "to_days", s.cfg.RetentionDays)
 	return nil
 }
 
 // RetentionDays reads the spans table's TTL in days from ClickHouse (0
 // when it has none).
 func (s *Store) RetentionDays(ctx context.Context) (int, error) {
+	_, days, err := s.tableRetention(ctx, "spans")
+	return days, err
+}
+
+// tableRetention reads a table's retention TTL: the expression it
+// counts from and its days ("", 0 when it has none).
+func (s *Store) tableRetention(ctx context.Context, table string) (from string, days int, err error) {
 	var create string
 	if err := s.conn.QueryRow(ctx, `SELECT create_table_query FROM system.tables
-		WHERE database = currentDatabase() AND name = 'spans'`).Scan(&create); err != nil {
-		return 0, fmt.Errorf("read the spans table's TTL: %w", err)
+		WHERE database = currentDatabase() AND name = ?`, table).Scan(&create); err != nil {
+		return "", 0, fmt.Errorf("read the TTL of %s: %w", table, err)
 	}
 	m := ttlDaysRE.FindStringSubmatch(create)
 	if m == nil {
-		return 0, nil
+		return "", 0, nil
 	}
-	n, _ := strconv.Atoi(m[1] + m[2])
-	return n, nil
+	days, _ = strconv.Atoi(m[2] + m[3])
+	return m[1], days, nil
 }
 
 func migrationsEngine(cfg Config) string {

@@ -8,7 +8,7 @@
 -- against spans that a page read here is exactly the page spans gives
 -- (no other span at or after its oldest start) and reads spans when it
 -- is not, so a late call, a gap in the leaves, or a span gone from spans
--- costs time, never a wrong page.
+-- costs time, never a wrong page. Kept no longer than the spans.
 --
 -- The view writes a block's 4096 newest leaves (the others cannot be the
 -- newest of their slot when the block's leaves run on). Its columns are
@@ -16,7 +16,8 @@
 -- migration that changes spans' columns changes all three.
 CREATE TABLE IF NOT EXISTS spans_latest {{on_cluster}} AS spans
 ENGINE = {{latest_engine}}
-ORDER BY leaf_index % 4096;
+ORDER BY leaf_index % 4096
+TTL toDateTime(ts_start) + INTERVAL {{retention_days}} DAY DELETE;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS spans_latest_mv {{on_cluster}} TO spans_latest AS
 SELECT * FROM spans ORDER BY leaf_index DESC LIMIT 4096;
