@@ -46,14 +46,22 @@ type defFile struct {
 	Constraints map[string][]string        `json:"constraints"`
 }
 
+// schemaRoot finds the snapshot: OCSF_SCHEMA_DIR when set (a clone that
+// is not beside shared/), else shared/ocsf-schema beside the repository.
 func schemaRoot(t *testing.T) string {
 	t.Helper()
+	if dir := os.Getenv("OCSF_SCHEMA_DIR"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "dictionary.json")); err != nil {
+			t.Fatalf("OCSF_SCHEMA_DIR=%s is not an OCSF schema snapshot: %v", dir, err)
+		}
+		return dir
+	}
 	for _, p := range []string{"../../../shared/ocsf-schema", "../../../../shared/ocsf-schema"} {
 		if _, err := os.Stat(filepath.Join(p, "dictionary.json")); err == nil {
 			return p
 		}
 	}
-	t.Fatal("the OCSF schema snapshot (shared/ocsf-schema beside the repository) is missing")
+	t.Fatal("the OCSF schema snapshot is missing: shared/ocsf-schema beside the repository, or OCSF_SCHEMA_DIR")
 	return ""
 }
 
