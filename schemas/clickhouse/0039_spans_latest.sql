@@ -1,5 +1,5 @@
 -- The newest spans by leaf index, for the first page of /v1/spans when
--- no call started in the last hour (spans_recent holds none): spans is
+-- less than a page started in the last hour (from spans_recent): spans is
 -- sorted by tool first, so the newest hour there is a granule of every
 -- column per tool (at 10M spans 75–90 ms for a page of 100), while this
 -- table is at most 4096 rows, one per slot (leaf_index % 4096): the
