@@ -288,4 +288,16 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code, _ := s.get(q, "/v1/kpi/latency?window=soon"); code != http.StatusBadRequest {
 		t.Fatalf("window=soon: %d, want 400", code)
 	}
+	// Times the engine cannot hold, or the zero time (which would read
+	// as "now"), are the caller's error, not a 500 or a wrong answer.
+	for _, path := range []string{
+		"/v1/spans?from=9999-12-31T00:00:00Z",
+		"/v1/kpi/latency?from=9999-12-31T23:00:00Z&to=9999-12-31T23:59:00Z",
+		"/v1/kpi/errorbudget?at=0001-01-01T00:00:00Z",
+		"/v1/kpi/cost?at=1969-12-31T00:00:00Z",
+	} {
+		if code, raw := s.get(q, path); code != http.StatusBadRequest || !strings.Contains(string(raw), "from 1970 to 2100") {
+			t.Fatalf("%s: %d %s, want 400 naming the range", path, code, raw)
+		}
+	}
 }

@@ -32,19 +32,34 @@ func parseWindow(s string, def time.Duration) (time.Duration, error) {
 	return w, nil
 }
 
+// parseTime reads a request's time parameter: RFC 3339, from 1970 to
+// 2100. The engine's DateTime, which the rollups use, holds 1970 to 2106
+// and its DateTime64 ends in 2262, and no call is older than 1970:
+// outside, a query would fail (a 500) or the zero time read as unset.
+func parseTime(name, v string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return t, fmt.Errorf("%s must be an RFC 3339 time", name)
+	}
+	if t.Before(time.Unix(0, 0)) || !t.Before(time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		return t, fmt.Errorf("%s must be a time from 1970 to 2100", name)
+	}
+	return t.UTC(), nil
+}
+
 // timeRange is [from, to) of a KPI request: RFC 3339 from and to, either
 // defaulting from the other and the window (to: now).
 func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err error) {
 	to = time.Now().UTC()
 	if toS != "" {
-		if to, err = time.Parse(time.RFC3339Nano, toS); err != nil {
-			return from, to, errors.New("to must be an RFC 3339 time")
+		if to, err = parseTime("to", toS); err != nil {
+			return from, to, err
 		}
 	}
 	from = to.Add(-window)
 	if fromS != "" {
-		if from, err = time.Parse(time.RFC3339Nano, fromS); err != nil {
-			return from, to, errors.New("from must be an RFC 3339 time")
+		if from, err = parseTime("from", fromS); err != nil {
+			return from, to, err
 		}
 	}
 	if !from.Before(to) {
@@ -85,11 +100,7 @@ func atOf(q url.Values) (time.Time, error) {
 	if v == "" {
 		return time.Now().UTC(), nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return t, errors.New("at must be an RFC 3339 time")
-	}
-	return t.UTC(), nil
+	return parseTime("at", v)
 }
 
 // kpiLatency serves p50/p95/p99 latency per tool or tool group, over a
@@ -176,9 +187,9 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 	}
 	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
 		if v := q.Get(name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
+			t, err := parseTime(name, v)
 			if err != nil {
-				httpx.WriteError(w, http.StatusBadRequest, name+" must be an RFC 3339 time")
+				httpx.WriteError(w, http.StatusBadRequest, err.Error())
 				return
 			}
 			*dst = t
