@@ -51,8 +51,11 @@ type SpanRow struct {
 	ErrorMessage   string    `json:"error_message"`
 	PolicyDecision string    `json:"policy_decision"`
 	CostAmount     float64   `json:"cost_amount"`
-	WorkflowID     string    `json:"workflow_id"`
-	PlanID         string    `json:"plan_id"`
+	// CostCurrency is the cost's ISO 4217 code; empty when the record
+	// gave none (such amounts are kept apart from every currency's).
+	CostCurrency string `json:"cost_currency"`
+	WorkflowID   string `json:"workflow_id"`
+	PlanID       string `json:"plan_id"`
 	// ElevationScopes and ElevationApprover are the call's elevation
 	// (empty without one).
 	ElevationScopes   []string `json:"elevation_scopes"`
@@ -291,7 +294,7 @@ func (s *Store) spansPage(ctx context.Context, table string, where []string, par
 		params["probe"] = lower.Format(tsFmt)
 	}
 	q := `SELECT record_id, ts_start, ts_end, latency_us / 1000, actor_id, tool_name, tool_server, tool_group, trace_id, span_id,
-		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, workflow_id, plan_id, elevation_scopes, elevation_approver, log_origin, leaf_index
+		parent_span_id, outcome_status, error_code, error_message, policy_decision, cost_amount, cost_currency, workflow_id, plan_id, elevation_scopes, elevation_approver, log_origin, leaf_index
 	FROM ` + table + ` FINAL WHERE ` + strings.Join(where, " AND ") + `
 	ORDER BY ts_start DESC, record_id DESC LIMIT {limit:UInt32}`
 	rows, err := s.query(clickhouse.Context(ctx, clickhouse.WithParameters(params)), q)
@@ -303,7 +306,7 @@ func (s *Store) spansPage(ctx context.Context, table string, where []string, par
 	for rows.Next() {
 		var r SpanRow
 		if err := rows.Scan(&r.RecordID, &r.TSStart, &r.TSEnd, &r.LatencyMs, &r.ActorID, &r.Tool, &r.ToolServer, &r.ToolGroup, &r.TraceID, &r.SpanID,
-			&r.ParentSpanID, &r.Status, &r.ErrorCode, &r.ErrorMessage, &r.PolicyDecision, &r.CostAmount, &r.WorkflowID, &r.PlanID, &r.ElevationScopes, &r.ElevationApprover, &r.LogOrigin, &r.LeafIndex); err != nil {
+			&r.ParentSpanID, &r.Status, &r.ErrorCode, &r.ErrorMessage, &r.PolicyDecision, &r.CostAmount, &r.CostCurrency, &r.WorkflowID, &r.PlanID, &r.ElevationScopes, &r.ElevationApprover, &r.LogOrigin, &r.LeafIndex); err != nil {
 			return nil, err
 		}
 		if r.ElevationScopes == nil {

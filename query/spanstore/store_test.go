@@ -372,6 +372,7 @@ func TestSpansPagingAndFilters(t *testing.T) {
 	failed.Trace.ParentSpanID = "00f067aa0ba902b7"
 	failed.Outcome = schemas.Outcome{Status: schemas.StatusToolError, ErrorCode: "E42", ErrorMessage: "ticket not found"}
 	failed.PlanID = "plan-7"
+	failed.Cost = &schemas.Cost{Amount: 0.5, Currency: "EUR"}
 	// Two calls under an elevation, one of them approved by bob.
 	spans[3].Record.Elevation = &schemas.Elevation{Scopes: []string{"payments:write"}, Approver: "bob", Reason: "INC-7"}
 	spans[4].Record.Elevation = &schemas.Elevation{Scopes: []string{"tickets:admin"}}
@@ -405,7 +406,7 @@ func TestSpansPagingAndFilters(t *testing.T) {
 		t.Fatalf("by trace id: %+v %v", p, err)
 	}
 	if r := p.Spans[0]; r.ToolServer != "jira-mcp" || r.ParentSpanID != "00f067aa0ba902b7" || r.Status != "tool_error" ||
-		r.ErrorCode != "E42" || r.ErrorMessage != "ticket not found" || r.PlanID != "plan-7" {
+		r.ErrorCode != "E42" || r.ErrorMessage != "ticket not found" || r.PlanID != "plan-7" || r.CostAmount != 0.5 || r.CostCurrency != "EUR" {
 		t.Fatalf("the failed call's row: %+v", r)
 	}
 	yes, no := true, false
