@@ -250,14 +250,15 @@ func TestClusterDDLParses(t *testing.T) {
 }
 
 // TestSpansPagesOverTime: the first page looks at the last hour, day and
-// week before the whole table; spans spread over a month still come in
-// order, each once, whatever the page size, with from/to and with a
-// filter that only old spans match.
+// week before the whole table; spans spread over a month — and two that
+// start after now, as a producer whose clock runs ahead sends them —
+// still come in order, each once, whatever the page size, with from/to
+// and with a filter that only old spans match.
 func TestSpansPagesOverTime(t *testing.T) {
 	ctx := context.Background()
 	s := testStore(t)
 	now := time.Now().UTC()
-	ages := []time.Duration{10 * time.Minute, 50 * time.Minute, 3 * time.Hour, 2 * 24 * time.Hour, 6 * 24 * time.Hour, 9 * 24 * time.Hour, 30 * 24 * time.Hour}
+	ages := []time.Duration{-2 * time.Hour, -20 * time.Minute, 10 * time.Minute, 50 * time.Minute, 3 * time.Hour, 2 * 24 * time.Hour, 6 * 24 * time.Hour, 9 * 24 * time.Hour, 30 * 24 * time.Hour}
 	var spans []Span
 	var all []string
 	for i, age := range ages {
@@ -279,9 +280,10 @@ func TestSpansPagesOverTime(t *testing.T) {
 		{SpanFilter{Limit: 2}, all},
 		{SpanFilter{Limit: 3}, all},
 		{SpanFilter{Limit: 100}, all},
-		{SpanFilter{Limit: 2, Tool: "old"}, all[3:]},
-		{SpanFilter{Limit: 2, From: now.Add(-7 * 24 * time.Hour), To: now.Add(-time.Hour)}, all[2:5]},
-		{SpanFilter{Limit: 1, To: now.Add(-8 * 24 * time.Hour)}, all[5:]},
+		{SpanFilter{Limit: 2, Tool: "old"}, all[5:]},
+		{SpanFilter{Limit: 1, Tool: "recent"}, all[:5]},
+		{SpanFilter{Limit: 2, From: now.Add(-7 * 24 * time.Hour), To: now.Add(-time.Hour)}, all[4:7]},
+		{SpanFilter{Limit: 1, To: now.Add(-8 * 24 * time.Hour)}, all[7:]},
 	} {
 		if got := pageAll(t, s, c.f); strings.Join(got, ",") != strings.Join(c.want, ",") {
 			t.Errorf("%+v: paged %v, want %v", c.f, got, c.want)
