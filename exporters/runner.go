@@ -161,6 +161,13 @@ func New(cfg Config) (*Runner, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Each sink's counters exist at 0 from the start: a series that
+	// first appears at 1 is no increase to Prometheus, and the first
+	// dead letters after a restart would raise no alert.
+	for _, spec := range cfg.Sinks {
+		m.delivered.WithLabelValues(spec.Name)
+		m.deadLettered.WithLabelValues(spec.Name)
+	}
 	return &Runner{cfg: cfg, log: cfg.Logger, m: m}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/proofline/proofline/exporters"
@@ -553,5 +554,46 @@ func TestSourceReadsConcurrently(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
+	}
+}
+
+// TestSinkCountersStartAtZero: every sink's delivered and dead-letter
+// counters exist at 0 from the start, so the first dead letters after a
+// restart are an increase that `increase(...[1h]) > 0` (the shipped
+// ExportDeadLetters rule) sees, not a series that appears at 1.
+func TestSinkCountersStartAtZero(t *testing.T) {
+	s, v := newKeys(t)
+	l := openLog(t, t.TempDir(), s, v)
+	st, err := exporters.OpenStateDir(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := exporters.New(exporters.Config{
+		Source: exporters.NewFileSource(l.log.TilesDir(), l.v), State: st, Registerer: reg,
+		Sinks: []exporters.SinkSpec{{Name: "splunk", Sink: &faultSink{}}, {Name: "siem-eu", Sink: &faultSink{}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "sink" && m.GetCounter() != nil {
+					got[mf.GetName()+"/"+lp.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	for _, name := range []string{"proofline_export_delivered_total", "proofline_export_deadlettered_total"} {
+		for _, sink := range []string{"splunk", "siem-eu"} {
+			if v, ok := got[name+"/"+sink]; !ok || v != 0 {
+				t.Errorf("%s{sink=%q}: present %v, value %v; want 0 from the start", name, sink, ok, v)
+			}
+		}
 	}
 }
