@@ -20,8 +20,8 @@ import (
 
 // cmdReport writes the weekly SRE report of a running server: the KPI
 // API's answers for one ISO week (totals and per-day series), the SLOs
-// and cost as they stood at the week's end, and the log's state, as one
-// self-contained HTML file.
+// and cost as they stood at the week's end (or now, for the week under
+// way), and the log's state, as one self-contained HTML file.
 func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("report", stderr)
 	server := fs.String("server", "http://127.0.0.1:7600", "proofline server URL")
@@ -42,8 +42,18 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		week = w
 	}
-	d := report.Data{Week: week, Generated: time.Now().UTC(), Server: *server}
-	rng := url.Values{"from": {week.From.Format(time.RFC3339)}, "to": {week.To.Format(time.RFC3339)}, "step": {"24h"}}
+	now := time.Now().UTC()
+	if !week.From.Before(now) {
+		return fmt.Errorf("%w: week %s has not started", errUsage, week.Label)
+	}
+	d := report.Data{Week: week, Generated: now, Server: *server}
+	// A week not over yet is reported up to now, and says so: as of its
+	// end, the SLOs and cost would read as a future nobody has seen.
+	end := week.To
+	if end.After(now) {
+		end, d.Until = now, now
+	}
+	rng := url.Values{"from": {week.From.Format(time.RFC3339)}, "to": {end.Format(time.RFC3339Nano)}, "step": {"24h"}}
 	get := func(path string, q url.Values, v any) error {
 		raw, err := apiGet(ctx, *server, path+"?"+q.Encode(), *token)
 		if err != nil {
@@ -72,7 +82,7 @@ func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	d.Latency, d.LatencyDays = lat.Rows, lat.Series
-	at := url.Values{"at": {week.To.Format(time.RFC3339)}}
+	at := url.Values{"at": {end.Format(time.RFC3339Nano)}}
 	var eb struct {
 		SLOs   []spanstore.BudgetRow  `json:"slos"`
 		Series []spanstore.BurnSeries `json:"series"`

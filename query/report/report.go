@@ -71,10 +71,14 @@ type Data struct {
 	Week      Week
 	Generated time.Time
 	Server    string
+	// Until is where the data ends when the week was not over (a
+	// partial week); zero for a whole week.
+	Until time.Time
 
 	Latency     []spanstore.LatencyRow
 	LatencyDays []spanstore.LatencySeries
-	// Budgets are the SLOs as they stood at the week's end; nil without
+	// Budgets are the SLOs as they stood at the week's end (Until for a
+	// partial week); nil without
 	// SLOs.
 	Budgets    []spanstore.BudgetRow
 	Burn       []spanstore.BurnSeries
@@ -314,6 +318,9 @@ th:first-child,td:first-child{text-align:left}.meta{color:#666;font-size:.9em}.b
 <h1>proofline weekly report — %s</h1>
 `, esc(v.Week.Label), esc(v.Week.Label))
 	f(`<p class="meta">%s to %s (UTC, the end excluded) · made %s`, date(v.Week.From), date(v.Week.To), stamp(v.Generated))
+	if !v.Until.IsZero() {
+		f(` · <strong id="partial">partial week: data up to %s</strong>`, stamp(v.Until))
+	}
 	if v.Server != "" {
 		f(` from %s`, esc(v.Server))
 	}

@@ -131,3 +131,23 @@ func TestRenderIsSelfContained(t *testing.T) {
 		t.Error("a tool name from the data is not escaped")
 	}
 }
+
+// TestRenderMarksAPartialWeek: a week reported before its end says where
+// its data stops; a whole week says nothing of the kind.
+func TestRenderMarksAPartialWeek(t *testing.T) {
+	w, _ := ParseWeek("2026-W49")
+	until := w.From.Add(58*time.Hour + 30*time.Minute)
+	for _, c := range []struct {
+		until time.Time
+		want  bool
+	}{{until, true}, {time.Time{}, false}} {
+		var buf bytes.Buffer
+		if err := Render(&buf, Data{Week: w, Generated: w.From.Add(59 * time.Hour), Until: c.until}); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(buf.String(), "partial week: data up to 2026-12-02T10:30:00Z")
+		if got != c.want || strings.Contains(buf.String(), "partial week") != c.want {
+			t.Errorf("until %v: marked partial %v, want %v", c.until, got, c.want)
+		}
+	}
+}
