@@ -305,4 +305,20 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 			t.Fatalf("%s: %d %s, want 400 naming the range", path, code, raw)
 		}
 	}
+	// A misspelt or misplaced parameter is refused, not ignored (the
+	// answer would look like one for the filter asked).
+	for path, want := range map[string]string{
+		"/v1/spans?toool=kpi-search":                                  `unknown parameter \"toool\"`,
+		"/v1/kpi/cost?currency=EUR":                                   `unknown parameter \"currency\"`,
+		"/v1/kpi/onboarding?tool=x":                                   `unknown parameter \"tool\"`,
+		"/v1/spans?status=bogus":                                      "status must be one of",
+		"/v1/spans?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z": "from must be before to",
+		"/v1/kpi/errorbudget?from=2026-11-01T00:00:00Z":               "add step",
+		"/v1/kpi/plans?to=2026-11-01T00:00:00Z":                       "add step",
+		"/v1/kpi/latency?step=0":                                      `step \"0\"`,
+	} {
+		if code, raw := s.get(q, path); code != http.StatusBadRequest || !strings.Contains(string(raw), want) {
+			t.Errorf("%s: %d %s, want 400 with %s", path, code, raw, want)
+		}
+	}
 }

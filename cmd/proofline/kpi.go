@@ -39,13 +39,23 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	q := url.Values{"by": {*by}}
-	// Unset, the server's default for the KPI applies, so the CLI and the
-	// API answer the same question.
+	// Each KPI gets only the parameters it takes (the API refuses
+	// others). Unset, the server's default for the KPI applies, so the
+	// CLI and the API answer the same question.
+	q := url.Values{}
+	if kind == "latency" {
+		q.Set("by", *by)
+	}
 	if *window != "" {
+		if kind != "latency" && kind != "plans" {
+			return fmt.Errorf("%w: --window is not for kpi %s (its totals are as of --at; --from --to --step for a series)", errUsage, kind)
+		}
 		q.Set("window", *window)
 	}
 	if *exact {
+		if kind != "latency" {
+			return fmt.Errorf("%w: --exact is only for kpi latency", errUsage)
+		}
 		q.Set("exact", "true")
 	}
 	for k, v := range map[string]string{"from": *from, "to": *to, "step": *step, "at": *at} {

@@ -6,9 +6,12 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proofline/proofline/internal/auth"
@@ -78,13 +81,13 @@ func NewMux(d Deps) http.Handler {
 		mux.Handle("GET /tile/", tiles)
 	}
 	if d.Spans != nil {
-		mux.Handle("GET /v1/kpi/latency", need(auth.ScopeQuery, http.HandlerFunc(d.kpiLatency)))
-		mux.Handle("GET /v1/spans", need(auth.ScopeQuery, http.HandlerFunc(d.spans)))
-		mux.Handle("GET /v1/kpi/onboarding", need(auth.ScopeQuery, http.HandlerFunc(d.kpiOnboarding)))
-		mux.Handle("GET /v1/kpi/cost", need(auth.ScopeQuery, http.HandlerFunc(d.kpiCost)))
-		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, http.HandlerFunc(d.kpiPlans)))
-		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, http.HandlerFunc(d.kpiErrorBudget)))
-		mux.Handle("GET /v1/catalog", need(auth.ScopeQuery, http.HandlerFunc(d.catalog)))
+		mux.Handle("GET /v1/kpi/latency", need(auth.ScopeQuery, only([]string{"by", "window", "exact", "from", "to", "step"}, http.HandlerFunc(d.kpiLatency))))
+		mux.Handle("GET /v1/spans", need(auth.ScopeQuery, only([]string{"tool", "server", "trace_id", "status", "elevated", "approver", "from", "to", "limit", "cursor"}, http.HandlerFunc(d.spans))))
+		mux.Handle("GET /v1/kpi/onboarding", need(auth.ScopeQuery, only(nil, http.HandlerFunc(d.kpiOnboarding))))
+		mux.Handle("GET /v1/kpi/cost", need(auth.ScopeQuery, only([]string{"at", "from", "to", "step"}, http.HandlerFunc(d.kpiCost))))
+		mux.Handle("GET /v1/kpi/plans", need(auth.ScopeQuery, only([]string{"window", "at", "from", "to", "step"}, http.HandlerFunc(d.kpiPlans))))
+		mux.Handle("GET /v1/kpi/errorbudget", need(auth.ScopeQuery, only([]string{"at", "from", "to", "step"}, http.HandlerFunc(d.kpiErrorBudget))))
+		mux.Handle("GET /v1/catalog", need(auth.ScopeQuery, only(nil, http.HandlerFunc(d.catalog))))
 	}
 	if d.Spans != nil || d.Log != nil {
 		// The console: static pages calling the routes above with the
@@ -179,6 +182,25 @@ func recoverer(logger *slog.Logger, next http.Handler) http.Handler {
 				httpx.WriteError(w, http.StatusInternalServerError, "internal error")
 			}
 		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// only answers 400 for a query parameter the endpoint does not take: a
+// misspelt filter (toool=) would otherwise be ignored, and the answer
+// would look like one for the filter asked.
+func only(names []string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.URL.Query() {
+			if !slices.Contains(names, k) {
+				msg := fmt.Sprintf("unknown parameter %q", k)
+				if len(names) > 0 {
+					msg += " (this endpoint takes " + strings.Join(names, ", ") + ")"
+				}
+				httpx.WriteError(w, http.StatusBadRequest, msg)
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -11,23 +11,25 @@ import (
 
 	"github.com/proofline/proofline/internal/httpx"
 	"github.com/proofline/proofline/query/spanstore"
+	"github.com/proofline/proofline/schemas"
 )
 
 // parseWindow reads a window as a Go duration ("36h") or days ("7d").
-func parseWindow(s string, def time.Duration) (time.Duration, error) {
+// name is the parameter's, for the error.
+func parseWindow(name, s string, def time.Duration) (time.Duration, error) {
 	if s == "" {
 		return def, nil
 	}
 	if d, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(d)
 		if err != nil || n <= 0 || n > 3660 {
-			return 0, fmt.Errorf("window %q: want a positive number of days, e.g. 7d", s)
+			return 0, fmt.Errorf("%s %q: want a positive number of days, e.g. 7d", name, s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	w, err := time.ParseDuration(s)
 	if err != nil || w <= 0 {
-		return 0, fmt.Errorf("window %q: want a Go duration (36h) or days (7d)", s)
+		return 0, fmt.Errorf("%s %q: want a positive Go duration (36h) or days (7d)", name, s)
 	}
 	return w, nil
 }
@@ -75,9 +77,9 @@ func seriesOf(q url.Values, at time.Time, window time.Duration) (*spanstore.Seri
 	if v == "" {
 		return nil, nil
 	}
-	step, err := parseWindow(v, 0)
+	step, err := parseWindow("step", v, 0)
 	if err != nil {
-		return nil, fmt.Errorf("step: %w", err)
+		return nil, err
 	}
 	toS := q.Get("to")
 	if toS == "" {
@@ -92,6 +94,16 @@ func seriesOf(q url.Values, at time.Time, window time.Duration) (*spanstore.Seri
 		return nil, err
 	}
 	return &s, nil
+}
+
+// seriesRange refuses from or to without step, where they only bound
+// the series (cost, plans, error budget: their totals are as of at):
+// ignored, they would look like a total over the range asked for.
+func seriesRange(q url.Values) error {
+	if q.Get("step") == "" && (q.Get("from") != "" || q.Get("to") != "") {
+		return errors.New("from and to bound the series: add step (or use at and window for the totals)")
+	}
+	return nil
 }
 
 // atOf is a request's at (RFC 3339), else now.
@@ -116,7 +128,7 @@ func (d Deps) kpiLatency(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "by must be tool or group")
 		return
 	}
-	window, err := parseWindow(q.Get("window"), 7*24*time.Hour)
+	window, err := parseWindow("window", q.Get("window"), 7*24*time.Hour)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -195,6 +207,16 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 			*dst = t
 		}
 	}
+	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
+		httpx.WriteError(w, http.StatusBadRequest, "from must be before to")
+		return
+	}
+	switch f.Status {
+	case "", schemas.StatusOK, schemas.StatusToolError, schemas.StatusSystemError, schemas.StatusPolicyBlocked, schemas.StatusTimeout:
+	default:
+		httpx.WriteError(w, http.StatusBadRequest, "status must be one of ok, tool_error, system_error, policy_blocked, timeout")
+		return
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > spanstore.MaxPage {
@@ -237,6 +259,10 @@ func (d Deps) kpiCost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	monthStart := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
+	if err := seriesRange(q); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	s, err := seriesOf(q, at, max(at.Sub(monthStart), time.Minute))
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
@@ -261,13 +287,17 @@ func (d Deps) kpiCost(w http.ResponseWriter, r *http.Request) {
 // with a series per step when step is given.
 func (d Deps) kpiPlans(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	window, err := parseWindow(q.Get("window"), 28*24*time.Hour)
+	window, err := parseWindow("window", q.Get("window"), 28*24*time.Hour)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	at, err := atOf(q)
 	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := seriesRange(q); err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
@@ -311,6 +341,10 @@ func (d Deps) kpiErrorBudget(w http.ResponseWriter, r *http.Request) {
 	// step, from..to (default: the 7 days before at) is also a series.
 	at, err := atOf(q)
 	if err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := seriesRange(q); err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
