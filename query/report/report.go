@@ -338,6 +338,9 @@ th:first-child,td:first-child{text-align:left}.meta{color:#666;font-size:.9em}.b
 	}
 
 	f("\n\n<h2 id=\"latency\">Latency per tool</h2>\n")
+	if len(v.Latency) == 0 {
+		f(`<p id="latency-none">No tool calls ran in this week.</p>` + "\n")
+	}
 	f(`<table id="latency-table"><tr><th>server / tool</th><th>calls</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>` + "\n")
 	for _, r := range v.Latency {
 		name := r.Key

@@ -133,7 +133,8 @@ func TestRenderIsSelfContained(t *testing.T) {
 }
 
 // TestRenderMarksAPartialWeek: a week reported before its end says where
-// its data stops; a whole week says nothing of the kind.
+// its data stops; a whole week says nothing of the kind. Either, without
+// calls, says there were none.
 func TestRenderMarksAPartialWeek(t *testing.T) {
 	w, _ := ParseWeek("2026-W49")
 	until := w.From.Add(58*time.Hour + 30*time.Minute)
@@ -148,6 +149,10 @@ func TestRenderMarksAPartialWeek(t *testing.T) {
 		got := strings.Contains(buf.String(), "partial week: data up to 2026-12-02T10:30:00Z")
 		if got != c.want || strings.Contains(buf.String(), "partial week") != c.want {
 			t.Errorf("until %v: marked partial %v, want %v", c.until, got, c.want)
+		}
+		// No calls: the latency section says so rather than an empty table.
+		if !strings.Contains(buf.String(), "No tool calls ran in this week.") {
+			t.Error("a week without calls has no word on latency")
 		}
 	}
 }
