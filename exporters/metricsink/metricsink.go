@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +77,21 @@ type Sink struct {
 // latency objectives so a histogram_quantile and an SLO threshold line up.
 var Buckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
 
+// bucketsFor is Buckets with every SLO's latency objective added, so
+// the share of calls within each objective can be read off the
+// histogram (a 300 ms objective would otherwise fall between 0.25 and
+// 0.5).
+func bucketsFor(slos []SLO) []float64 {
+	out := slices.Clone(Buckets)
+	for _, slo := range slos {
+		if slo.LatencyMs > 0 {
+			out = append(out, slo.LatencyMs/1000)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // New registers the metrics.
 func New(cfg Config) (*Sink, error) {
 	if err := cfg.Validate(); err != nil {
@@ -89,7 +105,7 @@ func New(cfg Config) (*Sink, error) {
 			Help: "Calls in the log, by tool group, server, tool, outcome status and policy decision."},
 			[]string{"tool_group", "server", "tool", "status", "decision"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "proofline_tool_call_duration_seconds",
-			Help: "Latency of calls that reached the tool (policy blocks excluded).", Buckets: Buckets},
+			Help: "Latency of calls that reached the tool (policy blocks excluded).", Buckets: bucketsFor(cfg.SLOs)},
 			[]string{"tool_group", "server", "tool"}),
 		sloCalls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "proofline_slo_calls_total",
 			Help: "Calls of tool groups with an SLO, good (succeeded within the latency objective) or not; policy blocks excluded."},

@@ -86,3 +86,46 @@ func TestMetricSinkCountsPerToolAndPerSLO(t *testing.T) {
 		t.Errorf("%d call series, want 5 (four under the cap of 3 tools, the 4th tool folded into other)", n)
 	}
 }
+
+// TestLatencyBucketsHoldEachObjective: each SLO's latency objective is a
+// bucket of the histogram, so the calls within it can be read off it.
+func TestLatencyBucketsHoldEachObjective(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := metricsink.New(metricsink.Config{Registerer: reg,
+		SLOs: []metricsink.SLO{{Group: "billing", Target: 0.99, LatencyMs: 300}, {Group: "ticketing", Target: 0.95, LatencyMs: 100}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := []exporters.Event{
+		call(0, "billing", "pay-mcp", "charge", "ok", "allow", 280),
+		call(1, "billing", "pay-mcp", "charge", "ok", "allow", 320),
+		call(2, "billing", "pay-mcp", "charge", "ok", "allow", 300),
+	}
+	if err := s.Send(context.Background(), exporters.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var within, bounds = -1.0, []float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "proofline_tool_call_duration_seconds" {
+			continue
+		}
+		for _, b := range mf.Metric[0].Histogram.Bucket {
+			bounds = append(bounds, b.GetUpperBound())
+			if b.GetUpperBound() == 0.3 {
+				within = float64(b.GetCumulativeCount())
+			}
+		}
+	}
+	if within != 2 {
+		t.Fatalf("calls within the 300 ms bucket: %v (bounds %v), want 2 (280 and 300 ms)", within, bounds)
+	}
+	for i := 1; i < len(bounds); i++ {
+		if bounds[i] <= bounds[i-1] {
+			t.Fatalf("bounds not increasing: %v", bounds)
+		}
+	}
+}
