@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/testutil"
 	"github.com/proofline/proofline/query/chdb"
 )
 
@@ -94,7 +95,13 @@ func TestSpansOverManyDays(t *testing.T) {
 // a proofline that is given it as an external server with --clickhouse.
 func clickHouseAt(t *testing.T, addr string) clickhouse.Conn {
 	t.Helper()
-	eng, err := chdb.Open(context.Background(), chdb.Options{DataDir: filepath.Join(t.TempDir(), "clickhouse")})
+	// Not t.TempDir: libchdb cannot stop, its background merges go on
+	// after Close and would race the removal ("directory not empty").
+	dir, err := os.MkdirTemp("", "e2e-clickhouse-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := chdb.Open(context.Background(), chdb.Options{DataDir: filepath.Join(dir, "clickhouse")})
 	if err != nil {
 		t.Fatalf("chDB: %v", err)
 	}
@@ -128,8 +135,13 @@ func clickHouseAt(t *testing.T, addr string) clickhouse.Conn {
 	}
 	t.Cleanup(func() {
 		_ = srv.Close()
+		// Stop the engine's merges (it lives as long as this process),
+		// then remove its data, again until no merge it had started
+		// writes there any more.
+		_ = conn.Exec(context.Background(), "SYSTEM STOP MERGES")
 		_ = conn.Close()
 		_ = eng.Close()
+		testutil.Eventually(t, 30*time.Second, func() bool { return os.RemoveAll(dir) == nil }, "the test ClickHouse's data removed")
 	})
 	return conn
 }
