@@ -216,8 +216,8 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 		return nil, err
 	}
 	mtd, week := sums[0], sums[1]
-	rep.Total = mtd[cfg.Currency].amount
-	rep.WithoutCurrency.Calls, rep.WithoutCurrency.Amount = mtd[""].calls, mtd[""].amount
+	rep.Total = roundNoise(mtd[cfg.Currency].amount)
+	rep.WithoutCurrency.Calls, rep.WithoutCurrency.Amount = mtd[""].calls, roundNoise(mtd[""].amount)
 	// The projection adds to the month so far the rest of the month at the
 	// rate of the last 7 days (across the month's start when needed), not
 	// the month's own rate: a few hours into a month, that one multiplies
@@ -235,7 +235,7 @@ func (s *Store) Cost(ctx context.Context, cfg CostConfig, now time.Time) (*CostR
 	}
 	rep.ProjectedTotal = rep.Total
 	if period := now.Sub(first); recent > 0 && period > 0 {
-		rep.ProjectedTotal += recent * float64(monthEnd.Sub(now)) / float64(period)
+		rep.ProjectedTotal = roundNoise(rep.ProjectedTotal + recent*float64(monthEnd.Sub(now))/float64(period))
 	}
 	rep.OverCap = cfg.MonthlyCap > 0 && rep.ProjectedTotal > cfg.MonthlyCap
 	return rep, nil

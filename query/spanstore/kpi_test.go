@@ -500,3 +500,23 @@ func TestLoadSLOs(t *testing.T) {
 		}
 	}
 }
+
+// TestBurnRatesAndAmountsWithoutFloatNoise: burn rates and sums of money
+// come out as the numbers they are (10, 0.3), not as their binary
+// neighbours (9.999999999999991, 0.30000000000000004).
+func TestBurnRatesAndAmountsWithoutFloatNoise(t *testing.T) {
+	for _, c := range []struct {
+		got, want float64
+	}{
+		{burn(1, 10, 0.99), 10},
+		{burn(3, 200, 0.99), 1.5},
+		{burn(0, 0, 0.99), 0},
+		{roundNoise(0.1 + 0.2), 0.3},
+		{roundNoise(11.629999999999995), 11.63},
+		{roundNoise(-5.000000000000001), -5},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %v, want %v", c.got, c.want)
+		}
+	}
+}

@@ -196,7 +196,7 @@ func (st *Store) BurnSeries(ctx context.Context, slos []SLO, s Series) ([]BurnSe
 				return nil, err
 			}
 			p.Start = s.start(b)
-			p.BurnRate = ratio(p.Bad, p.Calls) / (1 - slo.Target)
+			p.BurnRate = burn(p.Bad, p.Calls, slo.Target)
 			ser.Points = append(ser.Points, p)
 		}
 		err = rows.Err()
@@ -246,7 +246,7 @@ func (st *Store) burnSeriesRollup(ctx context.Context, slos []SLO, s Series) ([]
 	for _, slo := range slos {
 		ser := BurnSeries{Group: slo.Group, Points: []BurnPoint{}}
 		for _, p := range points[slo.Group] {
-			p.BurnRate = ratio(p.Bad, p.Calls) / (1 - slo.Target)
+			p.BurnRate = burn(p.Bad, p.Calls, slo.Target)
 			ser.Points = append(ser.Points, p)
 		}
 		out = append(out, ser)
@@ -283,7 +283,7 @@ func (st *Store) CostSeries(ctx context.Context, currency string, s Series) ([]C
 		if err := rows.Scan(&b, &p.Calls, &p.Amount); err != nil {
 			return nil, err
 		}
-		p.Start = s.start(b)
+		p.Start, p.Amount = s.start(b), roundNoise(p.Amount)
 		out = append(out, p)
 	}
 	return out, rows.Err()

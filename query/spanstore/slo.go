@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -133,14 +134,14 @@ func (s *Store) ErrorBudget(ctx context.Context, slos []SLO, now time.Time) ([]B
 		allowed := 1 - slo.Target
 		r := BudgetRow{SLO: slo, BurnRates: map[string]float64{}, Firing: []string{}}
 		for i, w := range burnWindows {
-			r.BurnRates[w.name] = ratio(c[2*i+1], c[2*i]) / allowed
+			r.BurnRates[w.name] = burn(c[2*i+1], c[2*i], slo.Target)
 		}
 		n := len(burnWindows)
 		r.CallsMonth, r.BadMonth = c[2*n], c[2*n+1]
 		r.Calls28d, r.Bad28d = c[2*n+2], c[2*n+3]
 		r.BurnRate1h, r.BurnRate6h = r.BurnRates["1h"], r.BurnRates["6h"]
-		r.BudgetLeft = 1 - ratio(r.BadMonth, r.CallsMonth)/allowed
-		r.BudgetLeft28d = 1 - ratio(r.Bad28d, r.Calls28d)/allowed
+		r.BudgetLeft = roundNoise(1 - ratio(r.BadMonth, r.CallsMonth)/allowed)
+		r.BudgetLeft28d = roundNoise(1 - ratio(r.Bad28d, r.Calls28d)/allowed)
 		for _, a := range burnAlerts {
 			if r.BurnRates[a.long] > a.rate && r.BurnRates[a.short] > a.rate {
 				r.Firing = append(r.Firing, a.long+"/"+a.short)
@@ -201,4 +202,18 @@ func ratio(a, b uint64) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// burn is the burn rate of bad calls out of calls against a target:
+// the bad share over the allowed one, rounded (1 − 0.99 is not 0.01 in
+// binary, and 10 read as 9.999999999999991).
+func burn(bad, calls uint64, target float64) float64 {
+	return roundNoise(ratio(bad, calls) / (1 - target))
+}
+
+// roundNoise rounds x to 9 decimals: below what any figure here means
+// (a millionth of a cent, a billionth of a burn rate), above the noise
+// of float sums and quotients.
+func roundNoise(x float64) float64 {
+	return math.Round(x*1e9) / 1e9
 }
