@@ -147,8 +147,7 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		upper = cursorTS
 	}
 	var page *SpanPage
-	var read time.Time   // the lowest bound a probe has read from; zero: none yet
-	var newest time.Time // the newest start of all, once the first probe asked
+	var read time.Time // the lowest bound a probe has read from; zero: none yet
 	for _, probe := range spanProbes {
 		lower := time.Time{}
 		if probe > 0 {
@@ -167,23 +166,28 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 			table = spansHolding(lower, upper)
 		}
 		var err error
-		if table == "{{recent}}" {
-			// spans_recent holds the 2 hours before now whole, but not
-			// a span that starts after now (a producer's clock ahead of
-			// ours) unless it came within the hour before: with one in
-			// spans, the page comes from spans, else the cursor would
-			// move below it and it would never be listed. The parts'
-			// min/max index answers this (3–6 ms at 10M spans).
-			if newest, err = s.newestStart(ctx); err != nil {
-				return nil, err
-			}
-			if !newest.Before(upper) {
-				table = "{{spans}}"
-			}
-		}
 		page, err = s.spansPage(ctx, table, where, params, lower)
 		if err != nil {
 			return nil, err
+		}
+		if len(page.Spans) > f.Limit && table == "{{recent}}" {
+			// spans_recent holds the 2 hours before now whole, but not
+			// a span that starts after now (a producer's clock ahead of
+			// ours) unless it came within the hour before: with one in
+			// spans, a full page from spans_recent could leave it out
+			// and the cursor would move below it for good, so the page
+			// comes from spans. (A page that is not full goes on to
+			// spans_latest's check or to spans, which hold it.) The
+			// parts' min/max index answers this (3–6 ms at 10M spans).
+			newest, err := s.newestStart(ctx)
+			if err != nil {
+				return nil, err
+			}
+			if !newest.Before(upper) {
+				if page, err = s.spansPage(ctx, "{{spans}}", where, params, lower); err != nil {
+					return nil, err
+				}
+			}
 		}
 		if len(page.Spans) > f.Limit || lower.IsZero() {
 			break
@@ -213,8 +217,12 @@ func (s *Store) Spans(ctx context.Context, f SpanFilter) (*SpanPage, error) {
 		if len(page.Spans) > 0 {
 			continue
 		}
-		// No call in the last hour: probe the hour before the newest
-		// start.
+		// No call in the last hour: ask for the newest start and probe
+		// the hour before it.
+		newest, err := s.newestStart(ctx)
+		if err != nil {
+			return nil, err
+		}
 		if !newest.Before(lower) {
 			continue // filters left the last hour out, not a pause
 		}
