@@ -96,14 +96,15 @@ func seriesOf(q url.Values, at time.Time, window time.Duration) (*spanstore.Seri
 	return &s, nil
 }
 
-// seriesRange refuses from or to without step, where they only bound
-// the series (cost, plans, error budget: their totals are as of at):
-// ignored, they would look like a total over the range asked for.
-func seriesRange(q url.Values) error {
+// atSeriesOf is seriesOf for the KPIs whose totals are as of at (cost,
+// plans, error budget), where from and to only bound the series: without
+// step they are refused, since ignored they would look like a total over
+// the range asked for.
+func atSeriesOf(q url.Values, at time.Time, window time.Duration) (*spanstore.Series, error) {
 	if q.Get("step") == "" && (q.Get("from") != "" || q.Get("to") != "") {
-		return errors.New("from and to bound the series: add step (or use at and window for the totals)")
+		return nil, errors.New("from and to bound the series: add step (or use at and window for the totals)")
 	}
-	return nil
+	return seriesOf(q, at, window)
 }
 
 // atOf is a request's at (RFC 3339), else now.
@@ -211,9 +212,7 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, "from must be before to")
 		return
 	}
-	switch f.Status {
-	case "", schemas.StatusOK, schemas.StatusToolError, schemas.StatusSystemError, schemas.StatusPolicyBlocked, schemas.StatusTimeout:
-	default:
+	if f.Status != "" && !schemas.IsStatus(f.Status) {
 		httpx.WriteError(w, http.StatusBadRequest, "status must be one of ok, tool_error, system_error, policy_blocked, timeout")
 		return
 	}
@@ -259,11 +258,7 @@ func (d Deps) kpiCost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	monthStart := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC)
-	if err := seriesRange(q); err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	s, err := seriesOf(q, at, max(at.Sub(monthStart), time.Minute))
+	s, err := atSeriesOf(q, at, max(at.Sub(monthStart), time.Minute))
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -297,11 +292,7 @@ func (d Deps) kpiPlans(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := seriesRange(q); err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	s, err := seriesOf(q, at, window)
+	s, err := atSeriesOf(q, at, window)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
@@ -344,11 +335,7 @@ func (d Deps) kpiErrorBudget(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := seriesRange(q); err != nil {
-		httpx.WriteError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	s, err := seriesOf(q, at, 7*24*time.Hour)
+	s, err := atSeriesOf(q, at, 7*24*time.Hour)
 	if err != nil {
 		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
