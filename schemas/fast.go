@@ -60,7 +60,7 @@ func (r *CallRecord) fastValid() bool {
 		idOK(r.Actor.ID, true) && oneOf(r.Actor.Type, ActorAgent, ActorUser, ActorService) && idOK(r.Actor.OnBehalfOf, false) &&
 		idOK(r.Tool.Name, true) && idOK(r.Tool.Server, false) && len(r.Tool.Version) <= 128 && idOK(r.Tool.Group, false) &&
 		oneOf(r.Policy.Decision, DecisionAllow, DecisionDeny, DecisionRedact) && idOK(r.Policy.Rule, false) && len(r.Policy.Reason) <= 4096 &&
-		oneOf(r.Outcome.Status, StatusOK, StatusToolError, StatusSystemError, StatusPolicyBlocked, StatusTimeout) &&
+		IsStatus(r.Outcome.Status) &&
 		len(r.Outcome.ErrorCode) <= 128 && len(r.Outcome.ErrorMessage) <= 4096 &&
 		hexOK(r.ArgsSHA256, 64, false) && hexOK(r.ResultSHA256, 64, false) &&
 		idOK(r.WorkflowID, false) && idOK(r.PlanID, false) && len(r.Region) <= 128 && len(r.DataClass) <= 128 &&

@@ -31,6 +31,15 @@ const (
 	StatusTimeout       = "timeout"
 )
 
+// IsStatus reports whether s is one of the outcome statuses.
+func IsStatus(s string) bool {
+	switch s {
+	case StatusOK, StatusToolError, StatusSystemError, StatusPolicyBlocked, StatusTimeout:
+		return true
+	}
+	return false
+}
+
 // MethodCatalog is the mcp.method of catalog records: what a server
 // offered agents (a tool registered, changed or gone), not a call. Not an
 // MCP method, so no call is ever taken for one; KPIs and per-call metrics

@@ -445,9 +445,7 @@ func outcomeAndPolicy(a attrs, st ptrace.Status) (schemas.Outcome, schemas.Polic
 	}
 	o := schemas.Outcome{Status: strings.ToLower(a.str(keyOutcomeStatus))}
 	errType := a.str(keyErrorType)
-	switch o.Status {
-	case schemas.StatusOK, schemas.StatusToolError, schemas.StatusSystemError, schemas.StatusPolicyBlocked, schemas.StatusTimeout:
-	default:
+	if !schemas.IsStatus(o.Status) {
 		o.Status = statusFromSpan(p.Decision, errType, a, st)
 	}
 	if o.Status != schemas.StatusOK {
