@@ -282,11 +282,12 @@ func (s *Store) applyRetention(ctx context.Context, vars map[string]string) erro
 	if err != nil {
 		return err
 	}
+	ttls, err := s.tableRetentions(ctx, tables)
+	if err != nil {
+		return err
+	}
 	for _, table := range tables {
-		from, days, err := s.tableRetention(ctx, table)
-		if err != nil {
-			return err
-		}
+		from, days := ttls[table].from, ttls[table].days
 		if days == s.cfg.RetentionDays {
 			continue
 		}
@@ -317,17 +318,49 @@ func (s *Store) RetentionDays(ctx context.Context) (int, error) {
 // tableRetention reads a table's retention TTL: the expression it
 // counts from and its days ("", 0 when it has none).
 func (s *Store) tableRetention(ctx context.Context, table string) (from string, days int, err error) {
-	var create string
-	if err := s.conn.QueryRow(ctx, `SELECT create_table_query FROM system.tables
-		WHERE database = currentDatabase() AND name = ?`, table).Scan(&create); err != nil {
-		return "", 0, fmt.Errorf("read the TTL of %s: %w", table, err)
+	ttls, err := s.tableRetentions(ctx, []string{table})
+	return ttls[table].from, ttls[table].days, err
+}
+
+// ttl is a table's retention TTL: the expression it counts from and its
+// days.
+type ttl struct {
+	from string
+	days int
+}
+
+// tableRetentions reads the retention TTL of each table in one query
+// (zero for a table without one); a table that does not exist is an
+// error.
+func (s *Store) tableRetentions(ctx context.Context, tables []string) (map[string]ttl, error) {
+	rows, err := s.conn.Query(ctx, `SELECT name, create_table_query FROM system.tables
+		WHERE database = currentDatabase() AND has(?, name)`, tables)
+	if err != nil {
+		return nil, fmt.Errorf("read the tables' TTLs: %w", err)
 	}
-	m := ttlDaysRE.FindStringSubmatch(create)
-	if m == nil {
-		return "", 0, nil
+	defer rows.Close()
+	out := make(map[string]ttl, len(tables))
+	for rows.Next() {
+		var name, create string
+		if err := rows.Scan(&name, &create); err != nil {
+			return nil, fmt.Errorf("read the tables' TTLs: %w", err)
+		}
+		var t ttl
+		if m := ttlDaysRE.FindStringSubmatch(create); m != nil {
+			t.from = m[1]
+			t.days, _ = strconv.Atoi(m[2] + m[3])
+		}
+		out[name] = t
 	}
-	days, _ = strconv.Atoi(m[2] + m[3])
-	return m[1], days, nil
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the tables' TTLs: %w", err)
+	}
+	for _, table := range tables {
+		if _, ok := out[table]; !ok {
+			return nil, fmt.Errorf("read the TTL of %s: no such table", table)
+		}
+	}
+	return out, nil
 }
 
 func migrationsEngine(cfg Config) string {
