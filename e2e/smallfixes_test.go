@@ -133,7 +133,7 @@ func TestDataDirPrivate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{".", "keys", "log", "nats", "index.db", "clickhouse"} {
+	for _, want := range []string{".", "keys", "log", "nats", "index", "clickhouse"} {
 		if !seen[want] {
 			t.Errorf("the walk did not see %s (saw %v)", want, seen)
 		}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -89,9 +88,7 @@ func TestConflictsAreNeverDuplicates(t *testing.T) {
 	}
 
 	// Rebuilt from the log: the hashes come back with the ids.
-	if err := os.Remove(filepath.Join(dir, "index.db")); err != nil {
-		t.Fatal(err)
-	}
+	removeIndex(t, dir)
 	l = openTestLog(t, dir, s, v)
 	res, err = l.Append(ctx, []Entry{other(first[5]), first[5]})
 	if err != nil {
@@ -109,7 +106,10 @@ func TestConflictsAreNeverDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
+		b, err := tx.CreateBucketIfNotExists([]byte("records"))
+		if err != nil {
+			return err
+		}
 		return b.ForEach(func(k, v []byte) error {
 			var old [8]byte
 			binary.BigEndian.PutUint64(old[:], binary.BigEndian.Uint64(v))

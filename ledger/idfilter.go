@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/bits-and-blooms/bloom/v3"
-	bolt "go.etcd.io/bbolt"
 )
 
 // idFilter answers "is this record id certainly not in the index?" from
@@ -55,9 +54,10 @@ func filterCapacity(size uint64) uint {
 	return uint(min(n, maxFilterIDs))
 }
 
-// start builds the filter from db in the background. size is the number
-// of ids the index is expected to hold (its high-water mark).
-func (x *idFilter) start(db *bolt.DB, size uint64) {
+// start builds the filter in the background from scan, which reads every
+// id the index holds as of its call. size is the number of ids the index
+// is expected to hold (its high-water mark).
+func (x *idFilter) start(scan func(add func(id []byte) bool) error, size uint64) {
 	x.stop, x.done = make(chan struct{}), make(chan struct{})
 	f := bloom.NewWithEstimates(filterCapacity(size), filterFP)
 	x.putMu.Lock()
@@ -67,7 +67,7 @@ func (x *idFilter) start(db *bolt.DB, size uint64) {
 	x.putMu.Unlock()
 	go func() {
 		defer close(x.done)
-		if x.load(db) {
+		if x.load(scan) {
 			x.ready.Store(true)
 		}
 	}()
@@ -75,28 +75,28 @@ func (x *idFilter) start(db *bolt.DB, size uint64) {
 
 // load adds every id the index holds to the filter; false when stopped or
 // when the index could not be read (the filter then never answers).
-func (x *idFilter) load(db *bolt.DB) bool {
-	complete := false
-	_ = db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketRecords).Cursor()
-		k, _ := c.First()
-		for k != nil {
+func (x *idFilter) load(scan func(add func(id []byte) bool) error) bool {
+	stopped := false
+	n := 0
+	x.mu.Lock()
+	err := scan(func(id []byte) bool {
+		if n++; n%filterScanChunk == 0 {
+			x.mu.Unlock()
 			select {
 			case <-x.stop:
-				return nil
+				stopped = true
 			default:
 			}
 			x.mu.Lock()
-			for n := 0; k != nil && n < filterScanChunk; n++ {
-				x.f.Add(k)
-				k, _ = c.Next()
+			if stopped {
+				return false
 			}
-			x.mu.Unlock()
 		}
-		complete = true
-		return nil
+		x.f.Add(id)
+		return true
 	})
-	return complete
+	x.mu.Unlock()
+	return err == nil && !stopped
 }
 
 // close stops a build under way; the filter answers nothing afterwards.
@@ -121,7 +121,7 @@ func (x *idFilter) absent(id string) bool {
 
 // add records ids about to be committed to the index. Called with putMu
 // held.
-func (x *idFilter) add(ids map[string]held) {
+func (x *idFilter) add(ids map[string]bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.f == nil {

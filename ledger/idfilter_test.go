@@ -3,6 +3,7 @@ package ledger
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -35,8 +36,8 @@ func putIDs(t *testing.T, x *index, ids []string, first uint64) {
 // for ids put while it was being loaded — and does answer "absent" for
 // most new ids (otherwise it saves nothing).
 func TestIDFilterNeverHidesAnIndexedID(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "index.db")
-	x, err := openIndex(path)
+	path := filepath.Join(t.TempDir(), "index")
+	x, err := openIndex(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +49,7 @@ func TestIDFilterNeverHidesAnIndexedID(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	x, err = openIndex(path)
+	x, err = openIndex(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +117,8 @@ func TestIDFilterNeverHidesAnIndexedID(t *testing.T) {
 // still loading (the load's read transaction would otherwise hold the
 // close), and a closed index's filter answers nothing.
 func TestIDFilterStopsWithTheIndex(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "index.db")
-	x, err := openIndex(path)
+	path := filepath.Join(t.TempDir(), "index")
+	x, err := openIndex(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestIDFilterStopsWithTheIndex(t *testing.T) {
 	if err := x.close(); err != nil {
 		t.Fatal(err)
 	}
-	x, err = openIndex(path)
+	x, err = openIndex(path, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

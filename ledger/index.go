@@ -5,10 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
-	"time"
+	"log/slog"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // index maps record ids to leaf indices. It is the log's permanent
@@ -19,24 +19,45 @@ import (
 // record arriving under an id the log already holds can be told apart: the
 // same bytes are a duplicate (a retry), different bytes are a conflict
 // (someone else's record under that id), and a conflict must never be
-// answered as if it were stored. Entries written before the hash was kept
-// hold the leaf index alone; their hash is read from the log when needed.
+// answered as if it were stored.
 //
 // It is derived state: every entry of the log carries its record id, so the
 // index can always be rebuilt from the log. The high-water mark says up to
 // which leaf it is known complete; Open re-reads the log past it, which is
 // how a crash between sequencing and indexing is repaired.
+//
+// The store is Pebble, an LSM: every record is put once, on the signer's
+// serial commit path, and with random ids a B+tree (bbolt, before) rewrote
+// most of its leaf pages in each commit once it outgrew a batch — 14–20 µs
+// a record and a fifth of the server's CPU (bench/RESULTS.md, 2026-12-03
+// 13:48). Pebble appends a batch to its write-ahead log and memtable,
+// about 2 µs a record at any size. Its lookups cost more than a B+tree's,
+// and are rare: the Bloom filter in front clears new ids, so only
+// duplicates, conflicts, the filter's false positives and proofs reach it.
 type index struct {
-	db *bolt.DB
+	db *pebble.DB
 	// absent answers for ids certainly not held, without a search.
 	absent idFilter
+	// hw is the committed high-water mark; guarded by absent.putMu, which
+	// every put holds.
+	hw uint64
 }
 
+// Keys: a record id under recordPrefix, the high-water mark under its own
+// key outside that range (the filter's scan reads the prefix only).
+const recordPrefix = 'r'
+
 var (
-	bucketRecords = []byte("records")
-	bucketMeta    = []byte("meta")
-	keyHighWater  = []byte("high_water")
+	keyHighWater = []byte("m/high_water")
+	recordsLower = []byte{recordPrefix}
+	recordsUpper = []byte{recordPrefix + 1}
 )
+
+func recordKey(id string) []byte {
+	k := make([]byte, 1, 1+len(id))
+	k[0] = recordPrefix
+	return append(k, id...)
+}
 
 // held is what the index knows of the leaf holding a record id.
 type held struct {
@@ -77,21 +98,21 @@ func decodeHeld(v []byte) held {
 	return h
 }
 
-func openIndex(path string) (*index, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open index %s: %w", path, err)
+// openIndex opens (or creates) the index in the directory dir.
+func openIndex(dir string, logger *slog.Logger) (*index, error) {
+	opts := &pebble.Options{
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{logger.With("component", "record-index")},
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketRecords); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(bucketMeta)
-		return err
-	})
+	opts.EnsureDefaults()
+	// Bloom filters in the tables: a lookup of an id the index does not
+	// hold (a false positive of the filter in front) skips most tables.
+	for i := range opts.Levels {
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("init index: %w", err)
+		return nil, fmt.Errorf("open index %s: %w", dir, err)
 	}
 	x := &index{db: db}
 	hw, err := x.highWater()
@@ -99,7 +120,8 @@ func openIndex(path string) (*index, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("index high-water: %w", err)
 	}
-	x.absent.start(db, hw)
+	x.hw = hw
+	x.absent.start(x.scan, hw)
 	return x, nil
 }
 
@@ -108,22 +130,54 @@ func (x *index) close() error {
 	return x.db.Close()
 }
 
+// scan calls add with every id the index holds, in key order, until add
+// returns false. It reads one consistent view of the index: what was
+// committed when it was called.
+func (x *index) scan(add func(id []byte) bool) error {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: recordsLower, UpperBound: recordsUpper})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if !add(it.Key()[1:]) {
+			break
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// find returns what the index holds for id, if anything.
+func (x *index) find(id string) (held, bool, error) {
+	v, closer, err := x.db.Get(recordKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return held{}, false, nil
+	}
+	if err != nil {
+		return held{}, false, err
+	}
+	defer closer.Close()
+	if len(v) < 8 {
+		return held{}, false, fmt.Errorf("index entry of %q is %d bytes", id, len(v))
+	}
+	return decodeHeld(v), true, nil
+}
+
 // holders returns what the index holds for each id already in the log.
 func (x *index) holders(ids []string) (map[string]held, error) {
 	found := make(map[string]held)
-	err := x.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		for _, id := range ids {
-			if x.absent.absent(id) {
-				continue
-			}
-			if v := b.Get([]byte(id)); len(v) >= 8 {
-				found[id] = decodeHeld(v)
-			}
+	for _, id := range ids {
+		if x.absent.absent(id) {
+			continue
 		}
-		return nil
-	})
-	return found, err
+		h, ok, err := x.find(id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			found[id] = h
+		}
+	}
+	return found, nil
 }
 
 // lookup returns the leaf index of each id that is already in the log.
@@ -150,68 +204,84 @@ func (x *index) get(id string) (uint64, bool, error) {
 
 // highWater is the number of leaves the index is known to cover.
 func (x *index) highWater() (uint64, error) {
-	var hw uint64
-	err := x.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(keyHighWater); v != nil {
-			hw = binary.BigEndian.Uint64(v)
-		}
-		return nil
-	})
-	return hw, err
+	v, closer, err := x.db.Get(keyHighWater)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("high-water mark is %d bytes", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 // put records ids at their leaves and raises the high-water mark to hw if
-// it is higher, in one durable transaction. An id already present keeps
-// its first leaf: the first leaf is the one proofs point at. An entry of
-// that same leaf indexed before hashes were kept gains its hash.
+// it is higher, in one durable (fsynced) batch. An id already present
+// keeps its first leaf: the first leaf is the one proofs point at. An
+// entry of that same leaf indexed before hashes were kept gains its hash.
 func (x *index) put(entries map[string]held, hw uint64) error {
 	if len(entries) == 0 && hw == 0 {
 		return nil
 	}
 	x.absent.putMu.Lock()
 	defer x.absent.putMu.Unlock()
-	// In key order: consecutive puts meet the same pages. An id the
-	// filter knows is new is put without looking for it first; the
-	// filter learns the ids before they commit, so a lookup never finds
-	// them committed and unknown to it.
-	ids := make([]string, 0, len(entries))
-	for id := range entries {
+	b := x.db.NewBatch()
+	defer b.Close()
+	// An id the filter knows is new is put without looking for it first;
+	// the filter learns the ids before they commit, so a lookup never
+	// finds them committed and unknown to it.
+	news := make(map[string]bool, len(entries))
+	for id, h := range entries {
 		if id == "" {
 			return errors.New("empty record id")
 		}
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	isNew := make([]bool, len(ids))
-	for i, id := range ids {
-		isNew[i] = x.absent.absent(id)
-	}
-	x.absent.add(entries)
-	return x.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		for i, id := range ids {
-			h := entries[id]
-			if !isNew[i] {
-				if v := b.Get([]byte(id)); len(v) >= 8 {
-					if old := decodeHeld(v); old.hasHash || old.leaf != h.leaf || !h.hasHash {
-						continue
-					}
-				}
+		if !x.absent.absent(id) {
+			old, ok, err := x.find(id)
+			if err != nil {
+				return fmt.Errorf("index lookup: %w", err)
 			}
-			if err := b.Put([]byte(id), h.encode()); err != nil {
-				return err
+			if ok && (old.hasHash || old.leaf != h.leaf || !h.hasHash) {
+				continue
 			}
 		}
-		m := tx.Bucket(bucketMeta)
-		cur := uint64(0)
-		if v := m.Get(keyHighWater); v != nil {
-			cur = binary.BigEndian.Uint64(v)
+		news[id] = true
+		if err := b.Set(recordKey(id), h.encode(), nil); err != nil {
+			return err
 		}
-		if hw > cur {
-			var v [8]byte
-			binary.BigEndian.PutUint64(v[:], hw)
-			return m.Put(keyHighWater, v[:])
+	}
+	if hw > x.hw {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], hw)
+		if err := b.Set(keyHighWater, v[:], nil); err != nil {
+			return err
 		}
+	}
+	if b.Empty() {
 		return nil
-	})
+	}
+	x.absent.add(news)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	x.hw = max(x.hw, hw)
+	return nil
+}
+
+// pebbleLogger hands Pebble's messages to slog. Pebble's informational
+// messages (flushes, compactions) are debug-level here; its Fatalf is for
+// a store it cannot go on with, so it panics after logging rather than
+// returning.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) { p.l.Debug(fmt.Sprintf(format, args...)) }
+
+func (p pebbleLogger) Errorf(format string, args ...any) { p.l.Error(fmt.Sprintf(format, args...)) }
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg)
+	panic("record index: " + msg)
 }

@@ -188,15 +188,29 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tessera appender: %w", err)
 	}
-	idx, err := openIndex(filepath.Join(cfg.Dir, "index.db"))
+	idx, err := openIndex(filepath.Join(cfg.Dir, "index"), cfg.Logger)
 	if err != nil {
 		_ = shutdown(ctx)
 		return nil, err
 	}
 	l := &Log{cfg: cfg, origin: cfg.Signer.Name(), appender: appender, shutdown: shutdown, reader: reader, idx: idx, stopLife: stopLife, inflight: map[string]*Pending{}, audit: audit, wit: wit}
+	// Before the index was kept in Pebble it was a bbolt file; that file
+	// is not read: the reconcile below rebuilds the new index from the
+	// log (every entry carries its id), then the old file is removed.
+	legacy := filepath.Join(cfg.Dir, "index.db")
+	_, statErr := os.Stat(legacy)
+	hasLegacy := statErr == nil
+	if hasLegacy {
+		cfg.Logger.Info("the record index moved from index.db (bbolt) to index/ (Pebble); rebuilding it from the log", "dir", cfg.Dir)
+	}
 	if err := l.reconcile(ctx); err != nil {
 		_ = l.Close(ctx)
 		return nil, err
+	}
+	if hasLegacy {
+		if err := os.Remove(legacy); err != nil {
+			cfg.Logger.Warn("could not remove the old record index", "path", legacy, "err", err)
+		}
 	}
 	// The whole log is audited before anything is appended on top: a log
 	// whose stored entries or tiles disagree with what it signed must not

@@ -189,9 +189,7 @@ func TestReopenRebuildsIndex(t *testing.T) {
 	if err := l.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, "index.db")); err != nil {
-		t.Fatal(err)
-	}
+	removeIndex(t, dir)
 	l = openTestLog(t, dir, s, v)
 	defer l.Close(ctx)
 	for i, e := range entries("b", 700) {
@@ -231,5 +229,18 @@ func TestConsistencyProofRange(t *testing.T) {
 	p, err := l.ConsistencyProof(ctx, 10, 0)
 	if err != nil || p.To != 50 || len(p.Proof) == 0 {
 		t.Fatalf("consistency 10→latest: %+v %v", p, err)
+	}
+}
+
+// removeIndex deletes a closed log's record index, as lost or corrupted
+// state the log must rebuild from its entries.
+func removeIndex(t *testing.T, dir string) {
+	t.Helper()
+	p := filepath.Join(dir, "index")
+	if m, _ := filepath.Glob(filepath.Join(p, "MANIFEST-*")); len(m) == 0 {
+		t.Fatalf("no record index at %s", p)
+	}
+	if err := os.RemoveAll(p); err != nil {
+		t.Fatal(err)
 	}
 }

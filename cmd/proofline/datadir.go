@@ -13,7 +13,7 @@ import (
 // The log and spans are served only to holders of a query token; on disk
 // they must not be open to every local user either.
 //
-// The engines (tessera, nats-server, bbolt, chDB) create their files
+// The engines (tessera, nats-server, Pebble, chDB) create their files
 // themselves with their own modes, so the process's umask is what
 // reaches all of them; it is set before any engine starts. A data
 // directory made by an earlier proofline is closed at its top, which is

@@ -21,6 +21,7 @@ func TestProducersStayLean(t *testing.T) {
 		"github.com/nats-io/nats-server",
 		"github.com/transparency-dev/tessera",
 		"go.etcd.io/bbolt",
+		"github.com/cockroachdb/pebble",
 		"github.com/ebitengine/purego",
 		"github.com/ClickHouse/",
 	}

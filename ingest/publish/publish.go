@@ -1,7 +1,7 @@
 // Package publish puts call records on proofline's CALLS stream. It is the
 // one piece every producer shares (HTTP ingest, the MCP hook's outbox, the
 // collector exporter), so it depends on nats.go alone: a Go MCP server that
-// imports the hook must not link nats-server, tessera or bbolt
+// imports the hook must not link nats-server, tessera or Pebble
 // (TestProducersStayLean).
 package publish
 
