@@ -14,23 +14,6 @@ func (p *Pending) conflict(i int) {
 	p.conflicts[i] = true
 }
 
-// sameLeaf reports whether data is the leaf h describes. An index entry
-// from before leaf hashes were kept is compared with the leaf itself.
-func (l *Log) sameLeaf(ctx context.Context, h held, data []byte) (bool, error) {
-	if h.hasHash {
-		return h.hash == leafHash(data), nil
-	}
-	size, err := l.reader.IntegratedSize(ctx)
-	if err != nil {
-		return false, fmt.Errorf("integrated size: %w", err)
-	}
-	leaf, err := l.ReadLeaf(ctx, h.leaf, size)
-	if err != nil {
-		return false, fmt.Errorf("read leaf %d to compare: %w", h.leaf, err)
-	}
-	return bytes.Equal(leaf, data), nil
-}
-
 // Check tells, without appending anything, which entries carry an id the
 // log already holds — indexed, or in a batch being appended — and whether
 // each is the same leaf (Duplicate) or a different one (Conflict). Entries
@@ -57,10 +40,7 @@ func (l *Log) Check(ctx context.Context, entries []Entry) (map[int]Appended, err
 			rest = append(rest, i)
 			continue
 		}
-		same, err := l.sameLeaf(ctx, h, e.Data)
-		if err != nil {
-			return nil, err
-		}
+		same := h.hash == leafHash(e.Data)
 		out[i] = Appended{Index: h.leaf, Duplicate: same, Conflict: !same}
 	}
 	if len(rest) == 0 {

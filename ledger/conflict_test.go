@@ -3,7 +3,10 @@ package ledger
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -17,9 +20,9 @@ func other(e Entry) Entry {
 
 // TestConflictsAreNeverDuplicates: an id held by a leaf with other bytes
 // is a conflict — in the index, in a pending batch, earlier in the same
-// batch, after the index was rebuilt from the log, and for index entries
-// written before leaf hashes were kept — and is never appended, while
-// the same bytes again are still a duplicate.
+// batch, after the index was rebuilt from the log, and after an upgrade
+// from the bbolt index (whose entries had no leaf hashes) — and is never
+// appended, while the same bytes again are still a duplicate.
 func TestConflictsAreNeverDuplicates(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -100,8 +103,13 @@ func TestConflictsAreNeverDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// An index written before hashes were kept (leaf index only).
-	db, err := bolt.Open(filepath.Join(dir, "index.db"), 0o600, nil)
+	// An upgrade: the index of a proofline from before the Pebble one (a
+	// bbolt index.db whose entries hold leaf indices without hashes) is
+	// not read; the log rebuilds its index from its entries, hashes
+	// included, and removes the old file.
+	removeIndex(t, dir)
+	old := filepath.Join(dir, "index.db")
+	db, err := bolt.Open(old, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,11 +118,14 @@ func TestConflictsAreNeverDuplicates(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
-			var old [8]byte
-			binary.BigEndian.PutUint64(old[:], binary.BigEndian.Uint64(v))
-			return b.Put(k, old[:])
-		})
+		for i, a := range got {
+			var leaf [8]byte
+			binary.BigEndian.PutUint64(leaf[:], a.Index)
+			if err := b.Put([]byte(first[i].ID), leaf[:]); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +136,11 @@ func TestConflictsAreNeverDuplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check("old index", res[0], true, got[6].Index)
-	check("old index retry", res[1], false, got[7].Index)
+	check("upgraded index", res[0], true, got[6].Index)
+	check("upgraded index retry", res[1], false, got[7].Index)
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the old index.db is still there (%v)", err)
+	}
 	if size, _ := l.IntegratedSize(ctx); size != 21 {
 		t.Fatalf("size %d, want 21", size)
 	}

@@ -62,10 +62,8 @@ func recordKey(id string) []byte {
 // held is what the index knows of the leaf holding a record id.
 type held struct {
 	leaf uint64
-	// hash is the leaf's RFC 6962 hash; hasHash is false for entries
-	// indexed before hashes were kept.
-	hash    [sha256.Size]byte
-	hasHash bool
+	// hash is the leaf's RFC 6962 hash.
+	hash [sha256.Size]byte
 }
 
 // leafHash is the RFC 6962 leaf hash of a leaf's bytes: the same value
@@ -80,21 +78,18 @@ func leafHash(data []byte) [sha256.Size]byte {
 	return out
 }
 
+// heldSize is an entry's value: the leaf index (big-endian) and the hash.
+const heldSize = 8 + sha256.Size
+
 func (h held) encode() []byte {
-	v := make([]byte, 8, 8+sha256.Size)
+	v := make([]byte, 8, heldSize)
 	binary.BigEndian.PutUint64(v, h.leaf)
-	if h.hasHash {
-		v = append(v, h.hash[:]...)
-	}
-	return v
+	return append(v, h.hash[:]...)
 }
 
 func decodeHeld(v []byte) held {
 	h := held{leaf: binary.BigEndian.Uint64(v[:8])}
-	if len(v) >= 8+sha256.Size {
-		copy(h.hash[:], v[8:8+sha256.Size])
-		h.hasHash = true
-	}
+	copy(h.hash[:], v[8:heldSize])
 	return h
 }
 
@@ -156,8 +151,8 @@ func (x *index) find(id string) (held, bool, error) {
 		return held{}, false, err
 	}
 	defer closer.Close()
-	if len(v) < 8 {
-		return held{}, false, fmt.Errorf("index entry of %q is %d bytes", id, len(v))
+	if len(v) != heldSize {
+		return held{}, false, fmt.Errorf("index entry of %q is %d bytes, want %d", id, len(v), heldSize)
 	}
 	return decodeHeld(v), true, nil
 }
@@ -220,8 +215,7 @@ func (x *index) highWater() (uint64, error) {
 
 // put records ids at their leaves and raises the high-water mark to hw if
 // it is higher, in one durable (fsynced) batch. An id already present
-// keeps its first leaf: the first leaf is the one proofs point at. An
-// entry of that same leaf indexed before hashes were kept gains its hash.
+// keeps its first leaf: the first leaf is the one proofs point at.
 func (x *index) put(entries map[string]held, hw uint64) error {
 	if len(entries) == 0 && hw == 0 {
 		return nil
@@ -239,11 +233,11 @@ func (x *index) put(entries map[string]held, hw uint64) error {
 			return errors.New("empty record id")
 		}
 		if !x.absent.absent(id) {
-			old, ok, err := x.find(id)
+			_, ok, err := x.find(id)
 			if err != nil {
 				return fmt.Errorf("index lookup: %w", err)
 			}
-			if ok && (old.hasHash || old.leaf != h.leaf || !h.hasHash) {
+			if ok {
 				continue
 			}
 		}

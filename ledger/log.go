@@ -283,7 +283,7 @@ func (l *Log) reconcile(ctx context.Context) error {
 			}
 			leaf := ri.Index*layout.EntryBundleWidth + uint64(i)
 			if _, dup := ids[id]; !dup {
-				ids[id] = held{leaf: leaf, hash: leafHash(b.Entries[i]), hasHash: true}
+				ids[id] = held{leaf: leaf, hash: leafHash(b.Entries[i])}
 			}
 		}
 		end := ri.Index*layout.EntryBundleWidth + uint64(ri.First+ri.N)
@@ -378,10 +378,7 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 		firstInBatch: make(map[string]int, len(entries))}
 	for i, e := range entries {
 		if h, ok := known[e.ID]; ok {
-			same, err := l.sameLeaf(ctx, h, e.Data)
-			if err != nil {
-				return nil, err
-			}
+			same := h.hash == leafHash(e.Data)
 			p.out[i] = Appended{Index: h.leaf, Duplicate: same, Conflict: !same}
 			continue
 		}
@@ -448,7 +445,7 @@ func (p *Pending) Wait() ([]Appended, error) {
 		}
 		p.out[i] = Appended{Index: got.Index}
 		p.added[p.entries[i].ID] = got.Index
-		puts[p.entries[i].ID] = held{leaf: got.Index, hash: p.hashes[i], hasHash: true}
+		puts[p.entries[i].ID] = held{leaf: got.Index, hash: p.hashes[i]}
 		hw = max(hw, got.Index+1)
 	}
 	// The high-water mark only moves while every batch so far succeeded:
