@@ -9,10 +9,11 @@ import (
 
 // idFilter answers "is this record id certainly not in the index?" from
 // memory, so that a new record (nearly every record: ids are random) costs
-// no B+tree search. Every record is looked up twice (ingest's conflict
-// check and the signer's dedup) and, when indexed, once more; with random
-// ids each search lands on a different page of the index, and the three
-// were ~18% of the server's CPU at 30k records/s (bench/RESULTS.md).
+// no search of the index. Every record is looked up twice (ingest's
+// conflict check and the signer's dedup) and, when indexed, once more; the
+// three were ~18% of the server's CPU at 30k records/s with the bbolt
+// index (bench/RESULTS.md, 2026-12-03 07:20), and a Pebble lookup costs
+// more than a bbolt one (~15 µs against 1–2, 14:26).
 //
 // It is a Bloom filter (bits-and-blooms/bloom: a well-kept implementation
 // of a structure whose subtle part is the sizing): "absent" is certain,
@@ -21,7 +22,7 @@ import (
 // answers only once it holds every id the index holds.
 //
 // It is built from the index in the background when the log opens, and
-// ids are added to it before their index transaction commits. Until it is
+// ids are added to it before their index batch commits. Until it is
 // built, every lookup searches the index.
 type idFilter struct {
 	// putMu is held by index.put for its whole transaction, and by start

@@ -30,10 +30,12 @@ import (
 // serial commit path, and with random ids a B+tree (bbolt, before) rewrote
 // most of its leaf pages in each commit once it outgrew a batch — 14–20 µs
 // a record and a fifth of the server's CPU (bench/RESULTS.md, 2026-12-03
-// 13:48). Pebble appends a batch to its write-ahead log and memtable,
-// about 2 µs a record at any size. Its lookups cost more than a B+tree's,
-// and are rare: the Bloom filter in front clears new ids, so only
-// duplicates, conflicts, the filter's false positives and proofs reach it.
+// 13:48). Pebble appends a batch to its write-ahead log and memtable:
+// about 4 µs of CPU a record, its compactions included, at any size
+// (15:15). Its lookups cost more than a B+tree's and are rare: the Bloom
+// filter in front clears new ids, so only duplicates, conflicts, the
+// filter's false positives and proofs reach it (and every lookup while the
+// filter loads at start).
 type index struct {
 	db *pebble.DB
 	// absent answers for ids certainly not held, without a search.
