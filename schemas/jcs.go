@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 	"unicode/utf16"
 
 	"github.com/gowebpki/jcs"
@@ -83,6 +85,14 @@ func (w *jcsWriter) str(s string) {
 	w.b = append(w.b, '"')
 }
 
+// time writes t in UTC as TimestampLayout has it, appended in place: the
+// layout's characters (digits, '-', ':', 'T', '.', 'Z') need no escaping.
+func (w *jcsWriter) time(t time.Time) {
+	w.b = append(w.b, '"')
+	w.b = t.UTC().AppendFormat(w.b, TimestampLayout)
+	w.b = append(w.b, '"')
+}
+
 func strMember(key, v string) member {
 	return member{key: key, omit: v == "", write: func(w *jcsWriter) { w.str(v) }}
 }
@@ -122,7 +132,7 @@ func (r *CallRecord) canonical() ([]byte, error) {
 			e := r.Elevation
 			w.object(
 				strMember("approver", e.Approver),
-				member{key: "expires", omit: e.Expires == nil, write: func(w *jcsWriter) { w.str(e.Expires.UTC().Format(TimestampLayout)) }},
+				member{key: "expires", omit: e.Expires == nil, write: func(w *jcsWriter) { w.time(e.Expires.Time) }},
 				strMember("reason", e.Reason),
 				// No omitempty on scopes: a nil list is null, as json.Marshal writes it.
 				member{key: "scopes", write: func(w *jcsWriter) { w.strings(e.Scopes) }},
@@ -157,8 +167,8 @@ func (r *CallRecord) canonical() ([]byte, error) {
 				member{key: "span_id", write: func(w *jcsWriter) { w.str(t.SpanID) }},
 				member{key: "trace_id", write: func(w *jcsWriter) { w.str(t.TraceID) }})
 		}},
-		member{key: "ts_end", write: func(w *jcsWriter) { w.str(r.TSEnd.UTC().Format(TimestampLayout)) }},
-		member{key: "ts_start", write: func(w *jcsWriter) { w.str(r.TSStart.UTC().Format(TimestampLayout)) }},
+		member{key: "ts_end", write: func(w *jcsWriter) { w.time(r.TSEnd.Time) }},
+		member{key: "ts_start", write: func(w *jcsWriter) { w.time(r.TSStart.Time) }},
 		strMember("workflow_id", r.WorkflowID),
 	)
 	if numErr != nil {
@@ -205,5 +215,20 @@ func (w *jcsWriter) stringMap(m map[string]string) {
 }
 
 func compareUTF16(a, b string) int {
+	// Without characters beyond the Basic Multilingual Plane (4-byte
+	// UTF-8, lead byte 0xF0 and up), UTF-16 code units are the code
+	// points, whose order UTF-8's byte order keeps: compare in place.
+	if !hasAstral(a) && !hasAstral(b) {
+		return strings.Compare(a, b)
+	}
 	return slices.Compare(utf16.Encode([]rune(a)), utf16.Encode([]rune(b)))
+}
+
+func hasAstral(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0xF0 {
+			return true
+		}
+	}
+	return false
 }

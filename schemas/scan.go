@@ -285,8 +285,8 @@ func (s *scanner) members(member func(name []byte) bool, dedupe bool) {
 	}
 }
 
-// str reads a string without escapes or control characters (the input is
-// valid UTF-8: decodeScan's precondition).
+// str reads a non-empty string without escapes or control characters (the
+// input is valid UTF-8: decodeScan's precondition).
 func (s *scanner) str() string {
 	if v := s.raw(); s.ok {
 		end := s.i - 1 // the closing quote
@@ -302,6 +302,13 @@ func (s *scanner) raw() []byte {
 		return nil
 	}
 	start := s.i + 1
+	// An empty string is left to the other paths: the schema rejects it
+	// wherever a minimum length applies, and a "" read here would look
+	// like an absent member.
+	if start < len(s.b) && s.b[start] == '"' {
+		s.fail()
+		return nil
+	}
 	for j := start; j < len(s.b); j++ {
 		switch c := s.b[j]; {
 		case c == '"':
@@ -401,7 +408,7 @@ func (s *scanner) number() (lit string, integer bool) {
 		}
 	}
 	s.i = j
-	return string(b[start:j]), integer
+	return s.src[start:j], integer // a slice of src: no copy
 }
 
 func (s *scanner) float() float64 {
