@@ -86,7 +86,7 @@ func cmdServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Int64Var(&f.decodeBudget, "decode-budget", 0, "bytes all requests together may hold while decompressing and decoding bodies; over it a request waits briefly, then gets 503 (0: an eighth of the memory limit or physical memory, at most 2 GiB, at least 64 MiB)")
 	fs.IntVar(&f.maxRecords, "max-records", ingest.DefaultConfig.MaxRecords, "most records in one request")
 	fs.BoolVar(&f.publicLog, "public-log", false, "serve /checkpoint and /tile/ without a token (as a public transparency log)")
-	fs.DurationVar(&f.batchAge, "batch-age", 20*time.Millisecond, "longest a record waits to be sequenced into the log")
+	fs.DurationVar(&f.batchAge, "batch-age", 60*time.Millisecond, "longest a record waits to be sequenced into the log (under load a batch is cut by this age: longer makes fewer, larger batches for the log's one writer)")
 	fs.DurationVar(&f.checkpointInterval, "checkpoint-interval", 200*time.Millisecond, "how often a new checkpoint is signed and published (min 100ms)")
 	fs.DurationVar(&f.auditInterval, "audit-interval", ledger.DefaultAuditInterval, "how often the log re-derives its newest entries and tiles against its signed checkpoint (negative: only at start and every --audit-every appends)")
 	fs.Uint64Var(&f.auditEvery, "audit-every", ledger.DefaultAuditEvery, "also audit the log after this many appended records")
