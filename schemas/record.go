@@ -3,6 +3,7 @@ package schemas
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -31,14 +32,14 @@ const (
 	StatusTimeout       = "timeout"
 )
 
+// statuses are the outcome statuses, in the schema's order.
+var statuses = [...]string{StatusOK, StatusToolError, StatusSystemError, StatusPolicyBlocked, StatusTimeout}
+
 // IsStatus reports whether s is one of the outcome statuses.
-func IsStatus(s string) bool {
-	switch s {
-	case StatusOK, StatusToolError, StatusSystemError, StatusPolicyBlocked, StatusTimeout:
-		return true
-	}
-	return false
-}
+func IsStatus(s string) bool { return slices.Contains(statuses[:], s) }
+
+// Statuses lists the outcome statuses, for messages that name them.
+func Statuses() []string { return slices.Clone(statuses[:]) }
 
 // MethodCatalog is the mcp.method of catalog records: what a server
 // offered agents (a tool registered, changed or gone), not a call. Not an

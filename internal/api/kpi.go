@@ -213,7 +213,7 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if f.Status != "" && !schemas.IsStatus(f.Status) {
-		httpx.WriteError(w, http.StatusBadRequest, "status must be one of ok, tool_error, system_error, policy_blocked, timeout")
+		httpx.WriteError(w, http.StatusBadRequest, "status must be one of "+strings.Join(schemas.Statuses(), ", "))
 		return
 	}
 	if v := q.Get("limit"); v != "" {

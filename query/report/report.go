@@ -78,8 +78,7 @@ type Data struct {
 	Latency     []spanstore.LatencyRow
 	LatencyDays []spanstore.LatencySeries
 	// Budgets are the SLOs as they stood at the week's end (Until for a
-	// partial week); nil without
-	// SLOs.
+	// partial week); nil without SLOs.
 	Budgets    []spanstore.BudgetRow
 	Burn       []spanstore.BurnSeries
 	Cost       *spanstore.CostReport
