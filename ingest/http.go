@@ -192,21 +192,14 @@ func (h *Handler) ingest(ctx context.Context, principal string, raws [][]byte) (
 	for i, raw := range raws {
 		res := &resp.Results[i]
 		res.Index = i
-		rec, err := schemas.Decode(raw)
+		// The principal comes from the token, never from the body.
+		rec, canon, err := schemas.DecodeFrom(raw, principal)
 		if err != nil {
 			res.Status = StatusRejected
 			res.Errors = fieldErrors(err)
 			continue
 		}
 		res.RecordID = rec.RecordID
-		// The principal comes from the token, never from the body.
-		rec.IngestedBy = principal
-		canon, err := rec.Canonical()
-		if err != nil {
-			res.Status = StatusRejected
-			res.Errors = []schemas.FieldError{{Path: "$", Message: err.Error()}}
-			continue
-		}
 		if first, dup := firstByID[rec.RecordID]; dup {
 			if bytes.Equal(first, canon) {
 				res.Status = StatusDuplicate

@@ -31,13 +31,17 @@ func (r *CallRecord) canonicalViaJCS() ([]byte, error) {
 // It decodes with Decode's scanner where it can (an ordinary record's
 // canonical bytes are what it handles: strings without escapes, plain
 // numbers), JSON v2 otherwise; the scanner decodes what it accepts as
-// JSON v2 does (FuzzDecodeCanonical), and whichever decoded, the
-// record's canonical form must then be data byte for byte.
+// JSON v2 does (FuzzDecodeCanonical). When the scanner saw the canonical
+// form as it read (the common case), that is the answer; otherwise the
+// record's canonical form is written and must be data byte for byte.
 func IsCanonicalRecord(data []byte) (*CallRecord, bool) {
 	if !utf8.Valid(data) {
 		return nil, false
 	}
-	r, ok := decodeScan(data)
+	r, sc, ok := decodeScan(data)
+	if ok && sc.canonical {
+		return r, true
+	}
 	if !ok {
 		if r, ok = decodeV2(data); !ok {
 			return nil, false

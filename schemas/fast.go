@@ -20,31 +20,31 @@ import (
 // case-sensitively, unknown members and duplicate names are rejected.
 //
 // data must be valid UTF-8, as Decode makes sure.
-func decodeFast(data []byte) (*CallRecord, bool) {
+func decodeFast(data []byte) (*CallRecord, scanned, bool) {
 	// The scanner takes no null and no empty string (it fails on both).
-	r, ok := decodeScan(data)
+	r, sc, ok := decodeScan(data)
 	if !ok {
 		// null and "" decode to zero values indistinguishable from an
 		// absent field, while the schema rejects them (wrong type,
 		// minLength): leave such records to the schema. Rare in practice;
 		// only a slower path.
 		if bytes.Contains(data, []byte("null")) || bytes.Contains(data, []byte(`""`)) {
-			return nil, false
+			return nil, scanned{}, false
 		}
 		if r, ok = decodeV2(data); !ok {
-			return nil, false
+			return nil, scanned{}, false
 		}
 		// JSON v2 rounds a non-zero amount like 1e-400 to 0 (not I-JSON)
 		// and the literal is gone by now: a zero amount from this rare
 		// path is left to the schema path, which sees the literal.
 		if r.Cost != nil && r.Cost.Amount == 0 {
-			return nil, false
+			return nil, scanned{}, false
 		}
 	}
 	if !r.fastValid() {
-		return nil, false
+		return nil, scanned{}, false
 	}
-	return r, true
+	return r, sc, true
 }
 
 // decodeV2 decodes with JSON v2, for what decodeScan leaves (escapes,

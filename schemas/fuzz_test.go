@@ -72,7 +72,11 @@ func FuzzDecodeCanonical(f *testing.F) {
 		// The one-pass scanner must agree with JSON v2 on all it accepts;
 		// like the fast path, it is only given valid UTF-8 (Decode's check).
 		valid := utf8.Valid(data)
-		if scanned, ok := decodeScan(data); valid && ok {
+		if scanned, sc, ok := decodeScan(data); valid && ok {
+			// What the scanner saw as canonical must be the canonical form.
+			if c, err := scanned.canonical(); sc.canonical && (err != nil || !bytes.Equal(c, data)) {
+				t.Fatalf("the scanner saw a canonical form in non-canonical input:\n%s\n%s", data, c)
+			}
 			v2, ok := decodeV2(data)
 			if !ok {
 				t.Fatalf("scanner accepted what JSON v2 rejects:\n%s", data)
@@ -81,7 +85,7 @@ func FuzzDecodeCanonical(f *testing.F) {
 				t.Fatalf("scanner and JSON v2 decode differently:\n%+v\n%+v\n%s", scanned, v2, data)
 			}
 		}
-		if fast, ok := decodeFast(data); valid && ok {
+		if fast, _, ok := decodeFast(data); valid && ok {
 			slow, err := decodeSchema(data)
 			if err != nil {
 				t.Fatalf("fast path accepted what the schema rejects: %v\n%s", err, data)
@@ -157,6 +161,22 @@ func FuzzDecodeCanonical(f *testing.F) {
 		}
 		if _, ok := IsCanonicalRecord(data); ok && !bytes.Equal(data, c1) {
 			t.Fatalf("IsCanonicalRecord accepts non-canonical input: %s", data)
+		}
+		// DecodeFrom, which splices the principal into canonical input,
+		// gives the bytes of the record stamped and encoded again.
+		for _, principal := range []string{"", "gw-1", "zz", `a"b`, r.IngestedBy} {
+			for _, in := range [][]byte{data, c1} {
+				stamped, got, err := DecodeFrom(in, principal)
+				if err != nil {
+					t.Fatalf("DecodeFrom rejects what Decode accepts: %v\n%s", err, in)
+				}
+				want := *r
+				want.IngestedBy = principal
+				wc, _ := want.canonical()
+				if !bytes.Equal(got, wc) || stamped.IngestedBy != principal {
+					t.Fatalf("DecodeFrom(%q):\n%s\nwant\n%s", principal, got, wc)
+				}
+			}
 		}
 	})
 }

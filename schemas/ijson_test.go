@@ -51,7 +51,7 @@ func TestDecodeRejectsNonIJSON(t *testing.T) {
 	for _, tc := range ijsonCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			data := []byte(tc.in)
-			if _, ok := decodeFast(data); ok {
+			if _, _, ok := decodeFast(data); ok {
 				t.Error("the fast path accepted it")
 			}
 			_, err := Decode(data)

@@ -2,6 +2,8 @@ package schemas
 
 import (
 	"strconv"
+
+	"github.com/gowebpki/jcs"
 )
 
 // This file decodes the common shape of a call record in one pass.
@@ -26,23 +28,59 @@ type scanner struct {
 	// ok turns false at the first thing the scanner does not handle; every
 	// method then returns zero values and the result is discarded.
 	ok bool
+	// canon turns false at the first thing that makes b differ from its
+	// record's RFC 8785 form (whitespace, member order, a number or time
+	// not spelled canonically, a member the canonical form omits or one it
+	// has that b lacks). While it holds, b is that form already and need
+	// not be written again to be compared or stored. It may be false for
+	// canonical input (it is conservative); never true for other input.
+	canon bool
+	// nameStart is the offset of the current member's name (its quote).
+	nameStart int
 }
+
+// scanned is what the scanner learnt about the text beyond the record.
+type scanned struct {
+	// canonical: the text is its record's canonical form (scanner.canon).
+	canonical bool
+	// Of a canonical text: where the top-level members before
+	// "ingested_by" end (0: none) and where those after it start (0:
+	// none), to put another principal in its place without re-encoding.
+	beforeEnd, afterStart int
+}
+
+// Members of the record that the canonical form always has, as bits.
+const (
+	hasActor = 1 << iota
+	hasOutcome
+	hasPolicy
+	hasTool
+	hasTSEnd
+	hasTSStart
+	hasAlways = hasActor | hasOutcome | hasPolicy | hasTool | hasTSEnd | hasTSStart
+)
 
 // decodeScan decodes data if it is in the subset the scanner handles.
 // data must be valid UTF-8 (Decode checks it once, before any path).
-func decodeScan(data []byte) (*CallRecord, bool) {
-	s := &scanner{b: data, src: string(data), ok: true}
+func decodeScan(data []byte) (*CallRecord, scanned, bool) {
+	s := &scanner{b: data, src: string(data), ok: true, canon: true}
 	r := &CallRecord{}
+	var sc scanned
+	var have int
 	s.ws()
 	s.object(func(key []byte) bool {
+		start := s.nameStart
 		switch string(key) {
 		case "record_id":
 			r.RecordID = s.str()
 		case "ts_start":
 			r.TSStart = s.timestamp()
+			have |= hasTSStart
 		case "ts_end":
 			r.TSEnd = s.timestamp()
+			have |= hasTSEnd
 		case "actor":
+			have |= hasActor
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "id":
@@ -57,6 +95,7 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 				return true
 			})
 		case "tool":
+			have |= hasTool
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "name":
@@ -93,12 +132,15 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 		case "trace":
 			t := &Trace{}
 			r.Trace = t
+			ids := 0
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "trace_id":
 					t.TraceID = s.str()
+					ids++
 				case "span_id":
 					t.SpanID = s.str()
+					ids++
 				case "parent_span_id":
 					t.ParentSpanID = s.str()
 				default:
@@ -106,15 +148,23 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 				}
 				return true
 			})
+			if ids != 2 { // the canonical form always has both
+				s.canon = false
+			}
 		case "scope_grants":
 			r.ScopeGrants = s.strings()
+			if len(r.ScopeGrants) == 0 { // omitted when empty
+				s.canon = false
+			}
 		case "elevation":
 			e := &Elevation{}
 			r.Elevation = e
+			scopes := false
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "scopes":
 					e.Scopes = s.strings()
+					scopes = true
 				case "approver":
 					e.Approver = s.str()
 				case "reason":
@@ -127,7 +177,11 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 				}
 				return true
 			})
+			if !scopes { // the canonical form has them (null when absent)
+				s.canon = false
+			}
 		case "policy":
+			have |= hasPolicy
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "decision":
@@ -142,6 +196,7 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 				return true
 			})
 		case "outcome":
+			have |= hasOutcome
 			s.object(func(k []byte) bool {
 				switch string(k) {
 				case "status":
@@ -164,14 +219,19 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 			r.Cost = c
 			s.object(func(k []byte) bool {
 				switch string(k) {
+				// Zero amounts and token counts (-0 too) are omitted
+				// from the canonical form.
 				case "amount":
 					c.Amount = s.float()
+					s.canon = s.canon && c.Amount != 0
 				case "currency":
 					c.Currency = s.str()
 				case "tokens_in":
 					c.TokensIn = s.int()
+					s.canon = s.canon && c.TokensIn != 0
 				case "tokens_out":
 					c.TokensOut = s.int()
+					s.canon = s.canon && c.TokensOut != 0
 				default:
 					return false
 				}
@@ -195,18 +255,29 @@ func decodeScan(data []byte) (*CallRecord, bool) {
 				m[string(k)] = s.str()
 				return true
 			}, false)
+			if len(m) == 0 { // omitted when empty
+				s.canon = false
+			}
 		case "ingested_by":
 			r.IngestedBy = s.str()
 		default:
 			return false
 		}
+		// Member names are ASCII here: byte order is canonical order.
+		switch k := string(key); {
+		case k < "ingested_by":
+			sc.beforeEnd = s.i
+		case k > "ingested_by" && sc.afterStart == 0:
+			sc.afterStart = start
+		}
 		return true
 	})
 	s.ws()
 	if !s.ok || s.i != len(s.b) {
-		return nil, false
+		return nil, scanned{}, false
 	}
-	return r, true
+	sc.canonical = s.canon && have == hasAlways
+	return r, sc, true
 }
 
 func (s *scanner) fail() { s.ok = false }
@@ -216,6 +287,7 @@ func (s *scanner) ws() {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
 			s.i++
+			s.canon = false
 		default:
 			return
 		}
@@ -251,9 +323,18 @@ func (s *scanner) members(member func(name []byte) bool, dedupe bool) {
 	// except attributes, whose member func checks its map instead.
 	var seenBuf [32][]byte
 	seen := seenBuf[:0]
+	var prev []byte
 	for s.ok {
 		s.ws()
+		s.nameStart = s.i
 		name := s.raw()
+		// Canonical order is by UTF-16 code units, which byte order keeps
+		// but for characters beyond the Basic Multilingual Plane (only
+		// attribute names can have them): those are left to the encoder.
+		if s.canon && (prev != nil && string(prev) >= string(name) || !dedupe && hasAstral(string(name))) {
+			s.canon = false
+		}
+		prev = name
 		if dedupe {
 			for _, n := range seen {
 				if string(n) == string(name) {
@@ -361,6 +442,11 @@ func (s *scanner) timestamp() Timestamp {
 	if err != nil {
 		s.fail()
 	}
+	if s.canon {
+		// The canonical form has every time in UTC to the nanosecond.
+		var buf [len(TimestampLayout) + 8]byte
+		s.canon = string(t.UTC().AppendFormat(buf[:0], TimestampLayout)) == v
+	}
 	return Timestamp{Time: t}
 }
 
@@ -421,6 +507,10 @@ func (s *scanner) float() float64 {
 		// Out of range, or a non-zero number a double rounds to 0 (not
 		// I-JSON): the schema path names it.
 		s.fail()
+	}
+	if s.canon {
+		c, err := jcs.NumberToJSON(f)
+		s.canon = err == nil && c == lit
 	}
 	return f
 }
