@@ -313,6 +313,8 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 		"/v1/kpi/onboarding?tool=x":                                   `unknown parameter \"tool\"`,
 		"/v1/spans?status=bogus":                                      "status must be one of",
 		"/v1/spans?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z": "from must be before to",
+		"/v1/spans?from=yesterday&to=tomorrow":                        "from must be an RFC 3339 time; to must be an RFC 3339 time",
+		"/v1/kpi/latency?from=yesterday&to=tomorrow":                  "from must be an RFC 3339 time; to must be an RFC 3339 time",
 		"/v1/kpi/errorbudget?from=2026-11-01T00:00:00Z":               "add step",
 		"/v1/kpi/plans?to=2026-11-01T00:00:00Z":                       "add step",
 		"/v1/kpi/latency?step=0":                                      `step \"0\"`,

@@ -50,19 +50,25 @@ func parseTime(name, v string) (time.Time, error) {
 }
 
 // timeRange is [from, to) of a KPI request: RFC 3339 from and to, either
-// defaulting from the other and the window (to: now).
+// defaulting from the other and the window (to: now). When both are bad,
+// the error names both: one round trip fixes the request.
 func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err error) {
 	to = time.Now().UTC()
+	var errTo, errFrom error
 	if toS != "" {
-		if to, err = parseTime("to", toS); err != nil {
-			return from, to, err
-		}
+		to, errTo = parseTime("to", toS)
 	}
 	from = to.Add(-window)
 	if fromS != "" {
-		if from, err = parseTime("from", fromS); err != nil {
-			return from, to, err
-		}
+		from, errFrom = parseTime("from", fromS)
+	}
+	switch {
+	case errFrom != nil && errTo != nil:
+		return from, to, fmt.Errorf("%w; %w", errFrom, errTo)
+	case errFrom != nil:
+		return from, to, errFrom
+	case errTo != nil:
+		return from, to, errTo
 	}
 	if !from.Before(to) {
 		return from, to, errors.New("from must be before to")
@@ -198,15 +204,25 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Elevated = &b
 	}
-	for name, dst := range map[string]*time.Time{"from": &f.From, "to": &f.To} {
-		if v := q.Get(name); v != "" {
-			t, err := parseTime(name, v)
+	// Both bounds are read before answering, so that the error names
+	// every bad one, always in the same order.
+	var bad []string
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := parseTime(p.name, v)
 			if err != nil {
-				httpx.WriteError(w, http.StatusBadRequest, err.Error())
-				return
+				bad = append(bad, err.Error())
+				continue
 			}
-			*dst = t
+			*p.dst = t
 		}
+	}
+	if len(bad) > 0 {
+		httpx.WriteError(w, http.StatusBadRequest, strings.Join(bad, "; "))
+		return
 	}
 	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
 		httpx.WriteError(w, http.StatusBadRequest, "from must be before to")

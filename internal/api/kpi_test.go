@@ -22,6 +22,8 @@ func TestTimeRangeBounds(t *testing.T) {
 		{"", "9999-12-31T23:59:00Z", "to must be a time from 1970 to 2100"},
 		{"", "2100-01-01T00:00:00Z", "to must be a time from 1970 to 2100"},
 		{"yesterday", "", "from must be an RFC 3339 time"},
+		{"yesterday", "tomorrow", "from must be an RFC 3339 time; to must be an RFC 3339 time"},
+		{"1969-12-31T23:59:59Z", "2100-01-01T00:00:00Z", "from must be a time from 1970 to 2100; to must be a time from 1970 to 2100"},
 		{"2026-12-01T00:00:00Z", "2026-11-01T00:00:00Z", "from must be before to"},
 	} {
 		from, to, err := timeRange(c.from, c.to, 24*time.Hour)
