@@ -11,6 +11,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -50,6 +51,7 @@ type config struct {
 	workers  int
 	batch    int
 	out      string
+	trace    string
 }
 
 func main() {
@@ -60,6 +62,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 8, "concurrent HTTP clients in the throughput run")
 	flag.IntVar(&c.batch, "batch", 500, "records per HTTP request in the throughput run")
 	flag.StringVar(&c.out, "out", "", "also write the Markdown report to this file")
+	flag.StringVar(&c.trace, "latency-trace", "", "write each latency batch (offered rate, seconds since the run began at its 202, latency in seconds) to this CSV file: whether a tail is a stall or a queue growing shows there")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -131,6 +134,11 @@ func run(ctx context.Context, c config, args []string) error {
 		rest = rest[n:]
 	}
 
+	if c.trace != "" {
+		if err := writeTrace(c.trace, lats); err != nil {
+			return err
+		}
+	}
 	report := renderReport(c, args, avg, js, ts, pl, srv.ackedRate, lats, cpu)
 	fmt.Print(report)
 	if c.out != "" {
@@ -533,6 +541,23 @@ type latencyResult struct {
 	offered, achieved float64
 	p50, p99, maxL    time.Duration
 	batches           int
+	// trace is each batch's 202 (since the run began) and latency, in
+	// the order offered.
+	trace []batchLatency
+}
+
+type batchLatency struct{ at, latency time.Duration }
+
+// writeTrace writes the batches of every latency run as CSV.
+func writeTrace(path string, lats []*latencyResult) error {
+	var b strings.Builder
+	b.WriteString("offered,at_s,latency_s\n")
+	for _, l := range lats {
+		for _, t := range l.trace {
+			fmt.Fprintf(&b, "%.0f,%.3f,%.3f\n", l.offered, t.at.Seconds(), t.latency.Seconds())
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 // latency offers rate records/s for d in 10 ms batches and measures, per
@@ -617,6 +642,7 @@ func (s *server) latency(ctx context.Context, ps []payload, rate int, d time.Dur
 	mu.Lock()
 	defer mu.Unlock()
 	var lats []time.Duration
+	trace := make([]batchLatency, 0, len(results))
 	for i, r := range results {
 		j, _ := slices.BinarySearchFunc(seen, leaves[i]+1, func(o obs, target uint64) int {
 			switch {
@@ -634,11 +660,13 @@ func (s *server) latency(ctx context.Context, ps []payload, rate int, d time.Dur
 			return nil, errors.New("a batch was never seen covered")
 		}
 		lats = append(lats, max(0, seen[j].t.Sub(r.acked)))
+		trace = append(trace, batchLatency{at: r.acked.Sub(start), latency: lats[len(lats)-1]})
 	}
+	slices.SortFunc(trace, func(a, b batchLatency) int { return cmp.Compare(a.at, b.at) })
 	slices.Sort(lats)
 	return &latencyResult{
 		offered: float64(rate), achieved: float64(sent) / elapsed.Seconds(), batches: len(lats),
-		p50: lats[len(lats)/2], p99: lats[len(lats)*99/100], maxL: lats[len(lats)-1],
+		p50: lats[len(lats)/2], p99: lats[len(lats)*99/100], maxL: lats[len(lats)-1], trace: trace,
 	}, nil
 }
 
