@@ -91,9 +91,10 @@ func Decode(data []byte) (*CallRecord, error) {
 // DecodeFrom is Decode for ingest: it also sets the record's ingested_by
 // to principal, whatever data said, and returns the record's canonical
 // form with it. When data is already canonical but for ingested_by (as
-// the Go producers send it), the form is data with the principal put in
+// CallRecord.Canonical writes it), the form is data with the principal put in
 // place, not the record encoded again: the same bytes
-// (FuzzDecodeCanonical), for a third less of the work.
+// (FuzzDecodeCanonical), without the encoder's work (about a tenth of
+// ingest's per-record decoding, bench/RESULTS.md).
 func DecodeFrom(data []byte, principal string) (*CallRecord, []byte, error) {
 	r, sc, err := decode(data)
 	if err != nil {
