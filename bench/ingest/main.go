@@ -633,7 +633,16 @@ func (s *server) latency(ctx context.Context, ps []payload, rate int, d time.Dur
 	if err := s.waitSize(ctx, base+uint64(sent), time.Minute); err != nil {
 		return nil, err
 	}
-	time.Sleep(20 * time.Millisecond)
+	// The poller has its own round trips: stop it only once it has seen
+	// the checkpoint waitSize saw, or the last batches look never covered.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		covered := len(seen) > 0 && seen[len(seen)-1].size >= base+uint64(sent)
+		mu.Unlock()
+		if covered || time.Now().After(deadline) {
+			break
+		}
+	}
 	stopPoll()
 	leaves, err := s.leafIndexes(ctx, results)
 	if err != nil {
