@@ -235,8 +235,24 @@ func TestSpansAndLatencyKPI(t *testing.T) {
 	if code, _ := s.get(q, "/v1/kpi/cost?at=yesterday"); code != http.StatusBadRequest {
 		t.Fatalf("a bad at: %d", code)
 	}
-	if out, errOut, code := cli(t, "kpi", "plans", "--server", s.url, "--token", q, "--step", "24h", "--window", "21d"); code != 0 || !strings.Contains(out, `"series"`) {
-		t.Fatalf("proofline kpi plans --step: exit %d\n%s%s", code, out, errOut)
+	// The CLI prints the series as a second table: one row per day with
+	// a plan, each holding one.
+	out, errOut, code = cli(t, "kpi", "plans", "--server", s.url, "--token", q, "--step", "24h", "--window", "21d")
+	_, table, ok := strings.Cut(out, "STEP START")
+	var rows [][]string
+	for _, line := range strings.Split(table, "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 0 {
+			rows = append(rows, f)
+		}
+	}
+	if code != 0 || !ok || len(rows) != 2 || rows[0][1] != "1" || rows[1][1] != "1" {
+		t.Fatalf("proofline kpi plans --step: exit %d, series rows %q\n%s%s", code, rows, out, errOut)
+	}
+	for _, kind := range []string{"errorbudget", "cost"} {
+		out, errOut, code := cli(t, "kpi", kind, "--server", s.url, "--token", q, "--step", "1h")
+		if code != 0 || !strings.Contains(out, "step start") && !strings.Contains(out, "STEP START") {
+			t.Fatalf("proofline kpi %s --step: exit %d, no series table\n%s%s", kind, code, out, errOut)
+		}
 	}
 	// The weekly report of this week: one HTML file with the KPIs' tables
 	// and charts and the log's checkpoint.

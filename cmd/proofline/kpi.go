@@ -34,7 +34,7 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	exact := fs.Bool("exact", false, "latency: exact quantiles from every span instead of the rollup (1% relative accuracy)")
 	from := fs.String("from", "", "start of the range (RFC 3339): latency's instead of a window ending now; the others' series")
 	to := fs.String("to", "", "end of the range (RFC 3339; default now, or --at)")
-	step := fs.String("step", "", "also a series, one point per step (whole minutes: 5m, 1h, 1d); latency prints it as a table, the others as JSON")
+	step := fs.String("step", "", "also a series, one point per step (whole minutes: 5m, 1h, 1d), printed as a second table")
 	at := fs.String("at", "", "errorbudget, cost, plans: as they stood at this time (RFC 3339), for a past incident")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -72,14 +72,86 @@ func cmdKPI(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if *asJSON || *step != "" && kind != "latency" {
+	if *asJSON {
 		return printJSON(stdout, raw)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	if err := printTable(tw, kind, raw); err != nil {
 		return err
 	}
+	if err := printSeries(tw, kind, raw); err != nil {
+		return err
+	}
 	return tw.Flush()
+}
+
+// printSeries renders the series of an errorbudget, cost or plans answer
+// (with --step) as a second table, one row per step that has calls
+// (latency's is part of its table).
+func printSeries(tw io.Writer, kind string, raw []byte) error {
+	switch kind {
+	case "errorbudget":
+		var res struct {
+			Series []struct {
+				Group  string `json:"group"`
+				Points []struct {
+					Start    time.Time `json:"start"`
+					Calls    uint64    `json:"calls"`
+					Bad      uint64    `json:"bad"`
+					BurnRate float64   `json:"burn_rate"`
+				} `json:"points"`
+			} `json:"series"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		if len(res.Series) > 0 {
+			fmt.Fprintf(tw, "\t\t\t\t\t\nGROUP\tstep start\tcalls\tbad\tburn rate\t\n")
+		}
+		for _, sr := range res.Series {
+			for _, p := range sr.Points {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t\n", sr.Group, p.Start.Format(time.RFC3339), p.Calls, p.Bad, p.BurnRate)
+			}
+		}
+	case "cost":
+		var res struct {
+			Currency string `json:"currency"`
+			Series   []struct {
+				Start  time.Time `json:"start"`
+				Calls  uint64    `json:"calls"`
+				Amount float64   `json:"amount"`
+			} `json:"series"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		if res.Series != nil {
+			fmt.Fprintf(tw, "\t\t\t\nSTEP START\tcost (%s)\tcalls\t\n", res.Currency)
+		}
+		for _, p := range res.Series {
+			fmt.Fprintf(tw, "%s\t%.4f\t%d\t\n", p.Start.Format(time.RFC3339), p.Amount, p.Calls)
+		}
+	case "plans":
+		var res struct {
+			Series []struct {
+				Start  time.Time `json:"start"`
+				Plans  uint64    `json:"plans"`
+				Policy uint64    `json:"policy_blocked"`
+				System uint64    `json:"system_errors"`
+				Rate   float64   `json:"failed_rate"`
+			} `json:"series"`
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			return fmt.Errorf("server answer: %w", err)
+		}
+		if res.Series != nil {
+			fmt.Fprintf(tw, "\t\t\t\t\t\nSTEP START\tplans\tpolicy blocks\tsystem errors\tfailed\t\n")
+		}
+		for _, p := range res.Series {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.1f%%\t\n", p.Start.Format(time.RFC3339), p.Plans, p.Policy, p.System, 100*p.Rate)
+		}
+	}
+	return nil
 }
 
 // printTable renders one KPI answer as the table an SRE reads.
