@@ -52,6 +52,7 @@ func main() {
 	n := flag.Int("calls", 20000, "calls per server")
 	out := flag.String("out", "", "also write the Markdown report to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured calls to this file")
+	timeout := flag.Duration("timeout", 0, "the hook's call timeout (Limits.DefaultTimeout; 0: none): with one, the tool runs on a goroutine of its own so the call can be answered when it is over")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -64,7 +65,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := run(context.Background(), *n, *out); err != nil {
+	if err := run(context.Background(), *n, *timeout, *out); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -124,7 +125,7 @@ func (st *selfTimer) innerMW() mcp.Middleware {
 	}
 }
 
-func run(ctx context.Context, n int, out string) error {
+func run(ctx context.Context, n int, timeout time.Duration, out string) error {
 	dir, err := os.MkdirTemp("", "proofline-bench-mcphook")
 	if err != nil {
 		return err
@@ -167,7 +168,7 @@ func run(ctx context.Context, n int, out string) error {
 		// JetStream budget bucket, checked and counted on every call.
 		h, err := mcphook.New(mcphook.Config{Outbox: ob, Policy: pol, Server: mcphook.ServerInfo{Name: "bench"},
 			Tools:  map[string]mcphook.ToolConfig{"noop": {Group: "bench", Service: "bench-api", Cost: 0.001, Currency: "USD"}},
-			Limits: mcphook.Limits{Breaker: &mcphook.BreakerConfig{ConsecutiveFailures: 5, FailureRate: 0.5}},
+			Limits: mcphook.Limits{Breaker: &mcphook.BreakerConfig{ConsecutiveFailures: 5, FailureRate: 0.5}, DefaultTimeout: timeout},
 			Budgets: []mcphook.Budget{
 				{Name: name + "-calls", Group: "bench", Period: mcphook.PeriodDay, MaxCalls: 1 << 40},
 				{Name: name + "-cost", Tool: "noop", PerPrincipal: true, Period: mcphook.PeriodMonth, MaxCost: 1e9, Currency: "USD"},
@@ -283,7 +284,7 @@ func run(ctx context.Context, n int, out string) error {
 			return err
 		}
 	}
-	report := render(n, targets, ob1.Stats(), ob2.Stats())
+	report := render(n, timeout, targets, ob1.Stats(), ob2.Stats())
 	fmt.Print(report)
 	if out != "" {
 		return os.WriteFile(out, []byte(report), 0o644)
@@ -297,11 +298,15 @@ func pct(l []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(p*float64(len(s))))]
 }
 
-func render(n int, targets []*target, up, down outbox.Stats) string {
+func render(n int, timeout time.Duration, targets []*target, up, down outbox.Stats) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "## MCP hook overhead (%s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(&b, "Command: `go run ./bench/mcphook -calls %d`  \nMachine: %s, %d CPUs, %s; a no-op tool over the SDK's in-memory transport, servers called alternately\n\n", n, host, runtime.NumCPU(), runtime.Version())
+	cmdline := fmt.Sprintf("go run ./bench/mcphook -calls %d", n)
+	if timeout > 0 {
+		cmdline += " -timeout " + timeout.String()
+	}
+	fmt.Fprintf(&b, "Command: `%s`  \nMachine: %s, %d CPUs, %s; a no-op tool over the SDK's in-memory transport, servers called alternately\n\n", cmdline, host, runtime.NumCPU(), runtime.Version())
 	b.WriteString("| server | p50 | p99 | allocations per call |\n| --- | ---: | ---: | ---: |\n")
 	for _, tg := range targets {
 		fmt.Fprintf(&b, "| %s | %s | %s | %d |\n", tg.name, pct(tg.lat, 0.5).Round(100*time.Nanosecond), pct(tg.lat, 0.99).Round(100*time.Nanosecond), tg.allocs)
