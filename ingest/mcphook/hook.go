@@ -201,6 +201,7 @@ type Hook struct {
 	log    *slog.Logger
 	now    func() time.Time
 	sealq  *sealq
+	runner *runner
 }
 
 // New makes a Hook. Close it before its outbox.
@@ -231,6 +232,7 @@ func New(cfg Config) (*Hook, error) {
 		log:    cfg.Logger,
 		now:    time.Now,
 		sealq:  newSealq(),
+		runner: newRunner(),
 		cat:    catalog{known: map[string]string{}},
 	}
 	mp := cfg.MeterProvider
@@ -667,10 +669,10 @@ func (h *Hook) runWithTimeout(ctx context.Context, c *call, method string, req m
 		err error
 	}
 	done := make(chan out, 1)
-	go func() {
+	h.runner.run(func() {
 		res, err := safeNext(ctx, method, req, next)
 		done <- out{res, err}
-	}()
+	})
 	select {
 	case o := <-done:
 		var pe *panicError
@@ -844,6 +846,7 @@ func (h *Hook) Close(ctx context.Context) error {
 	// The budgets' last sync first: this process's usage must reach the
 	// store before it goes. The sealer is closed either way.
 	budErr := h.bud.close(ctx)
+	h.runner.close()
 	h.sealq.close()
 	select {
 	case <-h.sealq.done:
