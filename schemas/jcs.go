@@ -89,7 +89,7 @@ func (w *jcsWriter) str(s string) {
 // layout's characters (digits, '-', ':', 'T', '.', 'Z') need no escaping.
 func (w *jcsWriter) time(t time.Time) {
 	w.b = append(w.b, '"')
-	w.b = t.UTC().AppendFormat(w.b, TimestampLayout)
+	w.b = appendTimestamp(w.b, t)
 	w.b = append(w.b, '"')
 }
 

@@ -156,9 +156,17 @@ type Timestamp struct{ time.Time }
 // TimestampLayout is the normalised form.
 const TimestampLayout = "2006-01-02T15:04:05.000000000Z"
 
+// appendTimestamp appends t's normalised form (TimestampLayout, in UTC),
+// unquoted: the one spelling of an instant that the encoder writes and
+// the scanner recognises as canonical.
+func appendTimestamp(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, TimestampLayout)
+}
+
 // MarshalJSON writes the normalised form.
 func (t Timestamp) MarshalJSON() ([]byte, error) {
-	return []byte(`"` + t.UTC().Format(TimestampLayout) + `"`), nil
+	b := append(make([]byte, 0, len(TimestampLayout)+2), '"')
+	return append(appendTimestamp(b, t.Time), '"'), nil
 }
 
 // UnmarshalJSON accepts any RFC 3339 timestamp.

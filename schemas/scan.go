@@ -445,7 +445,7 @@ func (s *scanner) timestamp() Timestamp {
 	if s.canon {
 		// The canonical form has every time in UTC to the nanosecond.
 		var buf [len(TimestampLayout) + 8]byte
-		s.canon = string(t.UTC().AppendFormat(buf[:0], TimestampLayout)) == v
+		s.canon = string(appendTimestamp(buf[:0], t)) == v
 	}
 	return Timestamp{Time: t}
 }
