@@ -40,7 +40,7 @@ func (l *Log) Check(ctx context.Context, entries []Entry) (map[int]Appended, err
 			rest = append(rest, i)
 			continue
 		}
-		same := h.hash == leafHash(e.Data)
+		same := h.holds(e.Data)
 		out[i] = Appended{Index: h.leaf, Duplicate: same, Conflict: !same}
 	}
 	if len(rest) == 0 {

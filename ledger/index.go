@@ -80,6 +80,10 @@ func leafHash(data []byte) [sha256.Size]byte {
 	return out
 }
 
+// holds reports whether data is the leaf h describes: an id sent again
+// with these bytes is a duplicate, with other bytes a conflict.
+func (h held) holds(data []byte) bool { return h.hash == leafHash(data) }
+
 // heldSize is an entry's value: the leaf index (big-endian) and the hash.
 const heldSize = 8 + sha256.Size
 

@@ -378,7 +378,7 @@ func (l *Log) Add(ctx context.Context, entries []Entry) (*Pending, error) {
 		firstInBatch: make(map[string]int, len(entries))}
 	for i, e := range entries {
 		if h, ok := known[e.ID]; ok {
-			same := h.hash == leafHash(e.Data)
+			same := h.holds(e.Data)
 			p.out[i] = Appended{Index: h.leaf, Duplicate: same, Conflict: !same}
 			continue
 		}
