@@ -21,6 +21,19 @@ func cpuNs(b *testing.B) int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
+// eachRecord runs f on recs in turn for b.N ops and reports the CPU time
+// per op (cpu-ns/op), the figure the per-record benchmarks compare.
+func eachRecord(b *testing.B, recs [][]byte, f func(rec []byte)) {
+	b.ReportAllocs()
+	i := 0
+	cpu0 := cpuNs(b)
+	for b.Loop() {
+		f(recs[i%len(recs)])
+		i++
+	}
+	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
 func BenchmarkDecodeCanonical(b *testing.B) {
 	in := []byte(fullRecord)
 	b.ReportAllocs()
@@ -101,20 +114,15 @@ func BenchmarkDecodeRealistic(b *testing.B) {
 			b.Fatalf("%v\n%s", err, r)
 		}
 	}
-	b.ReportAllocs()
-	i := 0
-	cpu0 := cpuNs(b)
-	for b.Loop() {
-		r, err := Decode(recs[i%len(recs)])
+	eachRecord(b, recs, func(rec []byte) {
+		r, err := Decode(rec)
 		if err != nil {
 			b.Fatal(err)
 		}
 		if _, err := r.Canonical(); err != nil {
 			b.Fatal(err)
 		}
-		i++
-	}
-	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 // BenchmarkDecodeFromCanonical is ingest's work per record when the
@@ -122,16 +130,11 @@ func BenchmarkDecodeRealistic(b *testing.B) {
 // send it), stamped with another principal.
 func BenchmarkDecodeFromCanonical(b *testing.B) {
 	recs := canonicalForms(b, realisticRecords(4096))
-	b.ReportAllocs()
-	i := 0
-	cpu0 := cpuNs(b)
-	for b.Loop() {
-		if _, _, err := DecodeFrom(recs[i%len(recs)], "gw-1"); err != nil {
+	eachRecord(b, recs, func(rec []byte) {
+		if _, _, err := DecodeFrom(rec, "gw-1"); err != nil {
 			b.Fatal(err)
 		}
-		i++
-	}
-	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 func BenchmarkCanonicalize(b *testing.B) {
@@ -150,16 +153,11 @@ func BenchmarkCanonicalize(b *testing.B) {
 // decoders); this is what it would cost on every record.
 func BenchmarkIJSONErrors(b *testing.B) {
 	recs := realisticRecords(4096)
-	b.ReportAllocs()
-	i := 0
-	cpu0 := cpuNs(b)
-	for b.Loop() {
-		if bad, err := ijsonErrors(recs[i%len(recs)]); err != nil || len(bad) > 0 {
+	eachRecord(b, recs, func(rec []byte) {
+		if bad, err := ijsonErrors(rec); err != nil || len(bad) > 0 {
 			b.Fatal(err, bad)
 		}
-		i++
-	}
-	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
 
 // BenchmarkStrictFastPathChecks is the work the I-JSON rules add to the
@@ -186,14 +184,9 @@ func BenchmarkStrictFastPathChecks(b *testing.B) {
 // input is the canonical form (else re-encode and compare).
 func BenchmarkIsCanonicalRecord(b *testing.B) {
 	recs := canonicalForms(b, realisticRecords(4096))
-	b.ReportAllocs()
-	i := 0
-	cpu0 := cpuNs(b)
-	for b.Loop() {
-		if _, ok := IsCanonicalRecord(recs[i%len(recs)]); !ok {
-			b.Fatalf("not canonical: %s", recs[i%len(recs)])
+	eachRecord(b, recs, func(rec []byte) {
+		if _, ok := IsCanonicalRecord(rec); !ok {
+			b.Fatalf("not canonical: %s", rec)
 		}
-		i++
-	}
-	b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	})
 }
