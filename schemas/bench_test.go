@@ -126,8 +126,8 @@ func BenchmarkDecodeRealistic(b *testing.B) {
 }
 
 // BenchmarkDecodeFromCanonical is ingest's work per record when the
-// record comes in canonical form (as the Go producers and bench/ingest
-// send it), stamped with another principal.
+// record comes in canonical form (as CallRecord.Canonical writes it and
+// bench/ingest sends it), stamped with another principal.
 func BenchmarkDecodeFromCanonical(b *testing.B) {
 	recs := canonicalForms(b, realisticRecords(4096))
 	eachRecord(b, recs, func(rec []byte) {
