@@ -104,6 +104,14 @@ func openIndex(dir string, logger *slog.Logger) (*index, error) {
 	opts := &pebble.Options{
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{logger.With("component", "record-index")},
+		// Record ids are random, so every memtable flush overlaps every
+		// table below it and compactions rewrite much of the index. A
+		// memtable of 32 MiB (Pebble's default is 4 MiB) holds ~400k
+		// entries: eight times fewer flushes and L0 files to compact,
+		// which took the index's CPU per record, 4M random ids in, from
+		// 7.0–7.5 µs to 5.0–5.4 µs (BenchmarkIndexPut, bench/RESULTS.md
+		// 2026-12-03 19:55). Memory: at most two memtables, 64 MiB.
+		MemTableSize: 32 << 20,
 	}
 	opts.EnsureDefaults()
 	// Bloom filters in the tables: a lookup of an id the index does not
