@@ -191,17 +191,20 @@ type Config struct {
 type Hook struct {
 	cfg    Config
 	tracer trace.Tracer
-	prop   propagation.TextMapPropagator
-	lim    *limiter
-	idem   *idempotency
-	hist   *history
-	cat    catalog
-	brk    *breakers
-	bud    *budgets
-	log    *slog.Logger
-	now    func() time.Time
-	sealq  *sealq
-	runner *runner
+	// spanOpts are the span start options of each side's calls, made
+	// once: options made per call are allocations on the call's path.
+	spanOpts map[trace.SpanKind][]trace.SpanStartOption
+	prop     propagation.TextMapPropagator
+	lim      *limiter
+	idem     *idempotency
+	hist     *history
+	cat      catalog
+	brk      *breakers
+	bud      *budgets
+	log      *slog.Logger
+	now      func() time.Time
+	sealq    *sealq
+	runner   *runner
 }
 
 // New makes a Hook. Close it before its outbox.
@@ -225,6 +228,10 @@ func New(cfg Config) (*Hook, error) {
 	h := &Hook{
 		cfg:    cfg,
 		tracer: tp.Tracer("github.com/proofline/proofline/ingest/mcphook"),
+		spanOpts: map[trace.SpanKind][]trace.SpanStartOption{
+			trace.SpanKindServer: {trace.WithSpanKind(trace.SpanKindServer)},
+			trace.SpanKindClient: {trace.WithSpanKind(trace.SpanKindClient)},
+		},
 		prop:   propagation.TraceContext{},
 		lim:    newLimiter(cfg.Limits, cfg.Tools),
 		idem:   newIdempotency(cfg.IdempotencyTTL, cfg.IdempotencyEntries),
@@ -325,7 +332,19 @@ type call struct {
 	// the span's, or generated when no tracing SDK is installed, since a
 	// record needs its W3C ids either way.
 	sc, parent trace.SpanContext
-	attrs      map[string]string
+	// side is the hook's side, "server" or "client" (the record's
+	// proofline.hook attribute).
+	side string
+	// attrs are the record's attributes the call's path set; nil until
+	// one is (most calls set none). Set them with setAttr.
+	attrs map[string]string
+}
+
+func (c *call) setAttr(k, v string) {
+	if c.attrs == nil {
+		c.attrs = make(map[string]string, 2)
+	}
+	c.attrs[k] = v
 }
 
 // noSpan is the span of a call before its own starts: a call that
@@ -334,8 +353,7 @@ type call struct {
 var noSpan = trace.SpanFromContext(context.Background())
 
 func (h *Hook) newCall(method, side string) *call {
-	return &call{start: h.now(), method: method, span: noSpan, decision: policy.Decision{Effect: policy.Allow, Enforced: true},
-		attrs: map[string]string{"proofline.hook": side}}
+	return &call{start: h.now(), method: method, span: noSpan, decision: policy.Decision{Effect: policy.Allow, Enforced: true}, side: side}
 }
 
 // decodeArgs decodes the call's arguments once, on first use; nil when
@@ -356,7 +374,7 @@ func (c *call) decodeArgs() map[string]any {
 // ctx, for the record, for the tool's own outgoing calls and for _meta.
 func (h *Hook) startSpan(ctx context.Context, c *call, name string, kind trace.SpanKind) context.Context {
 	c.parent = trace.SpanContextFromContext(ctx)
-	ctx, c.span = h.tracer.Start(ctx, name, trace.WithSpanKind(kind))
+	ctx, c.span = h.tracer.Start(ctx, name, h.spanOpts[kind]...)
 	c.sc = c.span.SpanContext()
 	if c.span.IsRecording() && c.sc.IsValid() {
 		return ctx
@@ -513,7 +531,7 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		}()
 		if br := h.brk.of(c.target); br != nil {
 			if done, err = br.allow(); err != nil {
-				c.attrs["proofline.breaker"] = br.key
+				c.setAttr("proofline.breaker", br.key)
 				return nil, br.refusal(c.target, err)
 			}
 		}
@@ -522,7 +540,9 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 			c.decision = policy.Decision{Effect: policy.Deny, Rule: "budget:" + over.name, Reason: over.reason, Enforced: true}
 			return nil, &refusal{status: schemas.StatusPolicyBlocked, code: CodeBudgetExceeded, msg: "denied by budget " + over.name + ": " + over.reason}
 		}
-		maps.Copy(c.attrs, marks)
+		for k, v := range marks {
+			c.setAttr(k, v)
+		}
 		c.cost = costOf(c.tool)
 		release, err := h.lim.acquire(ctx, c.target)
 		if err != nil {
@@ -537,18 +557,22 @@ func (h *Hook) serve(ctx context.Context, method string, req mcp.Request, next m
 		var replay bool
 		res, replay, err = h.idem.do(ctx, c.identity.ID+"\x00"+c.target+"\x00"+idemKey, run)
 		if replay {
-			c.attrs["proofline.idempotent_replay"] = "true"
+			c.setAttr("proofline.idempotent_replay", "true")
 		}
 	} else {
 		res, err = run(ctx)
 	}
-	var rf *refusal
-	if errors.As(err, &rf) {
-		return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
-	}
-	var pe *panicError
-	if errors.As(err, &pe) {
-		return h.recovered(ctx, c, pe.value, pe.stack)
+	if err != nil {
+		// errors.As's target escapes: looked for only when there is an
+		// error, so that a call that succeeded allocates neither.
+		var rf *refusal
+		if errors.As(err, &rf) {
+			return h.refuse(ctx, c, rf.status, rf.code, rf.msg)
+		}
+		var pe *panicError
+		if errors.As(err, &pe) {
+			return h.recovered(ctx, c, pe.value, pe.stack)
+		}
 	}
 	if h.cfg.Policy != nil && h.cfg.Policy.Reads("session") {
 		h.hist.add(c.history, c.target)
@@ -621,7 +645,7 @@ func (h *Hook) decide(ctx context.Context, c *call) {
 	}
 	c.decision = d
 	if !d.Enforced {
-		c.attrs["policy.mode"] = policy.Staging
+		c.setAttr("policy.mode", policy.Staging)
 	}
 }
 
@@ -634,6 +658,11 @@ func (h *Hook) recovered(ctx context.Context, c *call, v any, stack []byte) (mcp
 	h.log.ErrorContext(ctx, "mcphook: recovered a panic; the call is answered with an internal error",
 		"method", c.method, "target", c.target, "panic", fmt.Sprint(v), "stack", string(stack))
 	err := &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "internal error (a panic in the server, recovered by proofline's hook; see the server's log)"}
+	// A panic after the call's record was handed to the sealer (in the
+	// catalog's recording, say) must not change the call under it.
+	cc := *c
+	cc.attrs = maps.Clone(c.attrs)
+	c = &cc
 	if c.identity.ID == "" {
 		c.identity = Identity{ID: "unknown", Type: schemas.ActorAgent}
 	}
@@ -701,65 +730,43 @@ func (h *Hook) finish(ctx context.Context, c *call, res mcp.Result, callErr erro
 	h.seal(ctx, h.pendingOf(c, res, callErr, status))
 }
 
-// pendingOf makes the call's record. res may be nil or a typed nil (a
-// handler's (nil, err)); the record then has no result digest.
+// pendingOf takes what the call's record needs from the call's path:
+// its end, outcome and result, and the _meta values it names. res may be
+// nil or a typed nil (a handler's (nil, err)); the record then has no
+// result digest. The record itself is made by the sealer (recordOf), off
+// the call's path, unless the call has a recording span, whose
+// attributes name the record before the span ends.
 func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) pending {
 	if isNil(res) {
 		res = nil
 	}
-	end := h.now()
+	p := pending{call: c, end: h.now(), args: c.rawArgs}
 	if e := c.identity.Elevation; e != nil && activeElevation(e, c.start) == nil {
 		// On record, but it granted nothing: the policy saw no elevation.
-		c.attrs["proofline.elevation"] = "expired"
+		c.setAttr("proofline.elevation", "expired")
 	}
-	r := &schemas.CallRecord{
-		TSStart:     schemas.Timestamp{Time: c.start},
-		TSEnd:       schemas.Timestamp{Time: end},
-		Actor:       schemas.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
-		Tool:        schemas.Tool{Name: c.target, Server: c.server.Name, Version: c.server.Version, Group: c.tool.Group},
-		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
-		ScopeGrants: c.identity.Scopes,
-		Elevation:   c.identity.Elevation,
-		Cost:        c.cost,
-		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
-		DataClass:   c.tool.DataClass,
-		Region:      h.cfg.Region,
-		Attributes:  c.attrs,
-		IngestedBy:  h.cfg.Principal,
-	}
-	if r.Policy.Decision == "" {
-		r.Policy.Decision = schemas.DecisionAllow
-	}
-	if r.Tool.Name == "" {
-		r.Tool.Name = c.method
-	}
-	r.WorkflowID, _ = c.meta[MetaWorkflowID].(string)
-	r.PlanID, _ = c.meta[MetaPlanID].(string)
-	if c.sc.IsValid() {
-		r.Trace = &schemas.Trace{TraceID: c.sc.TraceID().String(), SpanID: c.sc.SpanID().String()}
-		if c.parent.IsValid() && c.parent.TraceID() == c.sc.TraceID() {
-			r.Trace.ParentSpanID = c.parent.SpanID().String()
-		}
-	}
+	// What the caller may change once the call returned is read now: an
+	// agent may reuse its params (and their _meta) for its next call.
+	p.workflowID, _ = c.meta[MetaWorkflowID].(string)
+	p.planID, _ = c.meta[MetaPlanID].(string)
 	switch {
 	case status != "":
-		r.Outcome.Status = status
+		p.outcome.Status = status
 	case callErr != nil:
-		r.Outcome.Status = statusOf(callErr)
+		p.outcome.Status = statusOf(callErr)
 	default:
-		r.Outcome.Status = schemas.StatusOK
+		p.outcome.Status = schemas.StatusOK
 		if tr, ok := res.(*mcp.CallToolResult); ok && tr.IsError {
-			r.Outcome.Status = schemas.StatusToolError
+			p.outcome.Status = schemas.StatusToolError
 		}
 	}
 	if callErr != nil {
 		var we *jsonrpc.Error
 		if errors.As(callErr, &we) {
-			r.Outcome.ErrorCode = fmt.Sprint(we.Code)
+			p.outcome.ErrorCode = fmt.Sprint(we.Code)
 		}
-		r.Outcome.ErrorMessage = truncate(callErr.Error(), 4096)
+		p.outcome.ErrorMessage = truncate(callErr.Error(), 4096)
 	}
-	p := pending{rec: r, args: c.rawArgs}
 	switch res := res.(type) {
 	case nil:
 	case *mcp.CallToolResult:
@@ -773,10 +780,54 @@ func (h *Hook) pendingOf(c *call, res mcp.Result, callErr error, status string) 
 	}
 	if c.span.IsRecording() {
 		// The span names its record; otherwise the sealer makes the id.
-		r.RecordID = newRecordID()
+		p.rec = h.recordOf(p)
+		p.rec.RecordID = newRecordID()
+		h.annotate(c, p.rec)
+		p.call = nil
 	}
-	h.annotate(c, r)
 	return p
+}
+
+// recordOf makes a call's record from what pendingOf took. The call is
+// no longer changed by anyone once pendingOf ran, so the sealer reads it.
+func (h *Hook) recordOf(p pending) *schemas.CallRecord {
+	c := p.call
+	// A map of the record's own: the call's may still be read by a
+	// panic's recovery on the call's path (recovered).
+	attrs := make(map[string]string, len(c.attrs)+1)
+	maps.Copy(attrs, c.attrs)
+	attrs["proofline.hook"] = c.side
+	r := &schemas.CallRecord{
+		TSStart:     schemas.Timestamp{Time: c.start},
+		TSEnd:       schemas.Timestamp{Time: p.end},
+		Actor:       schemas.Actor{ID: c.identity.ID, Type: c.identity.Type, OnBehalfOf: c.identity.OnBehalfOf},
+		Tool:        schemas.Tool{Name: c.target, Server: c.server.Name, Version: c.server.Version, Group: c.tool.Group},
+		MCP:         &schemas.MCP{Method: c.method, SessionID: c.session, Transport: h.cfg.Transport},
+		ScopeGrants: c.identity.Scopes,
+		Elevation:   c.identity.Elevation,
+		Cost:        c.cost,
+		Policy:      schemas.Policy{Decision: c.decision.Effect, Rule: c.decision.Rule, Reason: truncate(c.decision.Reason, 4096)},
+		DataClass:   c.tool.DataClass,
+		Region:      h.cfg.Region,
+		Attributes:  attrs,
+		IngestedBy:  h.cfg.Principal,
+		Outcome:     p.outcome,
+		WorkflowID:  p.workflowID,
+		PlanID:      p.planID,
+	}
+	if r.Policy.Decision == "" {
+		r.Policy.Decision = schemas.DecisionAllow
+	}
+	if r.Tool.Name == "" {
+		r.Tool.Name = c.method
+	}
+	if c.sc.IsValid() {
+		r.Trace = &schemas.Trace{TraceID: c.sc.TraceID().String(), SpanID: c.sc.SpanID().String()}
+		if c.parent.IsValid() && c.parent.TraceID() == c.sc.TraceID() {
+			r.Trace.ParentSpanID = c.parent.SpanID().String()
+		}
+	}
+	return r
 }
 
 // isNil reports whether a result is nil or a typed nil pointer: handlers
@@ -790,11 +841,18 @@ func isNil(res mcp.Result) bool {
 	return v.Kind() == reflect.Pointer && v.IsNil()
 }
 
-// pending is a record still to be sealed: digested, canonicalized,
-// validated and handed to the outbox.
+// pending is a record still to be sealed: made (when rec is nil, from
+// call and the rest), digested, canonicalized, validated and handed to
+// the outbox.
 type pending struct {
-	rec          *schemas.CallRecord
-	args, result []byte
+	rec  *schemas.CallRecord
+	call *call
+	// end, outcome, workflowID and planID are the record's, read on the
+	// call's path.
+	end                time.Time
+	outcome            schemas.Outcome
+	workflowID, planID string
+	args, result       []byte
 	// resultValue, when set, is serialized into result by the sealer.
 	resultValue any
 }
@@ -809,14 +867,23 @@ func (h *Hook) seal(ctx context.Context, p pending) {
 }
 
 func (h *Hook) complete(ctx context.Context, p pending) {
-	r := p.rec
 	defer func() {
 		// Sealing runs on the sealer goroutine too, where a panic (a
 		// result whose MarshalJSON panics) would end the process.
 		if v := recover(); v != nil {
-			h.log.ErrorContext(ctx, "mcphook: sealing a call record panicked; not recorded", "tool", r.Tool.Name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			tool := ""
+			if p.rec != nil {
+				tool = p.rec.Tool.Name
+			} else if p.call != nil {
+				tool = p.call.target
+			}
+			h.log.ErrorContext(ctx, "mcphook: sealing a call record panicked; not recorded", "tool", tool, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 	}()
+	if p.rec == nil {
+		p.rec = h.recordOf(p)
+	}
+	r := p.rec
 	if r.RecordID == "" {
 		r.RecordID = newRecordID()
 	}
@@ -887,6 +954,12 @@ func statusOf(err error) string {
 // the tool's health: its outcome status, or "" when it says nothing (the
 // hook's own concurrency cap refused it, the caller went away).
 func breakerStatus(res mcp.Result, err error) string {
+	if err == nil {
+		if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
+			return schemas.StatusToolError
+		}
+		return schemas.StatusOK
+	}
 	var rf *refusal
 	switch {
 	case errors.As(err, &rf):
@@ -897,13 +970,9 @@ func breakerStatus(res mcp.Result, err error) string {
 		return rf.status
 	case errors.Is(err, context.Canceled):
 		return ""
-	case err != nil:
+	default:
 		return statusOf(err)
 	}
-	if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
-		return schemas.StatusToolError
-	}
-	return schemas.StatusOK
 }
 
 // annotate sets the span's attributes (OpenTelemetry semantic conventions
