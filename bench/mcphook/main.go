@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strings"
 	"sync"
@@ -53,6 +54,7 @@ func main() {
 	out := flag.String("out", "", "also write the Markdown report to this file")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured calls to this file")
 	timeout := flag.Duration("timeout", 0, "the hook's call timeout (Limits.DefaultTimeout; 0: none): with one, the tool runs on a goroutine of its own so the call can be answered when it is over")
+	traceOut := flag.String("trace", "", "write an execution trace of the measured calls to this file, with the hook's own time as regions (\"hook before the tool\", \"hook after the tool\")")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -65,7 +67,19 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *traceOut != "" {
+		f, err := os.Create(*traceOut)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		defer trace.Stop()
+	}
 	if err := run(context.Background(), *n, *timeout, *out); err != nil {
+		trace.Stop()
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -92,6 +106,13 @@ type selfTimer struct {
 	mu      sync.Mutex
 	inner   time.Duration
 	samples []time.Duration
+	// pre and post are the execution-trace regions of the hook's own
+	// time before and after the tool (with -trace): a slow sample can
+	// then be matched with what the goroutine and the runtime did in it.
+	// A region starts and ends on one goroutine, so there are none when
+	// a call timeout runs the tool on another.
+	regions   bool
+	pre, post *trace.Region
 }
 
 func (st *selfTimer) outer() mcp.Middleware {
@@ -101,7 +122,14 @@ func (st *selfTimer) outer() mcp.Middleware {
 				return next(ctx, method, req)
 			}
 			t0 := time.Now()
+			if st.regions {
+				st.pre = trace.StartRegion(ctx, "hook before the tool")
+			}
 			res, err := next(ctx, method, req)
+			if st.post != nil {
+				st.post.End()
+				st.post = nil
+			}
 			total := time.Since(t0)
 			st.mu.Lock()
 			st.samples = append(st.samples, total-st.inner)
@@ -114,9 +142,16 @@ func (st *selfTimer) outer() mcp.Middleware {
 func (st *selfTimer) innerMW() mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if st.pre != nil {
+				st.pre.End()
+				st.pre = nil
+			}
 			t0 := time.Now()
 			res, err := next(ctx, method, req)
 			d := time.Since(t0)
+			if st.regions && method == "tools/call" {
+				st.post = trace.StartRegion(ctx, "hook after the tool")
+			}
 			st.mu.Lock()
 			st.inner = d
 			st.mu.Unlock()
@@ -203,7 +238,8 @@ func run(ctx context.Context, n int, timeout time.Duration, out string) error {
 	// only passes the call on. Its "self time" is the floor of what this
 	// measurement can see on this machine (two time.Now calls, the
 	// scheduler, the GC the SDK's own allocations cause).
-	st0, st1, st2 := &selfTimer{}, &selfTimer{}, &selfTimer{}
+	regions := trace.IsEnabled() && timeout == 0
+	st0, st1, st2 := &selfTimer{regions: regions}, &selfTimer{regions: regions}, &selfTimer{regions: regions}
 	passThrough := func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			return next(ctx, method, req)
