@@ -9,6 +9,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/proofline/proofline/ingest/mcphook/policy"
 	"github.com/proofline/proofline/ingest/outbox"
 	"github.com/proofline/proofline/ingest/publish"
 	"github.com/proofline/proofline/internal/bus"
@@ -16,8 +17,8 @@ import (
 
 // BenchmarkServeMiddleware is the hook's own work on a call's path, no
 // transport and no tool: the middleware called directly, guardrails on
-// as bench/mcphook has them (a breaker, a call budget and a per-caller
-// cost budget, no tracing SDK installed). Its time is the window in
+// as bench/mcphook has them (a policy, a breaker, a call budget and a
+// per-caller cost budget, no tracing SDK installed). Its time is the window in
 // which the scheduler and the garbage collector can delay a call, which
 // is what bench/mcphook's p99 of the hook's own time measures.
 func BenchmarkServeMiddleware(b *testing.B) {
@@ -33,7 +34,11 @@ func BenchmarkServeMiddleware(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer ob.Close(ctx)
-	h, err := New(Config{Outbox: ob, Server: ServerInfo{Name: "bench"}, Logger: quiet,
+	pol, err := policy.Parse([]byte(testPolicy))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := New(Config{Outbox: ob, Policy: pol, Server: ServerInfo{Name: "bench"}, Logger: quiet,
 		Tools:  map[string]ToolConfig{"noop": {Group: "bench", Service: "bench-api", Cost: 0.001, Currency: "USD"}},
 		Limits: Limits{Breaker: &BreakerConfig{ConsecutiveFailures: 5, FailureRate: 0.5}},
 		Budgets: []Budget{
