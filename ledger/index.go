@@ -110,7 +110,7 @@ func openIndex(dir string, logger *slog.Logger) (*index, error) {
 		// entries: eight times fewer flushes and L0 files to compact,
 		// which took the index's CPU per record, 4M random ids in, from
 		// 7.0–7.5 µs to 5.0–5.4 µs (BenchmarkIndexPut, bench/RESULTS.md
-		// 2026-12-03 19:55). Memory: at most two memtables, 64 MiB.
+		// 2026-12-03 19:50–20:00). Memory: at most two memtables, 64 MiB.
 		MemTableSize: 32 << 20,
 	}
 	opts.EnsureDefaults()
