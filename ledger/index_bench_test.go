@@ -4,9 +4,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proofline/proofline/internal/cpustat"
 )
 
 // BenchmarkIndexPut is the record index as the signer uses it: one
@@ -37,11 +38,11 @@ func BenchmarkIndexPut(b *testing.B) {
 		}
 	}
 	cpu := func() int64 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		d, err := cpustat.Self()
+		if err != nil {
 			b.Fatal(err)
 		}
-		return ru.Utime.Nano() + ru.Stime.Nano()
+		return d.Nanoseconds()
 	}
 	b.ResetTimer()
 	cpu0 := cpu()

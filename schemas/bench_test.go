@@ -5,20 +5,21 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/proofline/proofline/internal/cpustat"
 )
 
 // cpuNs is the process's CPU time so far (user + system). The machine the
 // benchmarks run on is shared, so wall time per op swings with the load;
 // CPU time per op (reported as cpu-ns/op) is what the code itself costs.
 func cpuNs(b *testing.B) int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := cpustat.Self()
+	if err != nil {
 		b.Fatal(err)
 	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
+	return d.Nanoseconds()
 }
 
 // eachRecord runs f on recs in turn for b.N ops and reports the CPU time

@@ -30,7 +30,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,6 +42,7 @@ import (
 	"github.com/proofline/proofline/exporters/filesink"
 	"github.com/proofline/proofline/exporters/splunkhec"
 	"github.com/proofline/proofline/exporters/splunkhec/hectest"
+	"github.com/proofline/proofline/internal/cpustat"
 	"github.com/proofline/proofline/ledger"
 )
 
@@ -99,10 +99,10 @@ func record(i int, ts time.Time) ledger.Entry {
 	return ledger.Entry{ID: id, Data: b}
 }
 
+// cpu is the process's CPU time so far; zero where it cannot be read.
 func cpu() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	d, _ := cpustat.Self()
+	return d
 }
 
 type measure struct {

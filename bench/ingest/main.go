@@ -30,7 +30,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,6 +40,7 @@ import (
 
 	"github.com/proofline/proofline/bench/internal/gen"
 	"github.com/proofline/proofline/internal/bus"
+	"github.com/proofline/proofline/internal/cpustat"
 	"github.com/proofline/proofline/schemas"
 )
 
@@ -511,11 +511,11 @@ type cpuPerRecord struct{ js, ts, server, loadgen float64 }
 
 // selfCPU is this process's CPU time so far, in µs.
 func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := cpustat.Self()
+	if err != nil {
 		return 0
 	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e3
+	return float64(d.Nanoseconds()) / 1e3
 }
 
 // procCPU is another process's CPU time so far, in µs, from /proc (Linux;
