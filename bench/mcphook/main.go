@@ -13,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -57,28 +58,29 @@ func main() {
 	traceOut := flag.String("trace", "", "write an execution trace of the measured calls to this file, with the hook's own time as regions (\"hook before the tool\", \"hook after the tool\")")
 	flag.Parse()
 	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err == nil {
-			err = pprof.StartCPUProfile(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
+		startWriting(*cpuprofile, pprof.StartCPUProfile)
 		defer pprof.StopCPUProfile()
 	}
 	if *traceOut != "" {
-		f, err := os.Create(*traceOut)
-		if err == nil {
-			err = trace.Start(f)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
+		startWriting(*traceOut, trace.Start)
 		defer trace.Stop()
 	}
 	if err := run(context.Background(), *n, *timeout, *out); err != nil {
+		trace.Stop()
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// startWriting creates path and starts start (a CPU profile, an
+// execution trace) writing to it; the bench stops on an error.
+func startWriting(path string, start func(io.Writer) error) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = start(f)
+	}
+	if err != nil {
 		trace.Stop()
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "bench:", err)
