@@ -49,18 +49,16 @@ func parseTime(name, v string) (time.Time, error) {
 	return t.UTC(), nil
 }
 
-// timeRange is [from, to) of a KPI request: RFC 3339 from and to, either
-// defaulting from the other and the window (to: now). When both are bad,
-// the error names both: one round trip fixes the request.
-func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err error) {
-	to = time.Now().UTC()
-	var errTo, errFrom error
-	if toS != "" {
-		to, errTo = parseTime("to", toS)
-	}
-	from = to.Add(-window)
+// bounds parses a request's from and to, each the zero time when not
+// given. When both are bad the error names both, from first: one round
+// trip fixes the request. A from given must be before a to given.
+func bounds(fromS, toS string) (from, to time.Time, err error) {
+	var errFrom, errTo error
 	if fromS != "" {
 		from, errFrom = parseTime("from", fromS)
+	}
+	if toS != "" {
+		to, errTo = parseTime("to", toS)
 	}
 	switch {
 	case errFrom != nil && errTo != nil:
@@ -69,6 +67,24 @@ func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err
 		return from, to, errFrom
 	case errTo != nil:
 		return from, to, errTo
+	}
+	if !from.IsZero() && !to.IsZero() && !from.Before(to) {
+		return from, to, errors.New("from must be before to")
+	}
+	return from, to, nil
+}
+
+// timeRange is [from, to) of a KPI request: RFC 3339 from and to (see
+// bounds), either defaulting from the other and the window (to: now).
+func timeRange(fromS, toS string, window time.Duration) (from, to time.Time, err error) {
+	if from, to, err = bounds(fromS, toS); err != nil {
+		return from, to, err
+	}
+	if to.IsZero() { // parseTime takes no time before 1970
+		to = time.Now().UTC()
+	}
+	if from.IsZero() {
+		from = to.Add(-window)
 	}
 	if !from.Before(to) {
 		return from, to, errors.New("from must be before to")
@@ -204,28 +220,9 @@ func (d Deps) spans(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Elevated = &b
 	}
-	// Both bounds are read before answering, so that the error names
-	// every bad one, always in the same order.
-	var bad []string
-	for _, p := range []struct {
-		name string
-		dst  *time.Time
-	}{{"from", &f.From}, {"to", &f.To}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := parseTime(p.name, v)
-			if err != nil {
-				bad = append(bad, err.Error())
-				continue
-			}
-			*p.dst = t
-		}
-	}
-	if len(bad) > 0 {
-		httpx.WriteError(w, http.StatusBadRequest, strings.Join(bad, "; "))
-		return
-	}
-	if !f.From.IsZero() && !f.To.IsZero() && !f.From.Before(f.To) {
-		httpx.WriteError(w, http.StatusBadRequest, "from must be before to")
+	var err error
+	if f.From, f.To, err = bounds(q.Get("from"), q.Get("to")); err != nil {
+		httpx.WriteError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if f.Status != "" && !schemas.IsStatus(f.Status) {
