@@ -303,3 +303,64 @@ func TestIngestBeforeAnySigner(t *testing.T) {
 	}
 	checkExactlyOnce(t, s, s.token("auditor", "query", "1h"), acked)
 }
+
+// TestMinimalAnswer: with "Prefer: return=minimal" the answer lists only
+// the records that were not accepted, each by its index in the request,
+// with complete counts and Preference-Applied; the records accepted are
+// stored as with a full answer, and a request without the preference
+// still lists every record.
+func TestMinimalAnswer(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	tok := s.token("gw-1", "ingest", "1h")
+	q := s.token("auditor", "query", "1h")
+
+	first, second := record("minimal-1"), record("minimal-2")
+	bad := record("minimal-bad")
+	delete(bad, "actor")
+	body := ndjson(t, first, second, bad, first)
+	type want struct {
+		index  int
+		status string
+	}
+	for _, c := range []struct {
+		name    string
+		prefer  string
+		counts  [3]int // accepted, duplicates, rejected
+		results []want
+		applied bool
+	}{
+		{"new records", "return=minimal", [3]int{2, 1, 1}, []want{{2, "rejected"}, {3, "duplicate"}}, true},
+		{"a retry, among other preferences", `respond-async, RETURN="minimal"; foo=bar`, [3]int{0, 3, 1}, []want{{0, "duplicate"}, {1, "duplicate"}, {2, "rejected"}, {3, "duplicate"}}, true},
+		{"no preference", "", [3]int{0, 3, 1}, []want{{0, "duplicate"}, {1, "duplicate"}, {2, "rejected"}, {3, "duplicate"}}, false},
+		{"return=representation", "return=representation", [3]int{0, 3, 1}, []want{{0, "duplicate"}, {1, "duplicate"}, {2, "rejected"}, {3, "duplicate"}}, false},
+	} {
+		var headers map[string]string
+		if c.prefer != "" {
+			headers = map[string]string{"Prefer": c.prefer}
+		}
+		code, h, pr, err := s.post(tok, body, headers)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("%s: %d %v", c.name, code, err)
+		}
+		if got := [3]int{pr.Accepted, pr.Duplicates, pr.Rejected}; got != c.counts {
+			t.Errorf("%s: counts %v, want %v", c.name, got, c.counts)
+		}
+		if applied := h.Get("Preference-Applied") == "return=minimal"; applied != c.applied {
+			t.Errorf("%s: Preference-Applied %q", c.name, h.Get("Preference-Applied"))
+		}
+		var got []want
+		for _, r := range pr.Results {
+			got = append(got, want{r.Index, r.Status})
+			if r.Status == "rejected" && (len(r.Errors) == 0 || r.Errors[0].Path != "$.actor") {
+				t.Errorf("%s: rejected record without its error: %+v", c.name, r)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.results) {
+			t.Errorf("%s: results %v, want %v", c.name, got, c.results)
+		}
+	}
+	for _, id := range []string{"minimal-1", "minimal-2"} {
+		s.waitProof(q, id)
+	}
+}

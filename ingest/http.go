@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/proofline/proofline/ingest/publish"
@@ -61,7 +62,9 @@ type Result struct {
 	LeafIndex *uint64 `json:"leaf_index,omitempty"`
 }
 
-// Response is the body of a POST /v1/records answer.
+// Response is the body of a POST /v1/records answer. With the request
+// header "Prefer: return=minimal" Results lists only the records not
+// accepted (each with its index); the counts are always complete.
 type Response struct {
 	Accepted   int      `json:"accepted"`
 	Duplicates int      `json:"duplicates"`
@@ -178,7 +181,44 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, status, "records were not confirmed stored; retry the request (it is idempotent)")
 		return
 	}
+	if prefersMinimal(r.Header.Values("Prefer")) {
+		resp.minimal()
+		w.Header().Set("Preference-Applied", "return=minimal")
+	}
 	httpx.WriteJSON(w, status, resp)
+}
+
+// minimal drops the results of accepted records: a gateway posting
+// thousands of records a request needs the counts and what to do about
+// the others, and listing every accepted record costs both sides more
+// than the rest of the answer (an encode here, a decode there).
+func (r *Response) minimal() {
+	kept := r.Results[:0]
+	for _, res := range r.Results {
+		if res.Status != StatusAccepted {
+			kept = append(kept, res)
+		}
+	}
+	r.Results = kept
+}
+
+// prefersMinimal reports whether the request's Prefer headers (RFC 7240)
+// ask for return=minimal. Hand-written: net/http has no parser for
+// Prefer, and only this one preference, by its name and value, matters
+// here (parameters after ';' are ignored, names are case-insensitive,
+// the value may be quoted).
+func prefersMinimal(headers []string) bool {
+	for _, h := range headers {
+		for pref := range strings.SplitSeq(h, ",") {
+			pref, _, _ = strings.Cut(pref, ";")
+			name, value, ok := strings.Cut(pref, "=")
+			if ok && strings.EqualFold(strings.TrimSpace(name), "return") &&
+				strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "minimal") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ingest decodes, stamps and publishes the records; the returned response

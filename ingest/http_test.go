@@ -73,3 +73,27 @@ func TestRefusedBeforeTheBodyIsRead(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefersMinimal reads RFC 7240's Prefer header as clients write it.
+func TestPrefersMinimal(t *testing.T) {
+	for _, c := range []struct {
+		headers []string
+		want    bool
+	}{
+		{nil, false},
+		{[]string{"return=minimal"}, true},
+		{[]string{`return="minimal"`}, true},
+		{[]string{"Return = Minimal"}, true},
+		{[]string{"respond-async, return=minimal; foo=bar"}, true},
+		{[]string{"wait=10", "return=minimal"}, true},
+		{[]string{"return=representation"}, false},
+		{[]string{"return=minimalist"}, false},
+		{[]string{"handling=strict"}, false},
+		{[]string{"minimal"}, false},
+		{[]string{"foo; return=minimal"}, false}, // a parameter of foo, not a preference
+	} {
+		if got := prefersMinimal(c.headers); got != c.want {
+			t.Errorf("prefersMinimal(%q) = %v, want %v", c.headers, got, c.want)
+		}
+	}
+}
