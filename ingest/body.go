@@ -170,7 +170,7 @@ func splitRecords(body []byte) ([][]byte, error) {
 	// jsontext splits the array without decoding each record; duplicate
 	// names and bad UTF-8 inside a record are left for the record decoder
 	// to reject that record alone.
-	dec := jsontext.NewDecoder(bytes.NewReader(trimmed), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+	dec := jsontext.NewDecoder(bytes.NewBuffer(trimmed), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
@@ -213,7 +213,7 @@ func splitStream(body []byte) ([][]byte, error) {
 	firstErrAt := 0
 	for {
 		rest := body[pos:]
-		dec := jsontext.NewDecoder(bytes.NewReader(rest), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+		dec := jsontext.NewDecoder(bytes.NewBuffer(rest), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 		end := 0 // end of the last value read, in rest
 		var err error
 		for {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -139,5 +140,27 @@ func TestReadBody(t *testing.T) {
 				t.Fatalf("body differs: %d bytes, want %d", len(got), len(c.want))
 			}
 		})
+	}
+}
+
+// BenchmarkSplitRecords splits a JSON array of 400 records of ~900
+// bytes, the size of a gateway's batch every 10 ms at 40k records/s.
+func BenchmarkSplitRecords(b *testing.B) {
+	var body bytes.Buffer
+	body.WriteByte('[')
+	for i := range 400 {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"record_id":"%032x","ts_start":"2026-11-25T10:00:00.000Z","ts_end":"2026-11-25T10:00:00.120Z","actor":{"id":"agent-%d","type":"agent","on_behalf_of":"user-%d@example.com"},"tool":{"name":"search_tickets","server":"jira-mcp","group":"ticketing"},"policy":{"decision":"allow"},"outcome":{"status":"ok"},"args_sha256":"%064x","result_sha256":"%064x","attributes":{"env":"bench","tenant":"t-%d"},"trace":{"trace_id":"%032x","span_id":"%016x"}}`,
+			rand.Uint64(), i%50, i%500, rand.Uint64(), rand.Uint64(), i%10, rand.Uint64(), rand.Uint64())
+	}
+	body.WriteByte(']')
+	b.SetBytes(int64(body.Len()))
+	b.ReportAllocs()
+	for b.Loop() {
+		if out, err := splitRecords(body.Bytes()); err != nil || len(out) != 400 {
+			b.Fatal(len(out), err)
+		}
 	}
 }
