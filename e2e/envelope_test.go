@@ -110,7 +110,7 @@ func TestEnvelopes(t *testing.T) {
 		if len(m.Data) > 1<<20 {
 			t.Errorf("message %d holds %d bytes, over the max payload", seq, len(m.Data))
 		}
-		if !key.Verify(m.Header.Get(jetstream.MsgIDHeader), m.Data, m.Header.Get(attest.Header)) {
+		if !publish.VerifyEnvelope(key, m.Header.Get(jetstream.MsgIDHeader), m.Header.Get(attest.Header), m.Data) {
 			t.Errorf("envelope %d: attestation %q does not verify", seq, m.Header.Get(attest.Header))
 		}
 		recs, err := publish.Records(m.Header, m.Data)

@@ -408,7 +408,7 @@ func (s *Signer) entriesOf(m jetstream.Msg) (entries []ledger.Entry, bad []badRe
 	}
 	entries = make([]ledger.Entry, 0, len(recs))
 	if s.cfg.Attestation != nil {
-		if id, att := h.Get(jetstream.MsgIDHeader), h.Get(attest.Header); id != "" && att != "" && s.cfg.Attestation.Verify(id, m.Data(), att) {
+		if id, att := h.Get(jetstream.MsgIDHeader), h.Get(attest.Header); id != "" && att != "" && publish.VerifyEnvelope(s.cfg.Attestation, id, att, m.Data()) {
 			for _, r := range recs {
 				entries = append(entries, ledger.Entry{ID: r.RecordID, Data: r.Data})
 			}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/proofline/proofline/internal/attest"
 )
 
 func records(n, size int) []Message {
@@ -100,5 +103,59 @@ func TestEnvelopeIDIsTheBody(t *testing.T) {
 	}
 	if envelopeID(a) == envelopeID(c) {
 		t.Error("different records made one envelope id")
+	}
+}
+
+// TestAttestedEnvelopeID: an attested envelope's id is as stable as an
+// unattested one's (the same body under the same key, the same id) and
+// differs by body and by key; VerifyEnvelope accepts it and the form of
+// earlier versions, and nothing else.
+func TestAttestedEnvelopeID(t *testing.T) {
+	key, err := attest.New(bytes.Repeat([]byte{1}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := attest.New(bytes.Repeat([]byte{2}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := split(records(10, 10), 1<<20)[0].body
+	c := split(records(9, 10), 1<<20)[0].body
+	idA, attA := attestEnvelope(key, a)
+	if id, att := attestEnvelope(key, bytes.Clone(a)); id != idA || att != attA {
+		t.Error("the same body made two attested envelopes")
+	}
+	idC, attC := attestEnvelope(key, c)
+	if idC == idA {
+		t.Error("different bodies made one envelope id")
+	}
+	if id, _ := attestEnvelope(other, a); id == idA {
+		t.Error("two keys made one envelope id")
+	}
+	if len(idA) != len(envelopeID(a)) || !strings.HasPrefix(idA, envelopeIDPrefix) {
+		t.Errorf("attested envelope id %q is not shaped as an unattested one, %q", idA, envelopeID(a))
+	}
+	earlierID := envelopeID(a)
+	earlierAtt := key.Sign(earlierID, a)
+	_, otherAtt := attestEnvelope(other, a)
+	for _, c := range []struct {
+		name     string
+		id, att  string
+		body     []byte
+		verifies bool
+	}{
+		{"attested", idA, attA, a, true},
+		{"earlier form", earlierID, earlierAtt, a, true},
+		{"another body under the id", idA, attA, c, false},
+		{"another envelope's attestation", idA, attC, a, false},
+		{"another envelope's id and attestation", idC, attC, a, false},
+		{"another key", idA, otherAtt, a, false},
+		{"earlier form, another body", earlierID, earlierAtt, c, false},
+		{"not base64", idA, "%%%", a, false},
+		{"empty", idA, "", a, false},
+	} {
+		if got := VerifyEnvelope(key, c.id, c.att, c.body); got != c.verifies {
+			t.Errorf("%s: VerifyEnvelope = %v, want %v", c.name, got, c.verifies)
+		}
 	}
 }

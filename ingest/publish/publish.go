@@ -69,8 +69,9 @@ func (p *Publisher) Connected() bool { return p.js.Conn().IsConnected() }
 // Two or more records travel in envelopes (envelope.go): as few messages
 // as the server's max payload allows, each acknowledged as a whole, so
 // every record of one envelope gets its sequence and duplicate flag. An
-// envelope's Nats-Msg-Id is a digest of its body: the same batch published
-// again (a retry) is reported as a duplicate and not stored twice. A lone
+// envelope's Nats-Msg-Id is a digest of its body (attestEnvelope,
+// envelopeID): the same batch published again (a retry) is reported as a
+// duplicate and not stored twice. A lone
 // record is published as a message of its own, its Nats-Msg-Id its record
 // id and a digest of its bytes (MsgID), so a different record under the
 // same id is not mistaken for a duplicate either way.
@@ -109,13 +110,15 @@ func (p *Publisher) Publish(ctx context.Context, msgs []Message) ([]PubResult, e
 		maxBody := maxPayload - headerOverhead
 		for _, e := range split(msgs, maxBody) {
 			nm := &nats.Msg{Subject: Subject, Data: e.body, Header: nats.Header{}}
-			id := envelopeID(e.body)
-			nm.Header.Set(jetstream.MsgIDHeader, id)
+			if p.attest != nil {
+				id, att := attestEnvelope(p.attest, e.body)
+				nm.Header.Set(jetstream.MsgIDHeader, id)
+				nm.Header.Set(attest.Header, att)
+			} else {
+				nm.Header.Set(jetstream.MsgIDHeader, envelopeID(e.body))
+			}
 			nm.Header.Set(HeaderEnvelope, EnvelopeV1)
 			nm.Header.Set(HeaderRecords, strconv.Itoa(e.n))
-			if p.attest != nil {
-				nm.Header.Set(attest.Header, p.attest.Sign(id, e.body))
-			}
 			if err := publish(nm, e.first, e.n); err != nil {
 				return nil, err
 			}
